@@ -1,0 +1,32 @@
+"""The pydantic base of every xresource model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class XObjPrototype(BaseModel):
+    """Base model: unknown fields are errors and assignments are validated."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ResourceMetadata(XObjPrototype):
+    """Who a resource is, independent of its backend."""
+
+    name: str
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
