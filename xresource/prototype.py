@@ -13,7 +13,6 @@ class XObjPrototype(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
-        populate_by_name=True,
         use_attribute_docstrings=True,
     )
 

@@ -156,8 +156,11 @@ def _reject_url_password(value: str) -> str:
 
 def _reject_secret_keys(value: dict[str, Any]) -> dict[str, Any]:
     for key, item in value.items():
-        if isinstance(item, str) and SECRET_KEY_RE.search(key):
-            _require_reference(item)
+        if isinstance(item, str) and SECRET_KEY_RE.search(key) and item and not has_reference(item):
+            raise ValueError(
+                f"key {key!r} holds a literal secret; write a reference instead, "
+                f"e.g. {key}: ${{env:NAME}} or ${{file:/run/secrets/name}}"
+            )
         elif isinstance(item, str):
             _reject_url_password(item)
     return value

@@ -1,0 +1,1 @@
+"""The ``xresource`` command line."""

@@ -1,0 +1,43 @@
+"""One manifest document and where each of its fields sits in the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Mark = tuple[int, int]  # 1-based line and column
+FieldPath = tuple[str | int, ...]
+
+
+@dataclass(slots=True)
+class Document:
+    """A parsed manifest: its data plus the line/column of the document and of each key."""
+
+    file: Path
+    index: int  # position in a multi-document YAML file, 0-based
+    data: Any
+    line: int = 1
+    column: int = 1
+    marks: dict[FieldPath, Mark] = field(default_factory=dict)
+    declared_schema: str | None = None  # from a "yaml-language-server: $schema=" modeline
+
+    def mark_for(self, path: FieldPath) -> Mark:
+        """The closest known position of ``path``, walking up to the document itself."""
+        while path:
+            found = self.marks.get(path)
+            if found is not None:
+                return found
+            path = path[:-1]
+        return (self.line, self.column)
+
+
+def format_path(path: FieldPath) -> str:
+    """``("auth_params", "password")`` -> ``auth_params.password``; ``("tags", 0)`` -> ``tags[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

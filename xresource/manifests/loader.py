@@ -1,0 +1,196 @@
+"""From manifest files to validated (unconnected) resources, with every problem located."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from xresource.errors import ManifestError, Problem, UnknownResourceTypeError
+from xresource.factory import PluginLoadError, ResourceFactory
+from xresource.manifests.document import Document, format_path
+from xresource.manifests.scan import iter_manifest_files
+from xresource.manifests.toml_reader import read_toml
+from xresource.manifests.yaml_reader import read_yaml
+from xresource.resource import NAME_PATTERN, XResource
+from xresource.secrets import referenced_files, suggested_reference
+from xresource.settings import Settings, default_settings
+
+
+@dataclass
+class LoadResult:
+    """Everything found under the given paths."""
+
+    resources: dict[str, XResource] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    documents: dict[str, Document] = field(default_factory=dict)  # by resource name
+    names_by_file: dict[Path, list[str]] = field(default_factory=dict)
+    file_hashes: dict[Path, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problems_by_file(self) -> dict[Path, list[Problem]]:
+        out: dict[Path, list[Problem]] = {}
+        for problem in self.problems:
+            out.setdefault(Path(problem.file), []).append(problem)
+        return out
+
+    def raise_for_problems(self) -> None:
+        if self.problems:
+            raise ManifestError(self.problems)
+
+
+def read_documents(file: Path, max_bytes: int) -> tuple[list[Document], list[Problem], str]:
+    """Parse one manifest file; returns documents, problems and the content hash."""
+    try:
+        size = file.stat().st_size
+        if size > max_bytes:
+            return [], [Problem(str(file), None, None, f"file is {size} bytes; the limit is {max_bytes}")], ""
+        raw = file.read_bytes()
+    except OSError as exc:
+        return [], [Problem(str(file), None, None, f"cannot read file: {exc.strerror or exc}")], ""
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [Problem(str(file), None, None, f"file is not UTF-8 text ({exc.reason})")], digest
+    reader = read_toml if file.suffix.lower() == ".toml" else read_yaml
+    docs, problems = reader(file, text)
+    return docs, problems, digest
+
+
+def load_manifests(
+    paths: Path | str | Iterable[Path | str],
+    settings: Settings | None = None,
+) -> LoadResult:
+    """Read and validate every manifest under ``paths`` (files or folders)."""
+    settings = settings or default_settings()
+    roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    result = LoadResult()
+    for root in roots:
+        if not root.exists():
+            result.problems.append(Problem(str(root), None, None, "no such file or directory"))
+    first_seen: dict[str, Document] = {}
+    for file in iter_manifest_files(r for r in roots if r.exists()):
+        result.files.append(file)
+        docs, problems, digest = read_documents(file, settings.registry.max_manifest_bytes)
+        result.file_hashes[file] = digest
+        result.problems.extend(problems)
+        names = result.names_by_file.setdefault(file, [])
+        for doc in docs:
+            resource, doc_problems = validate_document(doc, settings)
+            result.problems.extend(doc_problems)
+            name = doc.data.get("name") if isinstance(doc.data, dict) else None
+            if isinstance(name, str):
+                names.append(name)
+                if name in first_seen:
+                    other = first_seen[name]
+                    line, col = doc.mark_for(("name",))
+                    result.problems.append(
+                        Problem(
+                            str(file), line, col,
+                            f"duplicate name {name!r}; also defined at {other.file}:{other.mark_for(('name',))[0]}",
+                            resource=name, field="name", code="duplicate",
+                        )
+                    )
+                    oline, ocol = other.mark_for(("name",))
+                    result.problems.append(
+                        Problem(
+                            str(other.file), oline, ocol,
+                            f"duplicate name {name!r}; also defined at {file}:{line}",
+                            resource=name, field="name", code="duplicate",
+                        )
+                    )
+                    result.resources.pop(name, None)
+                    continue
+                first_seen[name] = doc
+            if resource is not None:
+                result.resources[resource.name] = resource
+                result.documents[resource.name] = doc
+    return result
+
+
+def validate_document(doc: Document, settings: Settings) -> tuple[XResource | None, list[Problem]]:
+    """Validate one document against its type's model; never raises for bad input."""
+    data = doc.data
+    file = str(doc.file)
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        return None, [Problem(file, doc.line, doc.column, f"a manifest must be a mapping of fields, got {kind}")]
+    name = data.get("name") if isinstance(data.get("name"), str) else None
+    type_name = data.get("type")
+    if type_name is None:
+        line, col = doc.line, doc.column
+        return None, [Problem(file, line, col, "required field 'type' is missing", name, "type", "missing")]
+    if not isinstance(type_name, str):
+        line, col = doc.mark_for(("type",))
+        return None, [Problem(file, line, col, "'type' must be a string", name, "type")]
+    try:
+        resource_class = ResourceFactory.get_class(type_name)
+    except UnknownResourceTypeError as exc:
+        line, col = doc.mark_for(("type",))
+        close = difflib.get_close_matches(type_name, exc.known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known types: {', '.join(exc.known)}"
+        return None, [Problem(file, line, col, f"unknown resource type {type_name!r}{hint}", name, "type", "type")]
+    except PluginLoadError as exc:
+        line, col = doc.mark_for(("type",))
+        return None, [Problem(file, line, col, str(exc), name, "type", "plugin")]
+    merged = {**settings.defaults_for(type_name), **data}
+    try:
+        resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
+    except ValidationError as exc:
+        return None, [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
+    resource._manifest_path = doc.file
+    resource._manifest_line = doc.line
+    resource._fingerprint = _fingerprint(doc, merged)
+    return resource, []
+
+
+def _problem_from_error(
+    doc: Document, name: str | None, err: Any, resource_class: type[XResource]
+) -> Problem:
+    loc = tuple(err["loc"])
+    line, col = doc.mark_for(loc)
+    field_path = format_path(loc) or None
+    kind = err["type"]
+    message = err["msg"]
+    if kind == "extra_forbidden":
+        known = [f.alias or n for n, f in resource_class.model_fields.items()]
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1) if loc else []
+        message = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+    elif kind == "missing":
+        message = "required field is missing"
+        line, col = doc.line, doc.column
+    elif kind == "string_pattern_mismatch" and loc == ("name",):
+        message = f"invalid name: must match {NAME_PATTERN} (lower case, starts with a letter, at most 63 chars)"
+    elif "written literally" in message:
+        message = (
+            f"literal secret; write a reference instead, e.g. "
+            f"{loc[-1]}: {suggested_reference(name, str(loc[-1]))}"
+        )
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return Problem(str(doc.file), line, col, message, name, field_path, kind)
+
+
+def _fingerprint(doc: Document, merged: dict[str, Any]) -> str:
+    """Content hash of what defines the running resource: fields, folder and secret files."""
+    digest = hashlib.sha256()
+    digest.update(str(doc.file.parent.resolve()).encode())
+    digest.update(json.dumps(merged, sort_keys=True, default=str).encode())
+    # A rotated secret file is a change of the resource that uses it.
+    for secret_file in sorted(referenced_files([merged])):
+        try:
+            digest.update(hashlib.sha256(secret_file.read_bytes()).digest())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()

@@ -1,0 +1,43 @@
+"""Finding manifest files: recursive, hidden entries skipped, symlinks followed once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".toml")
+
+
+def is_manifest(path: Path) -> bool:
+    return path.suffix.lower() in MANIFEST_SUFFIXES and not path.name.startswith(".")
+
+
+def iter_manifest_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Manifest files under ``paths`` (files are taken as given), sorted, each once."""
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found = sorted(_walk(path))
+        else:
+            found = [path]
+        for file in found:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield file
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    visited: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symlink loop or a second link to the same folder
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            file = Path(folder) / name
+            if is_manifest(file) and file.is_file():
+                yield file

@@ -1,0 +1,151 @@
+"""Settings, layered with Dynaconf and validated by pydantic (DESIGN.md section 5).
+
+Layers, later wins: built-in defaults (the models below), then ``settings.toml``
+(from ``--settings`` or ``XRESOURCE_SETTINGS_FILE``), then environment
+variables with the prefix ``XRESOURCE_`` (nested keys with ``__``, e.g.
+``XRESOURCE_REGISTRY__DRAIN_TIMEOUT=5``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from xresource.errors import ManifestError, Problem
+from xresource.prototype import XObjPrototype
+
+SETTINGS_ENV = "XRESOURCE_SETTINGS_FILE"
+ENV_PREFIX = "XRESOURCE"
+
+
+class RegistrySettings(XObjPrototype):
+    """The ``[registry]`` section."""
+
+    watch_debounce_ms: int = Field(default=50, ge=0, le=60_000)
+    """How long the watcher collects events before a rescan (watchfiles' own default, 1600 ms, is too slow)."""
+    watch_step_ms: int = Field(default=20, ge=1, le=10_000)
+    """How often the watcher checks for new events while collecting."""
+    rescan_interval: float = Field(default=30.0, ge=0)
+    """Seconds between safety-net rescans for events a watcher missed (0 disables)."""
+    connect_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a resource may take to connect before it is marked failed."""
+    drain_timeout: float = Field(default=30.0, ge=0)
+    """Seconds a replaced or removed resource waits for open leases before it is closed anyway."""
+    retry_initial: float = Field(default=1.0, gt=0)
+    """First delay before a failed resource is retried in the background."""
+    retry_max: float = Field(default=30.0, gt=0)
+    """Longest delay between background retries."""
+    allowed_roots: list[Path] = Field(default_factory=list)
+    """If set, file resources and ${file:...} secrets must lie under one of these folders."""
+    audit_log: bool = False
+    """Write structured audit lines (connect, disconnect, reload, lease) to the ``xresource.audit`` logger."""
+    max_manifest_bytes: int = Field(default=1_000_000, gt=0)
+    """Larger manifest files are rejected unread."""
+
+
+class StreamSettings(XObjPrototype):
+    """The ``[streams]`` section: defaults for every stream type's buffers."""
+
+    queue_size: int = Field(default=1000, ge=1)
+    overflow: Literal["block", "drop_oldest"] = "block"
+
+
+class Settings(XObjPrototype):
+    """All settings; ``resources`` maps a type name to defaults for its fields."""
+
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    resources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _known_types(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from xresource.factory import ResourceFactory
+
+        known = set(ResourceFactory.known_types())
+        for type_name, defaults in value.items():
+            if type_name not in known:
+                raise ValueError(f"[resources.{type_name}]: unknown resource type {type_name!r}")
+            fields = ResourceFactory.get_class(type_name).model_fields
+            names = set(fields) | {f.alias for f in fields.values() if f.alias}
+            unknown = sorted(set(defaults) - names)
+            if unknown:
+                raise ValueError(f"[resources.{type_name}]: unknown field(s) {', '.join(unknown)}")
+            for forbidden in ("name", "type"):
+                if forbidden in defaults:
+                    raise ValueError(f"[resources.{type_name}]: {forbidden!r} cannot have a default")
+        return value
+
+    def defaults_for(self, type_name: str) -> dict[str, Any]:
+        """Field defaults for ``type_name``: the ``[streams]`` section, then ``[resources.<type>]``."""
+        merged: dict[str, Any] = {}
+        if _is_stream(type_name):
+            merged.update(self.streams.model_dump())
+        merged.update(self.resources.get(type_name, {}))
+        return merged
+
+
+_STREAM_TYPES = frozenset({"websocket", "sse", "redis_pubsub", "kafka", "rabbitmq", "mqtt"})
+
+
+def _is_stream(type_name: str) -> bool:
+    if type_name in _STREAM_TYPES:
+        return True
+    from xresource.factory import ResourceFactory
+
+    try:
+        return ResourceFactory.get_class(type_name).family == "stream"
+    except Exception:  # noqa: BLE001 - an unknown type has no stream defaults
+        return False
+
+
+def load_settings(path: str | Path | None = None, *, environ: bool = True) -> Settings:
+    """Read and validate the layered settings; raise ``ManifestError`` naming the file on error."""
+    from dynaconf import Dynaconf  # imported here: only commands that need settings pay for it
+
+    chosen = path if path is not None else os.environ.get(SETTINGS_ENV)
+    files: list[str] = []
+    if chosen:
+        settings_path = Path(chosen)
+        if not settings_path.is_file():
+            raise ManifestError([Problem(str(settings_path), None, None, "settings file does not exist")])
+        files.append(str(settings_path))
+    raw = Dynaconf(
+        envvar_prefix=ENV_PREFIX if environ else False,
+        settings_files=files,
+        environments=False,
+        load_dotenv=False,
+        merge_enabled=True,
+        core_loaders=["TOML"],
+    )
+    data = {key.lower(): value for key, value in raw.as_dict().items()}
+    data.pop("settings_file", None)
+    data = {k: v for k, v in data.items() if k in Settings.model_fields}
+    try:
+        return Settings.model_validate(_lower_keys(data))
+    except ValidationError as exc:
+        where = files[0] if files else "XRESOURCE_* environment"
+        raise ManifestError(
+            Problem(where, None, None, err["msg"], field=".".join(str(p) for p in err["loc"]))
+            for err in exc.errors()
+        ) from None
+
+
+def _lower_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k).lower(): _lower_keys(v) for k, v in value.items()}
+    return value
+
+
+_default: Settings | None = None
+
+
+def default_settings() -> Settings:
+    """Built-in defaults only (no file, no environment); cached."""
+    global _default
+    if _default is None:
+        _default = Settings()
+    return _default
