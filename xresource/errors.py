@@ -20,8 +20,8 @@ Messages name the resource and its type and never contain a resolved secret.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 

@@ -9,6 +9,7 @@ every JSON Schema, is available without any optional extra installed.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -190,7 +191,7 @@ class XResource(XObjPrototype):
 
     async def __aexit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
@@ -219,20 +220,15 @@ class XResource(XObjPrototype):
         """Remove every secret this resource resolved from ``text``."""
         return secrets.scrub(text, self._resolved_secrets)
 
-    def error_class_for(self, exc: BaseException) -> type[XResourceError] | None:
+    def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
         """Map a driver exception to our tree (backends extend; ``None`` = default)."""
         return None
 
     def translate(self, exc: BaseException, operation: str) -> XResourceError:
         """Turn a driver exception into an ``XResourceError`` that names this resource."""
-        cls = self.error_class_for(exc)
+        cls: builtins.type[XResourceError] | None = self.error_class_for(exc)
         if cls is None:
-            if isinstance(exc, TimeoutError):
-                cls = XResourceTimeoutError
-            elif isinstance(exc, OSError | ConnectionError):
-                cls = XResourceConnectionError
-            else:
-                cls = XResourceConnectionError
+            cls = XResourceTimeoutError if isinstance(exc, TimeoutError) else XResourceConnectionError
         detail = self.scrub(str(exc).strip() or type(exc).__name__)
         where = f" at {self.target()}" if self.target() else ""
         return cls(f"{self.label}{where}: {operation} failed: {detail}")

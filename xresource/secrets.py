@@ -161,7 +161,7 @@ def _reject_secret_keys(value: dict[str, Any]) -> dict[str, Any]:
                 f"key {key!r} holds a literal secret; write a reference instead, "
                 f"e.g. {key}: ${{env:NAME}} or ${{file:/run/secrets/name}}"
             )
-        elif isinstance(item, str):
+        if isinstance(item, str):
             _reject_url_password(item)
     return value
 

@@ -34,6 +34,10 @@ class RegistrySettings(XObjPrototype):
     """Seconds a resource may take to connect before it is marked failed."""
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a replaced or removed resource waits for open leases before it is closed anyway."""
+    close_grace: float = Field(default=1.0, ge=0)
+    """Seconds a replaced instance keeps serving code that took it with ``get()`` before the swap."""
+    health_interval: float = Field(default=10.0, ge=0)
+    """Seconds between health checks (one real round trip) of ready resources (0 disables)."""
     retry_initial: float = Field(default=1.0, gt=0)
     """First delay before a failed resource is retried in the background."""
     retry_max: float = Field(default=30.0, gt=0)

@@ -129,9 +129,7 @@ def read_yaml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        return docs, [Problem(str(file), line, column, f"invalid YAML: {message}", code="yaml")]
+        return docs, [Problem(str(file), mark.line + 1 if mark else None, mark.column + 1 if mark else None, f"invalid YAML: {message}", code="yaml")]
     except yaml.YAMLError as exc:
         return docs, [Problem(str(file), None, None, f"invalid YAML: {exc}", code="yaml")]
     finally:

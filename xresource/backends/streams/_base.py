@@ -312,7 +312,7 @@ class EventStreamResource(XResource):
                     result = handler(message.data)
                     if inspect.isawaitable(result):
                         await result
-                except Exception:  # noqa: BLE001 - one handler must not stop the others
+                except Exception:
                     self._counters.handler_errors += 1
                     log.exception("%s: handler for %r raised", self.label, name)
         for iterator_queue in self._iterators:
