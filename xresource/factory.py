@@ -107,9 +107,7 @@ class ResourceFactory:
         try:
             resource_class: type[XResource] = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise PluginLoadError(
-                f"resource type {type_name!r}: cannot load {entry.path!r}: {exc}"
-            ) from exc
+            raise PluginLoadError(f"resource type {type_name!r}: cannot load {entry.path!r}: {exc}") from exc
         cls._classes[type_name] = resource_class
         return resource_class
 

@@ -70,6 +70,7 @@ class XResource(XObjPrototype):
     _manifest_path: Path | None = PrivateAttr(default=None)
     _manifest_line: int | None = PrivateAttr(default=None)
     _fingerprint: str | None = PrivateAttr(default=None)
+    _manifest_hash: str | None = PrivateAttr(default=None)
     _metadata: ResourceMetadata | None = PrivateAttr(default=None)
     _lifecycle_lock: asyncio.Lock | None = PrivateAttr(default=None)
 
@@ -100,6 +101,11 @@ class XResource(XObjPrototype):
     def fingerprint(self) -> str | None:
         """Content hash of the manifest and the secret files it references (set by the loader)."""
         return self._fingerprint
+
+    @property
+    def manifest_hash(self) -> str | None:
+        """Hash of the manifest's fields as written; safe to show (no secret file content)."""
+        return self._manifest_hash
 
     @property
     def metadata(self) -> ResourceMetadata:

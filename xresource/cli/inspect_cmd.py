@@ -36,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     else:
-        print(render_table(
-            ["NAME", "TYPE", "TARGET", "TAGS"],
-            [[r["name"], r["type"], r["target"], ",".join(r["tags"])] for r in rows],
-        ))
+        print(
+            render_table(
+                ["NAME", "TYPE", "TARGET", "TAGS"],
+                [[r["name"], r["type"], r["target"], ",".join(r["tags"])] for r in rows],
+            )
+        )
     for problem in result.problems:
         print(problem, file=sys.stderr)
     return 1 if result.problems else 0

@@ -48,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("XRESOURCE_DEBUG"):
             raise
-        print(f"xresource: internal error: {type(exc).__name__}: {exc} (set XRESOURCE_DEBUG=1 for a traceback)",
-              file=sys.stderr)
+        print(
+            f"xresource: internal error: {type(exc).__name__}: {exc} (set XRESOURCE_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

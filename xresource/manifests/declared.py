@@ -45,8 +45,15 @@ def check_declared_schemas(result: LoadResult) -> list[Problem]:
             loc = tuple(error.absolute_path)
             line, col = doc.mark_for(loc)
             problems.append(
-                Problem(str(doc.file), line, col, f"{error.message} (declared schema {ref})", name,
-                        format_path(loc) or None, "declared-schema")
+                Problem(
+                    str(doc.file),
+                    line,
+                    col,
+                    f"{error.message} (declared schema {ref})",
+                    name,
+                    format_path(loc) or None,
+                    "declared-schema",
+                )
             )
     return problems
 

@@ -97,17 +97,25 @@ def load_manifests(
                     line, col = doc.mark_for(("name",))
                     result.problems.append(
                         Problem(
-                            str(file), line, col,
+                            str(file),
+                            line,
+                            col,
                             f"duplicate name {name!r}; also defined at {other.file}:{other.mark_for(('name',))[0]}",
-                            resource=name, field="name", code="duplicate",
+                            resource=name,
+                            field="name",
+                            code="duplicate",
                         )
                     )
                     oline, ocol = other.mark_for(("name",))
                     result.problems.append(
                         Problem(
-                            str(other.file), oline, ocol,
+                            str(other.file),
+                            oline,
+                            ocol,
                             f"duplicate name {name!r}; also defined at {file}:{line}",
-                            resource=name, field="name", code="duplicate",
+                            resource=name,
+                            field="name",
+                            code="duplicate",
                         )
                     )
                     result.resources.pop(name, None)
@@ -125,7 +133,9 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
     file = str(doc.file)
     if not isinstance(data, dict):
         kind = type(data).__name__
-        return None, [Problem(file, doc.line, doc.column, f"a manifest must be a mapping of fields, got {kind}")]
+        return None, [
+            Problem(file, doc.line, doc.column, f"a manifest must be a mapping of fields, got {kind}")
+        ]
     name = data.get("name") if isinstance(data.get("name"), str) else None
     type_name = data.get("type")
     if type_name is None:
@@ -140,7 +150,9 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
         line, col = doc.mark_for(("type",))
         close = difflib.get_close_matches(type_name, exc.known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known types: {', '.join(exc.known)}"
-        return None, [Problem(file, line, col, f"unknown resource type {type_name!r}{hint}", name, "type", "type")]
+        return None, [
+            Problem(file, line, col, f"unknown resource type {type_name!r}{hint}", name, "type", "type")
+        ]
     except PluginLoadError as exc:
         line, col = doc.mark_for(("type",))
         return None, [Problem(file, line, col, str(exc), name, "type", "plugin")]
@@ -151,8 +163,14 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
         return None, [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
     resource._manifest_path = doc.file
     resource._manifest_line = doc.line
-    resource._fingerprint = _fingerprint(doc, merged)
+    resource._manifest_hash = manifest_hash(merged)
+    resource._fingerprint = _fingerprint(doc, resource._manifest_hash, merged)
     return resource, []
+
+
+def manifest_hash(merged: dict[str, Any]) -> str:
+    """Hash of the fields as written (with settings defaults): comparable across checkouts."""
+    return hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _problem_from_error(
@@ -171,7 +189,9 @@ def _problem_from_error(
         message = "required field is missing"
         line, col = doc.line, doc.column
     elif kind == "string_pattern_mismatch" and loc == ("name",):
-        message = f"invalid name: must match {NAME_PATTERN} (lower case, starts with a letter, at most 63 chars)"
+        message = (
+            f"invalid name: must match {NAME_PATTERN} (lower case, starts with a letter, at most 63 chars)"
+        )
     elif "written literally" in message:
         message = (
             f"literal secret; write a reference instead, e.g. "
@@ -182,11 +202,14 @@ def _problem_from_error(
     return Problem(str(doc.file), line, col, message, name, field_path, kind)
 
 
-def _fingerprint(doc: Document, merged: dict[str, Any]) -> str:
-    """Content hash of what defines the running resource: fields, folder and secret files."""
+def _fingerprint(doc: Document, fields_hash: str, merged: dict[str, Any]) -> str:
+    """What decides "changed" on reload: fields, the folder paths resolve against, secret files.
+
+    Internal only: it covers secret file contents, so it is never shown.
+    """
     digest = hashlib.sha256()
     digest.update(str(doc.file.parent.resolve()).encode())
-    digest.update(json.dumps(merged, sort_keys=True, default=str).encode())
+    digest.update(fields_hash.encode())
     # A rotated secret file is a change of the resource that uses it.
     for secret_file in sorted(referenced_files([merged])):
         try:

@@ -129,7 +129,15 @@ def read_yaml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        return docs, [Problem(str(file), mark.line + 1 if mark else None, mark.column + 1 if mark else None, f"invalid YAML: {message}", code="yaml")]
+        return docs, [
+            Problem(
+                str(file),
+                mark.line + 1 if mark else None,
+                mark.column + 1 if mark else None,
+                f"invalid YAML: {message}",
+                code="yaml",
+            )
+        ]
     except yaml.YAMLError as exc:
         return docs, [Problem(str(file), None, None, f"invalid YAML: {exc}", code="yaml")]
     finally:

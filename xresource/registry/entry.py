@@ -87,7 +87,9 @@ class Entry:
                 # The driver is connected (pools heal by themselves): just check it answers.
                 ok = await asyncio.wait_for(resource.validate_connection(), timeout)
                 if not ok:
-                    raise XResourceConnectionError(resource.last_error or f"{resource.label}: health check failed")
+                    raise XResourceConnectionError(
+                        resource.last_error or f"{resource.label}: health check failed"
+                    )
             else:
                 if resource.state is State.FAILED:
                     await resource.disconnect()  # drop what a gave-up client left behind
@@ -100,7 +102,9 @@ class Entry:
             return False
         except Exception as exc:  # a backend bug must not take the registry down
             log.exception("%s: unexpected error while connecting", resource.label)
-            self.set_state(State.FAILED, f"{resource.label}: {type(exc).__name__}: {resource.scrub(str(exc))}")
+            self.set_state(
+                State.FAILED, f"{resource.label}: {type(exc).__name__}: {resource.scrub(str(exc))}"
+            )
             return False
         self.set_state(State.READY)
         return True
@@ -108,7 +112,9 @@ class Entry:
     def ensure_connecting(self, timeout: float) -> asyncio.Task[bool]:
         """Start (or join) a connect for a lazy resource."""
         if self.connect_task is None or self.connect_task.done():
-            self.connect_task = asyncio.create_task(self.connect(timeout), name=f"connect-{self.resource.name}")
+            self.connect_task = asyncio.create_task(
+                self.connect(timeout), name=f"connect-{self.resource.name}"
+            )
         return self.connect_task
 
     async def wait_connected(self, timeout: float) -> None:
@@ -138,7 +144,10 @@ class Entry:
                 drained = False
                 log.warning(
                     "%s generation %d: %d lease(s) still open after drain_timeout=%gs; closing anyway",
-                    self.resource.label, self.generation, self.leases, timeout,
+                    self.resource.label,
+                    self.generation,
+                    self.leases,
+                    timeout,
                 )
         if grace > 0:
             await asyncio.sleep(grace)

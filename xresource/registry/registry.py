@@ -182,12 +182,13 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def select(self, *, tag: str | None = None, folder: str | os.PathLike[str] | None = None,
-               type: str | None = None) -> dict[str, Any]:
+    def select(
+        self, *, tag: str | None = None, folder: str | os.PathLike[str] | None = None, type: str | None = None
+    ) -> dict[str, Any]:
         """Ready resources matching every given filter (a tag, a sub-folder, a type)."""
         base = Path(folder) if folder is not None else None
         if base is not None and not base.is_absolute():
-            base = (self.path / base)
+            base = self.path / base
         found: dict[str, Any] = {}
         for name, entry in sorted(self._entries.items()):
             resource = entry.resource
@@ -217,8 +218,10 @@ class Registry:
 
     @property
     def ready(self) -> bool:
-        return all(e.state is _READY or (e.resource.connect_mode == "lazy" and e.state is State.NEW)
-                   for e in self._entries.values())
+        return all(
+            e.state is _READY or (e.resource.connect_mode == "lazy" and e.state is State.NEW)
+            for e in self._entries.values()
+        )
 
     # ---- reload ---------------------------------------------------------------------------
 
@@ -229,12 +232,16 @@ class Registry:
             loaded = await asyncio.to_thread(load_manifests, self.path, self.settings)
             if not self.path.exists():
                 # A vanished folder (an unmounted volume) must not remove everything that runs.
-                loaded = LoadResult(problems=[Problem(str(self.path), None, None, "no such file or directory")])
+                loaded = LoadResult(
+                    problems=[Problem(str(self.path), None, None, "no such file or directory")]
+                )
                 for name, entry in self._entries.items():
                     path = entry.resource.manifest_path
                     if path is not None:
                         loaded.names_by_file.setdefault(path, []).append(name)
-                        loaded.problems.append(Problem(str(path), None, None, "manifest folder is missing", name))
+                        loaded.problems.append(
+                            Problem(str(path), None, None, "manifest folder is missing", name)
+                        )
             outcome = await self._apply(loaded)
             self.last_reload_at = time.time()
             self.last_reload_seconds = time.perf_counter() - started
@@ -263,7 +270,9 @@ class Registry:
                 entry.error = "; ".join(str(p) for p in problems[:3]) or entry.error
                 result.rejected.append(name)
         for file, problems in broken.items():
-            self._hub.emit(ReloadEvent("rejected", None, path=str(file), errors=tuple(str(p) for p in problems)))
+            self._hub.emit(
+                ReloadEvent("rejected", None, path=str(file), errors=tuple(str(p) for p in problems))
+            )
 
         incoming = {n: r for n, r in loaded.resources.items() if n not in frozen_names}
         added: dict[str, XResource] = {}
@@ -284,9 +293,7 @@ class Registry:
         new_entries = {n: Entry(r, 1) for n, r in added.items()}
         for name, resource in changed.items():
             new_entries[name] = Entry(resource, self._entries[name].generation + 1)
-        connect_results = await asyncio.gather(
-            *(self._connect_new(e) for e in new_entries.values())
-        )
+        connect_results = await asyncio.gather(*(self._connect_new(e) for e in new_entries.values()))
         good = dict(zip(new_entries, connect_results, strict=True))
 
         # Swap atomically: no await between the first and the last assignment.
@@ -317,7 +324,9 @@ class Registry:
             entry = self._entries[name]
             self._hub.emit(ReloadEvent("added", name, entry.generation, _path(entry)))
             if entry.state is State.FAILED:
-                self._hub.emit(ReloadEvent("failed", name, entry.generation, _path(entry), (entry.error or "",)))
+                self._hub.emit(
+                    ReloadEvent("failed", name, entry.generation, _path(entry), (entry.error or "",))
+                )
                 self._schedule_retry(entry)
         for name in result.replaced:
             entry = self._entries[name]
@@ -339,8 +348,17 @@ class Registry:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         if self._audit and result.changed:
-            audit_log.info(json.dumps({"event": "reload", "added": result.added, "replaced": result.replaced,
-                                       "removed": result.removed, "rejected": result.rejected}))
+            audit_log.info(
+                json.dumps(
+                    {
+                        "event": "reload",
+                        "added": result.added,
+                        "replaced": result.replaced,
+                        "removed": result.removed,
+                        "rejected": result.rejected,
+                    }
+                )
+            )
         return result
 
     async def wait_closed(self) -> None:
@@ -420,14 +438,20 @@ class Registry:
                 return_exceptions=True,
             )
             for entry, ok in zip(entries, results, strict=True):
-                if ok is True or entry.state is not _READY or self._entries.get(entry.resource.name) is not entry:
+                if (
+                    ok is True
+                    or entry.state is not _READY
+                    or self._entries.get(entry.resource.name) is not entry
+                ):
                     continue
                 reason = entry.resource.last_error or (
                     f"{entry.resource.label}: health check failed"
                     + (f" ({type(ok).__name__})" if isinstance(ok, BaseException) else "")
                 )
                 entry.set_state(State.FAILED, reason)
-                self._hub.emit(ReloadEvent("failed", entry.resource.name, entry.generation, _path(entry), (reason,)))
+                self._hub.emit(
+                    ReloadEvent("failed", entry.resource.name, entry.generation, _path(entry), (reason,))
+                )
                 self._schedule_retry(entry)
 
     async def _retire(self, entry: Entry, timeout: float, grace: float) -> None:
@@ -455,13 +479,23 @@ class Registry:
             connect_mode=resource.connect_mode,
             tags=tuple(resource.tags),
             since=entry.since,
+            manifest_hash=resource.manifest_hash,
             metadata=resource.get_metadata(),
         )
 
     def _audit_line(self, event: str, entry: Entry) -> None:
-        audit_log.info(json.dumps({"event": event, "resource": entry.resource.name,
-                                   "type": entry.resource.type, "generation": entry.generation,
-                                   "leases": entry.leases, "at": time.time()}))
+        audit_log.info(
+            json.dumps(
+                {
+                    "event": event,
+                    "resource": entry.resource.name,
+                    "type": entry.resource.type,
+                    "generation": entry.generation,
+                    "leases": entry.leases,
+                    "at": time.time(),
+                }
+            )
+        )
 
     # ---- watching -------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ class ResourceStatus:
     connect_mode: str
     tags: tuple[str, ...]
     since: float
+    manifest_hash: str | None
     metadata: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:

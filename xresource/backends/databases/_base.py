@@ -1,13 +1,42 @@
-"""``DatabaseResource``: pooled database backends (postgresql, mysql, mongodb)."""
+"""``DatabaseResource``: pooled database backends (postgresql, mysql, mongodb).
+
+What the three backends share lives here: the pool fields, the runtime state
+that the query hot path reads, ``acquire()`` with its pool-exhaustion error,
+the bounded connect and close, and parsing of connection URLs that may hold
+``${env:...}`` / ``${file:...}`` references.
+
+Hot path note: pydantic keeps private attributes in a dict behind
+``__getattr__``, which costs microseconds per read. The pool and the in-flight
+counter therefore live in a plain ``__slots__`` object held in a real slot
+(``self._rt``), so ``fetch`` and friends read them in nanoseconds.
+"""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, TypedDict
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
+from urllib.parse import parse_qsl, unquote
 
 from pydantic import Field, model_validator
 
-from xresource.resource import XResource
+from xresource.errors import (
+    XResourceError,
+    XResourcePoolExhaustedError,
+    XResourceStateError,
+    XResourceTimeoutError,
+)
+from xresource.resource import State, XResource
+from xresource.secrets import REFERENCE_RE, has_reference
+
+logger = logging.getLogger("xresource.databases")
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class PoolStats(TypedDict):
@@ -20,19 +49,49 @@ class PoolStats(TypedDict):
     max: int
 
 
+class PoolRuntime:
+    """The live state of a pooled resource (driver objects and counters).
+
+    A plain slotted object: attribute reads here are as cheap as Python gets,
+    which matters on the per-query path.
+    """
+
+    __slots__ = ("collections", "db", "inflight", "lease_waiting", "leases", "pool")
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+        """The driver's pool (asyncpg/aiomysql) or client (PyMongo)."""
+        self.db: Any = None
+        """MongoDB only: the ``AsyncDatabase``."""
+        self.inflight = 0
+        """Operations of this resource holding or waiting for a connection."""
+        self.collections: dict[str, Any] = {}
+        self.leases: asyncio.Semaphore | None = None
+        self.lease_waiting = 0
+
+
 class DatabaseResource(XResource):
     """A database reached through a connection pool."""
 
+    # A real slot, not a pydantic private attribute: see the module docstring.
+    __slots__ = ("_rt",)
+    if TYPE_CHECKING:
+        _rt: PoolRuntime
+
     family: ClassVar[str] = "database"
+    default_port: ClassVar[int | None] = None
+    url_schemes: ClassVar[tuple[str, ...]] = ()
 
     min_pool_size: int = Field(default=1, ge=0, le=10_000)
     """Connections opened at connect and kept open."""
     max_pool_size: int = Field(default=10, ge=1, le=10_000)
     """Upper bound of pooled connections."""
     connect_timeout: float = Field(default=10.0, gt=0)
-    """Seconds allowed to open a connection."""
+    """Seconds allowed for ``connect()`` (pool creation and the first round trip) and health checks."""
     acquire_timeout: float = Field(default=10.0, gt=0)
     """Seconds ``acquire()`` waits for a free connection before ``XResourcePoolExhaustedError``."""
+    close_timeout: float = Field(default=10.0, gt=0)
+    """Seconds ``disconnect()`` lets in-flight work finish before closing connections forcibly."""
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseResource:
@@ -42,13 +101,316 @@ class DatabaseResource(XResource):
             )
         return self
 
-    def acquire(self, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
-        """Borrow a pooled connection; ``XResourcePoolExhaustedError`` after ``timeout``."""
-        raise NotImplementedError
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        object.__setattr__(self, "_rt", PoolRuntime())
 
-    def get_pool_stats(self) -> PoolStats:
-        """Size, in use, idle, waiters and max of the pool."""
-        return PoolStats(size=0, in_use=0, idle=0, waiters=0, max=self.max_pool_size)
+    def __copy__(self) -> DatabaseResource:
+        # A copy is a new, unconnected resource: it must not share the live pool.
+        new = super().__copy__()
+        object.__setattr__(new, "_rt", PoolRuntime())
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> DatabaseResource:
+        new = super().__deepcopy__(memo)
+        object.__setattr__(new, "_rt", PoolRuntime())
+        return new
+
+    # ---- where the resource points --------------------------------------------------------
+
+    def url_parts(self) -> UrlParts | None:
+        """The parsed connection URL, references left as written (backends override)."""
+        return None
+
+    def target(self) -> str:
+        parts = self.url_parts()
+        if parts is None:
+            return ""
+        return parts.address(self.default_port)
 
     def _metadata_details(self) -> dict[str, Any]:
-        return {"pool": dict(self.get_pool_stats())}
+        parts = self.url_parts()
+        details: dict[str, Any] = {}
+        if parts is not None:
+            details.update(
+                host=parts.host,
+                port=parts.port or (self.default_port if parts.host else None),
+                database=parts.database,
+                user=parts.user,
+            )
+        details["pool"] = dict(self.get_pool_stats())
+        return details
+
+    # ---- pool -----------------------------------------------------------------------------
+
+    def get_pool_stats(self) -> PoolStats:
+        """Size, in use, idle, waiters and max of the pool (zeros when not connected)."""
+        return PoolStats(size=0, in_use=0, idle=0, waiters=0, max=self.max_pool_size)
+
+    def _waiters(self, in_use: int) -> int:
+        # Drivers rarely expose their wait queue; every operation of this resource
+        # counts itself in ``inflight`` while it holds or waits for a connection.
+        return max(0, self._rt.inflight - in_use)
+
+    @asynccontextmanager
+    async def acquire(self, timeout: float | None = None) -> AsyncIterator[Any]:
+        """Borrow a pooled connection for a unit of work.
+
+        Waits at most ``timeout`` seconds (default ``acquire_timeout``) for a
+        connection to free up, then raises ``XResourcePoolExhaustedError``
+        naming the resource, its address and the pool size. Exceptions raised
+        inside the block are the driver's own and pass through untouched.
+        """
+        rt = self._rt
+        if rt.pool is None:
+            raise self._not_connected()
+        limit = self.acquire_timeout if timeout is None else timeout
+        rt.inflight += 1
+        try:
+            try:
+                async with asyncio.timeout(limit):
+                    conn = await self._checkout(rt)
+            except TimeoutError as exc:
+                raise self._acquire_timed_out(limit) from exc
+            except XResourceError:
+                raise
+            except Exception as exc:
+                raise self._op_error(exc, "acquire") from exc
+            try:
+                yield conn
+            finally:
+                await self._checkin(rt, conn)
+        finally:
+            rt.inflight -= 1
+
+    async def _checkout(self, rt: PoolRuntime) -> Any:
+        """Take a connection out of the driver's pool (backends override)."""
+        raise NotImplementedError
+
+    async def _checkin(self, rt: PoolRuntime, conn: Any) -> None:
+        """Give back what ``_checkout`` returned (backends override)."""
+        raise NotImplementedError
+
+    def _acquire_timed_out(self, limit: float) -> XResourceError:
+        stats = self.get_pool_stats()
+        if stats["in_use"] < stats["max"]:
+            # Free capacity but no connection in time: opening one was slow.
+            return XResourceTimeoutError(
+                f"{self.label} at {self.target()}: acquire timed out after {limit:g}s "
+                f"while opening a new connection (pool size {stats['max']})"
+            )
+        return self._exhausted(limit, stats)
+
+    def _exhausted(self, limit: float, stats: PoolStats | None = None) -> XResourcePoolExhaustedError:
+        stats = stats or self.get_pool_stats()
+        return XResourcePoolExhaustedError(
+            f"{self.label} at {self.target()}: no pooled connection freed up within {limit:g}s "
+            f"(pool size {stats['max']}: {stats['in_use']} in use, {stats['waiters']} waiting); "
+            "raise max_pool_size or hold connections for less time"
+        )
+
+    # ---- errors ---------------------------------------------------------------------------
+
+    def _not_connected(self) -> XResourceStateError:
+        return XResourceStateError(f"{self.label} is not connected (state: {self.state.value})")
+
+    def _op_error(self, exc: BaseException, operation: str) -> XResourceError:
+        """The error to raise when ``operation`` failed with the driver exception ``exc``."""
+        if self._rt.pool is None or self.state is not State.READY:
+            return self._not_connected()
+        return self.translate(exc, operation)
+
+    def translate(self, exc: BaseException, operation: str) -> XResourceError:
+        error = super().translate(exc, operation)
+        if isinstance(error, XResourcePoolExhaustedError):
+            return type(error)(f"{error} (pool size {self.max_pool_size})")
+        return error
+
+    # ---- bounded connect and close --------------------------------------------------------
+
+    @asynccontextmanager
+    async def _connect_deadline(self) -> AsyncIterator[None]:
+        """Bound the whole connect (pool creation and round trip) by ``connect_timeout``."""
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                yield
+        except TimeoutError as exc:
+            raise XResourceTimeoutError(
+                f"{self.label} at {self.target()}: connect did not complete within "
+                f"{self.connect_timeout:g}s (connect_timeout); is the server up and answering?"
+            ) from exc
+
+    async def _round_trip(self, probe: Callable[[], Awaitable[object]]) -> bool:
+        """Run ``probe`` bounded by ``connect_timeout``; ``True`` when it answered."""
+        async with asyncio.timeout(self.connect_timeout):
+            await probe()
+        return True
+
+    async def _close_bounded(
+        self, graceful: Callable[[], Awaitable[None]], force: Callable[[], Awaitable[None] | None]
+    ) -> None:
+        """Close gracefully (after in-flight work) within ``close_timeout``, then forcibly."""
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await graceful()
+        except TimeoutError:
+            logger.warning(
+                "%s: in-flight work did not finish within close_timeout (%gs); closing connections",
+                self.label,
+                self.close_timeout,
+            )
+            result = force()
+            if result is not None:
+                await result
+
+    def _log_connected(self) -> None:
+        logger.info(
+            "%s connected to %s (pool %d..%d)",
+            self.label,
+            self.target(),
+            self.min_pool_size,
+            self.max_pool_size,
+        )
+
+    # ---- settings shared by backends ------------------------------------------------------
+
+    def _resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Resolve references in string option values (they may be credentials)."""
+        return {k: self.resolve(v) if isinstance(v, str) else v for k, v in options.items()}
+
+
+def reject_managed_options(options: dict[str, Any], managed: set[str], owner: str) -> None:
+    """Driver options must not override what the manifest's own fields set."""
+    clash = sorted(k for k in options if k in managed or k.lower() in {m.lower() for m in managed})
+    if clash:
+        raise ValueError(
+            f"options {', '.join(map(repr, clash))} are set by this resource's own fields; "
+            f"use those fields instead ({owner})"
+        )
+
+
+def tls_context(mode: str, ca_file: str | None) -> ssl.SSLContext:
+    """An ``SSLContext`` for ``require``, ``verify-ca`` or ``verify-full`` (libpq meanings)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if mode == "verify-full":
+        return context
+    context.check_hostname = False
+    if mode != "verify-ca" and ca_file is None:
+        # "require": encrypt, but do not verify the server (libpq semantics);
+        # with a CA file libpq verifies the chain, and so do we.
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# ---- connection URLs ------------------------------------------------------------------------
+
+# References may hold characters that are URL syntax (``${file:/run/secrets/pw}``
+# has a slash; a reference name could hold '@' or ':'), so they are swapped for
+# opaque placeholders before the URL is split, and restored in each part.
+_PLACEHOLDER = "\ue000{}\ue001"
+_PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
+
+
+@dataclass(frozen=True)
+class UrlParts:
+    """A connection URL split into parts, each as written (references unresolved)."""
+
+    scheme: str
+    user: str | None
+    password: str | None
+    hostinfo: str
+    host: str | None
+    port: int | None
+    database: str | None
+    query: dict[str, str] = field(default_factory=dict)
+    without_password: str = ""
+    """The whole URL with the password (and its ``:``) removed, references kept."""
+
+    def address(self, default_port: int | None) -> str:
+        """``host:port`` (or the host list as written); never holds a password."""
+        if self.host is None:
+            return self.hostinfo
+        port = self.port or default_port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{port}" if port else host
+
+
+def parse_url(text: str, schemes: tuple[str, ...]) -> UrlParts:
+    """Split a connection URL that may contain secret references.
+
+    Raises ``ValueError`` with a message fit for a manifest problem.
+    """
+    refs: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        refs.append(match.group(0))
+        return _PLACEHOLDER.format(len(refs) - 1)
+
+    def show(part: str) -> str:
+        return _PLACEHOLDER_RE.sub(lambda m: refs[int(m.group(1))], part)
+
+    masked = REFERENCE_RE.sub(hide, text.strip())
+    scheme, sep, rest = masked.partition("://")
+    if not sep or scheme.lower() not in schemes:
+        raise ValueError(f"the connection string must start with {' or '.join(s + '://' for s in schemes)}")
+    netloc_end = len(rest)
+    for stop in "/?#":
+        index = rest.find(stop)
+        if index != -1:
+            netloc_end = min(netloc_end, index)
+    netloc, tail = rest[:netloc_end], rest[netloc_end:]
+    userinfo, at, hostinfo = netloc.rpartition("@")
+    user: str | None = None
+    password: str | None = None
+    if at:
+        raw_user, colon, raw_password = userinfo.partition(":")
+        user = show(unquote(raw_user)) or None
+        if colon:
+            password = show(raw_password)
+            if password and not has_reference(password):
+                raise ValueError(
+                    "the URL holds a literal password; write a reference instead, "
+                    "e.g. postgresql://app:${env:DB_PASSWORD}@host/db"
+                )
+    host, port = _split_hostinfo(hostinfo)
+    path, _, query_text = tail.partition("?")
+    query_text = query_text.partition("#")[0]
+    database = show(unquote(path.lstrip("/"))) or None
+    query = {k: show(v) for k, v in parse_qsl(query_text, keep_blank_values=True)}
+    base = scheme + "://" + ((show(userinfo.partition(":")[0]) + "@") if at else "")
+    return UrlParts(
+        scheme=scheme.lower(),
+        user=user,
+        password=password or None,
+        hostinfo=show(hostinfo),
+        host=show(host) if host is not None else None,
+        port=port,
+        database=database,
+        query=query,
+        without_password=base + show(hostinfo) + show(tail),
+    )
+
+
+def _split_hostinfo(hostinfo: str) -> tuple[str | None, int | None]:
+    """``host``, ``host:port``, ``[v6]:port``; a host list gives ``(None, None)``."""
+    if not hostinfo or "," in hostinfo:
+        return None, None
+    if hostinfo.startswith("["):
+        host, _, after = hostinfo[1:].partition("]")
+        port_text = after[1:] if after.startswith(":") else ""
+    else:
+        host, _, port_text = hostinfo.partition(":")
+    if not port_text:
+        return unquote(host), None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"the port {port_text!r} in the connection string is not a number from 1 to 65535")
+    return unquote(host), int(port_text)
+
+
+@contextmanager
+def url_problem() -> Iterator[None]:
+    """Re-raise URL parsing problems as pydantic-friendly ``ValueError``s."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"connection_string: {exc}") from None

@@ -1,57 +1,112 @@
 """``EventStreamResource``: one stream model and one connection state machine for
 websocket, sse, redis_pubsub, kafka, rabbitmq and mqtt.
 
-A backend implements four hooks:
+Backend hooks
+-------------
+A backend implements:
 
 - ``_open()``: connect the driver (raise on failure);
 - ``_listen()``: receive until the connection is lost (raise) or closed (return),
-  handing every message to ``self._deliver``;
+  handing every message to ``await self._deliver(message)``;
 - ``_close()``: close the driver, tolerating a half-open state;
 - ``_subscribe_remote(channel, options)`` / ``_unsubscribe_remote(channel)``: tell
-  the server; called for every live subscription again after a reconnect.
+  the server; ``_subscribe_remote`` is called again for every live subscription
+  after a reconnect, on a fresh connection, so it must not assume earlier state;
+- optionally ``_ping()``: one round trip for ``validate_connection``.
 
-The supervisor task here runs ``_open`` / ``_listen`` and reconnects with
-exponential backoff and jitter, up to ``max_reconnect_attempts``, then marks the
-resource ``failed``. Delivery goes through a bounded queue: a slow handler makes
-the receive loop wait (``overflow: block``) or drops the oldest message
-(``overflow: drop_oldest``, counted), so memory stays bounded either way.
+Drivers that reconnect by themselves (aio-pika's robust connection) report what
+they do with ``_note_connection_lost`` / ``_note_connection_restored`` from inside
+``_listen``, and raise :class:`ReconnectGaveUp` when their retry budget is spent.
+
+Connection states
+-----------------
+``connection_state`` walks ``connecting -> ready``; a lost connection goes to
+``reconnecting`` and, after a successful reconnect with every subscription
+restored, back to ``ready``. Between attempts the supervisor sleeps
+``reconnect_interval * 2**(attempt-1)`` seconds (capped at 60 s) times a random
+jitter factor in [0.5, 1]. After ``max_reconnect_attempts`` failed attempts the
+state is ``failed`` (so is the resource's ``state``: the registry's background
+recovery takes over and calls ``connect()`` again, which keeps the subscriptions).
+``disconnect()`` ends in ``closed``. ``wait_for_state`` and ``state_history``
+make each transition observable.
+
+Backpressure
+------------
+Received messages go through one bounded buffer of ``queue_size`` messages
+between the receive loop and the handlers, and each ``messages()`` iterator has
+a buffer of the same size. When a buffer is full, ``overflow`` decides:
+
+- ``block`` (the default): the receive loop waits until the handlers catch up,
+  so the driver stops reading and the broker's own flow control applies (TCP
+  for Redis, prefetch for RabbitMQ, fetch for Kafka). Nothing is lost, but one
+  slow handler, or an iterator nobody reads, slows every subscriber down.
+- ``drop_oldest``: the oldest buffered message is dropped to make room; every
+  drop is counted in ``counters.dropped`` (``stream_stats()["dropped"]``, and so
+  in ``/metrics``). The receive loop never waits for a handler.
+
+Memory is bounded by the buffers either way. While no ``messages()`` iterator is
+open and nothing is buffered, a message is dispatched straight from the receive
+loop, without the buffer hop (see ``_deliver``); order is kept in every case.
+Handlers run one message at a time, in arrival order; a handler that raises is
+logged and counted (``handler_errors``) and does not stop the other handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr
 
-from xresource.errors import XResourceConnectionError
+from xresource.errors import XResourceConnectionError, XResourceError, XResourceTimeoutError
 from xresource.resource import State, XResource
 
 log = logging.getLogger("xresource.streams")
 
 Handler = Callable[[Any], Awaitable[None] | None]
+"""A message handler: called with the decoded payload; may be sync or async."""
+
+MESSAGE_EVENT = "message"
+"""The event name every received message is dispatched under."""
+
+_BACKOFF_CAP = 60.0
+
+
+class ReconnectGaveUp(Exception):  # a signal between hook and supervisor, never raised to users
+    """Raised by ``_listen`` of a self-reconnecting driver when its retry budget is spent."""
 
 
 @dataclass(slots=True)
 class Message:
-    """One received message, decoded."""
+    """One received message, decoded.
+
+    ``channel`` is where it was published (Redis channel, MQTT topic, Kafka topic,
+    RabbitMQ routing key); ``subscription`` is the subscription it arrived through
+    when that differs (a Redis pattern, an MQTT wildcard filter); ``meta`` holds
+    protocol details (Kafka partition/offset/key/timestamp, MQTT qos/retain, ...).
+    """
 
     channel: str
     data: Any
     event: str | None = None
     raw: bytes | str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    subscription: str | None = None
 
 
 @dataclass(slots=True)
 class StreamCounters:
+    """Monotonic counters of one resource; exported by ``stream_stats()``."""
+
     received: int = 0
     delivered: int = 0
     dropped: int = 0
@@ -72,7 +127,8 @@ def decode_payload(raw: bytes | str | None) -> Any:
     else:
         text = raw
     stripped = text.lstrip()
-    if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null") or _looks_numeric(stripped):
+    first = stripped[:1]
+    if first in ("{", "[", '"') or stripped in ("true", "false", "null") or _looks_numeric(stripped):
         try:
             return json.loads(text)
         except ValueError:
@@ -85,12 +141,15 @@ def _looks_numeric(text: str) -> bool:
 
 
 def encode_payload(data: Any) -> bytes:
-    """bytes pass through, str is UTF-8, anything else is JSON."""
-    if isinstance(data, bytes | bytearray):
+    """bytes pass through, str is UTF-8, anything else (dict, list, numbers, None) is JSON."""
+    if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
     if isinstance(data, str):
         return data.encode("utf-8")
-    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot publish a {type(data).__name__}: not JSON-serialisable ({exc})") from None
 
 
 class EventStreamResource(XResource):
@@ -103,83 +162,169 @@ class EventStreamResource(XResource):
     max_reconnect_attempts: int = Field(default=10, ge=0)
     """Attempts before the resource is marked failed (0: never reconnect)."""
     queue_size: int = Field(default=1000, ge=1, le=10_000_000)
-    """Messages buffered between the receive loop and handlers."""
+    """Messages buffered between the receive loop and handlers (and per ``messages()`` iterator)."""
     overflow: Literal["block", "drop_oldest"] = "block"
-    """When the buffer is full: make the receiver wait, or drop the oldest message (counted)."""
+    """When a buffer is full: make the receiver wait, or drop the oldest message (counted)."""
 
     _handlers: dict[str, list[Handler]] = PrivateAttr(default_factory=dict)
     _subscriptions: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
-    _iterators: set[asyncio.Queue[Message]] = PrivateAttr(default_factory=set)
+    _iterators: set[asyncio.Queue[Message | None]] = PrivateAttr(default_factory=set)
     _queue: asyncio.Queue[Message] | None = PrivateAttr(default=None)
     _supervisor: asyncio.Task[None] | None = PrivateAttr(default=None)
     _dispatcher: asyncio.Task[None] | None = PrivateAttr(default=None)
     _connected_event: asyncio.Event | None = PrivateAttr(default=None)
+    _sub_lock: asyncio.Lock | None = PrivateAttr(default=None)
     _conn_state: State = PrivateAttr(default=State.NEW)
+    _state_waiters: list[asyncio.Future[State]] = PrivateAttr(default_factory=list)
+    _history: collections.deque[tuple[float, State]] = PrivateAttr(
+        default_factory=lambda: collections.deque(maxlen=64)
+    )
     _counters: StreamCounters = PrivateAttr(default_factory=StreamCounters)
     _closing: bool = PrivateAttr(default=False)
+    _connect_failed: bool = PrivateAttr(default=False)
+    _dispatching: bool = PrivateAttr(default=False)
 
     # ---- public API -----------------------------------------------------------------------
 
     @property
     def connection_state(self) -> State:
-        """connecting, ready, reconnecting, failed or closed."""
+        """connecting, ready, reconnecting, failed or closed (``new`` before the first connect)."""
         return self._conn_state
+
+    @property
+    def state(self) -> State:
+        """The resource state, showing ``reconnecting`` while the supervisor reconnects."""
+        if self._state is State.READY and self._conn_state is State.RECONNECTING:
+            return State.RECONNECTING
+        return self._state
+
+    @property
+    def state_history(self) -> list[State]:
+        """The most recent connection states, oldest first (up to 64)."""
+        return [state for _, state in self._history]
 
     @property
     def counters(self) -> StreamCounters:
         return self._counters
 
+    @property
+    def subscriptions(self) -> list[str]:
+        """Channels subscribed to (restored after every reconnect)."""
+        return list(self._subscriptions)
+
     def on(self, event: str, handler: Handler) -> None:
-        """Call ``handler(payload)`` for every message of ``event`` (a channel, or ``message``)."""
+        """Call ``handler(payload)`` for every message of ``event``.
+
+        ``event`` is ``"message"`` (every message), a channel or subscription name,
+        or a protocol event name (WebSocket ``type``, SSE event).
+        """
+        if not callable(handler):
+            raise TypeError(f"{self.label}: handler for {event!r} is not callable")
         self._handlers.setdefault(event, []).append(handler)
 
     def off(self, event: str, handler: Handler | None = None) -> None:
+        """Remove one handler of ``event``, or all of them."""
         if handler is None:
             self._handlers.pop(event, None)
-        elif handler in self._handlers.get(event, []):
-            self._handlers[event].remove(handler)
+            return
+        handlers = self._handlers.get(event)
+        if handlers and handler in handlers:
+            handlers.remove(handler)
+            if not handlers:
+                del self._handlers[event]
 
     async def subscribe(self, channel: str, handler: Handler | None = None, **options: Any) -> None:
-        """Subscribe to ``channel``; restored after every reconnect."""
+        """Subscribe to ``channel`` (and call ``handler`` for its messages).
+
+        The subscription is restored after every reconnect. Subscribing before
+        ``connect()`` is allowed: it takes effect on connect. If the server refuses
+        the subscription, nothing is kept and the error is raised.
+        """
+        if not isinstance(channel, str) or not channel:
+            raise ValueError(f"{self.label}: channel must be a non-empty string, not {channel!r}")
+        self._check_subscription(channel, options)
+        async with self._lock_subscriptions():
+            previous = self._subscriptions.get(channel)
+            self._subscriptions[channel] = options
+            if self._conn_state is State.READY:
+                try:
+                    async with self.translate_errors(f"subscribe {channel!r}"):
+                        await self._subscribe_remote(channel, options)
+                except BaseException:
+                    if previous is None:
+                        self._subscriptions.pop(channel, None)
+                    else:
+                        self._subscriptions[channel] = previous
+                    raise
         if handler is not None:
             self.on(channel, handler)
-        self._subscriptions[channel] = options
-        if self._conn_state is State.READY:
-            async with self.translate_errors(f"subscribe {channel!r}"):
-                await self._subscribe_remote(channel, options)
 
     async def unsubscribe(self, channel: str) -> None:
-        self._subscriptions.pop(channel, None)
-        self._handlers.pop(channel, None)
-        if self._conn_state is State.READY:
-            async with self.translate_errors(f"unsubscribe {channel!r}"):
-                await self._unsubscribe_remote(channel)
+        """Stop receiving ``channel`` and forget its handlers."""
+        async with self._lock_subscriptions():
+            known = self._subscriptions.pop(channel, None) is not None
+            self._handlers.pop(channel, None)
+            if known and self._conn_state is State.READY:
+                async with self.translate_errors(f"unsubscribe {channel!r}"):
+                    await self._unsubscribe_remote(channel)
 
-    @property
-    def subscriptions(self) -> list[str]:
-        return list(self._subscriptions)
+    async def publish(self, channel: str, data: Any) -> int | None:
+        """Publish ``data`` to ``channel``: bytes as they are, str as UTF-8, anything else as JSON.
 
-    async def publish(self, channel: str, data: Any) -> None:
-        """Publish ``data`` (bytes, str, or JSON-encoded) to ``channel``."""
+        Returns the number of receivers where the protocol reports it (Redis), else None.
+        """
         raise NotImplementedError(f"{self.label}: this protocol cannot publish")
 
     async def messages(self) -> AsyncIterator[Message]:
-        """Iterate over every message received while iterating."""
-        queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=self.queue_size)
+        """Iterate over every message received while iterating; ends at ``disconnect()``."""
+        queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=self.queue_size)
         self._iterators.add(queue)
         try:
             while True:
-                yield await queue.get()
+                message = await queue.get()
+                if message is None:
+                    return
+                yield message
         finally:
             self._iterators.discard(queue)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until the connection is (again) ready."""
-        if self._connected_event is None:
-            raise XResourceConnectionError(f"{self.label} is not connected")
-        await asyncio.wait_for(self._connected_event.wait(), timeout)
+        """Wait until the connection is (again) ready.
+
+        Raises ``XResourceConnectionError`` at once if the resource is failed or
+        closed, and ``XResourceTimeoutError`` after ``timeout`` seconds.
+        """
+        state = await self.wait_for_state(State.READY, State.FAILED, State.CLOSED, timeout=timeout)
+        if state is not State.READY:
+            detail = f": {self._last_error}" if self._last_error else ""
+            raise XResourceConnectionError(f"{self.label} is {state.value}{detail}")
+
+    async def wait_for_state(self, *states: State, timeout: float | None = None) -> State:
+        """Wait until the connection enters one of ``states``; return the state entered.
+
+        A transition is seen even when the state changes again before the waiter
+        runs (each waiter is woken with the state that was entered).
+        """
+        if not states:
+            raise ValueError("wait_for_state needs at least one state")
+        try:
+            async with asyncio.timeout(timeout):
+                if self._conn_state in states:
+                    return self._conn_state
+                while True:
+                    waiter: asyncio.Future[State] = asyncio.get_running_loop().create_future()
+                    self._state_waiters.append(waiter)
+                    entered = await waiter
+                    if entered in states:
+                        return entered
+        except TimeoutError:
+            wanted = "/".join(s.value for s in states)
+            raise XResourceTimeoutError(
+                f"{self.label}: still {self._conn_state.value} after {timeout}s waiting for {wanted}"
+            ) from None
 
     def stream_stats(self) -> dict[str, Any]:
+        """Numbers for status pages and ``/metrics`` (no secrets)."""
         c = self._counters
         return {
             "connection_state": self._conn_state.value,
@@ -190,49 +335,117 @@ class EventStreamResource(XResource):
             "handler_errors": c.handler_errors,
             "reconnects": c.reconnects,
             "queued": self._queue.qsize() if self._queue else 0,
+            "iterators": len(self._iterators),
+            "queue_size": self.queue_size,
+            "overflow": self.overflow,
         }
 
     def _metadata_details(self) -> dict[str, Any]:
-        return {"stream": self.stream_stats()}
+        return {"state": self.state.value, "stream": self.stream_stats()}
 
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        # A failed resource is connected again by the registry's recovery: stop
+        # whatever the previous run left before starting over.
+        await self._stop_tasks()
         self._closing = False
+        self._connect_failed = False
         self._queue = asyncio.Queue(maxsize=self.queue_size)
         self._connected_event = asyncio.Event()
-        self._conn_state = State.CONNECTING
-        await self._open()  # the first connect fails loudly; the registry retries it
-        await self._restore_subscriptions()
-        self._set_ready()
+        self._set_conn_state(State.CONNECTING)
+        try:
+            await self._open()  # the first connect fails loudly; the registry retries it
+            async with self._lock_subscriptions():
+                await self._restore_subscriptions()
+                self._set_conn_state(State.READY)
+        except BaseException as exc:
+            self._connect_failed = True
+            self._last_error = self.translate(exc, "connect").args[0]
+            self._set_conn_state(State.FAILED)
+            raise
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name=f"{self.name}-dispatch")
         self._supervisor = asyncio.create_task(self._supervise(), name=f"{self.name}-supervise")
 
     async def _disconnect(self) -> None:
+        # XResource.connect() calls _disconnect to clean up after a failed
+        # _connect: that is not a close, so iterators keep waiting for recovery.
+        final = not self._connect_failed
+        self._connect_failed = False
         self._closing = True
+        await self._stop_tasks()
+        try:
+            await self._close()
+        except Exception as exc:  # noqa: BLE001 - closing must finish; say why it was unclean
+            log.debug("%s: close: %s", self.label, self.scrub(str(exc) or type(exc).__name__))
+        if self._connected_event is not None:
+            self._connected_event.clear()
+        if final:
+            self._set_conn_state(State.CLOSED)
+            self._end_iterators()
+
+    async def _stop_tasks(self) -> None:
+        current = asyncio.current_task()
         for task in (self._supervisor, self._dispatcher):
-            if task is not None and not task.done():
+            if task is not None and task is not current and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._supervisor = self._dispatcher = None
-        with contextlib.suppress(Exception):
-            await self._close()
-        self._conn_state = State.CLOSED
-        if self._connected_event is not None:
-            self._connected_event.clear()
+        queue = self._queue
+        if queue is not None and not queue.empty():
+            # Messages still buffered at close are never handled: say so in the counters.
+            self._counters.dropped += queue.qsize()
+            self._queue = asyncio.Queue(maxsize=self.queue_size)
 
-    def _set_ready(self) -> None:
-        self._conn_state = State.READY
+    def _end_iterators(self) -> None:
+        for queue in list(self._iterators):
+            while True:
+                try:
+                    queue.put_nowait(None)
+                    break
+                except asyncio.QueueFull:
+                    queue.get_nowait()
+                    self._counters.dropped += 1
+
+    async def _validate_connection(self) -> bool:
+        if self._conn_state is State.RECONNECTING:
+            # The supervisor owns recovery and status() shows "reconnecting";
+            # reporting a failure here would only make the registry reconnect twice.
+            return True
+        if self._conn_state is not State.READY:
+            return False
+        return await self._ping()
+
+    def _lock_subscriptions(self) -> asyncio.Lock:
+        # Created lazily: the model may be built outside any event loop.
+        if self._sub_lock is None:
+            self._sub_lock = asyncio.Lock()
+        return self._sub_lock
+
+    def _set_conn_state(self, state: State) -> None:
+        if state is self._conn_state:
+            return
+        previous, self._conn_state = self._conn_state, state
+        self._history.append((time.monotonic(), state))
         if self._connected_event is not None:
-            self._connected_event.set()
+            if state is State.READY:
+                self._connected_event.set()
+            else:
+                self._connected_event.clear()
+        waiters, self._state_waiters = self._state_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(state)
+        log.debug("%s: %s -> %s", self.label, previous.value, state.value)
 
     async def _restore_subscriptions(self) -> None:
         for channel, options in list(self._subscriptions.items()):
             await self._subscribe_remote(channel, options)
 
+    # ---- supervision and reconnects -------------------------------------------------------
+
     async def _supervise(self) -> None:
-        attempt = 0
         while not self._closing:
             try:
                 await self._listen()
@@ -241,92 +454,168 @@ class EventStreamResource(XResource):
                 raise ConnectionError("the server closed the stream")
             except asyncio.CancelledError:
                 raise
+            except ReconnectGaveUp as exc:
+                self._give_up(str(exc))
+                return
             except Exception as exc:  # noqa: BLE001 - any loss leads to a reconnect
                 if self._closing:
                     return
-                self._last_error = self.translate(exc, "receive").args[0]
-                log.warning("%s lost its connection: %s", self.label, self._last_error)
-            if self._connected_event is not None:
-                self._connected_event.clear()
-            self._conn_state = State.RECONNECTING
+                self._note_connection_lost(exc)
+            if not await self._reconnect():
+                return
+
+    async def _reconnect(self) -> bool:
+        """Close, back off, open and restore until it works or the budget is spent."""
+        attempt = 0
+        while not self._closing:
             with contextlib.suppress(Exception):
                 await self._close()
-            while not self._closing:
-                attempt += 1
-                if attempt > self.max_reconnect_attempts:
-                    self._conn_state = State.FAILED
-                    self._state = State.FAILED
-                    log.error("%s gave up after %d reconnect attempts", self.label, attempt - 1)
-                    return
-                await asyncio.sleep(self._backoff(attempt))
-                try:
-                    await self._open()
+            attempt += 1
+            if attempt > self.max_reconnect_attempts:
+                self._give_up(f"gave up after {attempt - 1} reconnect attempt(s): {self._last_error}")
+                return False
+            await asyncio.sleep(self._backoff(attempt))
+            try:
+                await self._open()
+                async with self._lock_subscriptions():
                     await self._restore_subscriptions()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    self._last_error = self.translate(exc, "reconnect").args[0]
-                    with contextlib.suppress(Exception):
-                        await self._close()
-                    continue
-                self._counters.reconnects += 1
-                self._last_error = None
-                self._set_ready()
-                log.info("%s reconnected after %d attempt(s)", self.label, attempt)
-                attempt = 0
-                break
+                    self._note_connection_restored(attempt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next attempt may work
+                self._last_error = self.translate(exc, "reconnect").args[0]
+                log.info("%s: reconnect attempt %d failed: %s", self.label, attempt, self._last_error)
+                continue
+            return True
+        return False
+
+    def _note_connection_lost(self, exc: BaseException | str) -> None:
+        """Record a lost connection and enter ``reconnecting`` (for self-healing drivers too)."""
+        if isinstance(exc, XResourceError):
+            self._last_error = str(exc)
+        elif isinstance(exc, BaseException):
+            self._last_error = self.translate(exc, "receive").args[0]
+        else:
+            self._last_error = f"{self.label}: {self.scrub(exc)}"
+        log.warning("%s lost its connection: %s", self.label, self._last_error)
+        self._set_conn_state(State.RECONNECTING)
+
+    def _note_connection_restored(self, attempts: int | None = None) -> None:
+        """Record a successful reconnect (subscriptions restored) and enter ``ready``."""
+        self._counters.reconnects += 1
+        self._last_error = None
+        self._set_conn_state(State.READY)
+        after = f" after {attempts} attempt(s)" if attempts else ""
+        log.info("%s reconnected%s", self.label, after)
+
+    def _give_up(self, reason: str) -> None:
+        self._last_error = f"{self.label}: {self.scrub(reason)}"
+        self._set_conn_state(State.FAILED)
+        self._state = State.FAILED
+        log.error("%s", self._last_error)
 
     def _backoff(self, attempt: int) -> float:
-        base: float = min(60.0, self.reconnect_interval * 2 ** (attempt - 1))
+        base: float = min(_BACKOFF_CAP, self.reconnect_interval * 2 ** min(attempt - 1, 32))
         return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+    def _reconnect_budget(self) -> float:
+        """Longest time the whole backoff schedule may take (for self-healing drivers)."""
+        return float(
+            sum(
+                min(_BACKOFF_CAP, self.reconnect_interval * 2 ** min(n, 32))
+                for n in range(self.max_reconnect_attempts)
+            )
+        )
 
     # ---- delivery -------------------------------------------------------------------------
 
     async def _deliver(self, message: Message) -> None:
-        """Hand a received message to handlers and iterators, applying the overflow policy."""
+        """Hand a received message to handlers and iterators, applying the overflow policy.
+
+        Fast path: with nothing buffered, no iterator open and no dispatch under
+        way, the message is dispatched right here, in the receive loop, which
+        saves a task switch per message. Order is kept because the buffer is
+        empty, and a handler that awaits keeps the receive loop waiting, which is
+        what ``block`` means anyway. With ``drop_oldest`` the receive loop must
+        never wait for a handler, so it always goes through the buffer.
+        """
         self._counters.received += 1
         queue = self._queue
         if queue is None:
             return
-        if queue.full() and self.overflow == "drop_oldest":
-            with contextlib.suppress(asyncio.QueueEmpty):
-                queue.get_nowait()
-                self._counters.dropped += 1
-        await queue.put(message)
+        if (
+            self.overflow == "block"
+            and not self._dispatching
+            and not self._iterators
+            and queue.empty()
+            and self._dispatcher is not None
+        ):
+            self._dispatching = True
+            try:
+                await self._dispatch(message)
+            finally:
+                self._dispatching = False
+            return
+        if queue.full():
+            if self.overflow == "drop_oldest":
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                    self._counters.dropped += 1
+            else:
+                await queue.put(message)
+                return
+        queue.put_nowait(message)
 
     async def _dispatch_loop(self) -> None:
-        assert self._queue is not None
         queue = self._queue
+        assert queue is not None
         while True:
             message = await queue.get()
-            await self._dispatch(message)
+            self._dispatching = True
+            try:
+                await self._dispatch(message)
+            finally:
+                self._dispatching = False
 
     async def _dispatch(self, message: Message) -> None:
         handlers = self._handlers
-        names = ["message", message.channel]
-        if message.event and message.event not in names:
-            names.append(message.event)
-        for name in names:
-            for handler in handlers.get(name, ()):
-                try:
-                    result = handler(message.data)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    self._counters.handler_errors += 1
-                    log.exception("%s: handler for %r raised", self.label, name)
+        if handlers:
+            await self._call_handlers(handlers.get(MESSAGE_EVENT), MESSAGE_EVENT, message)
+            channel, subscription, event = message.channel, message.subscription, message.event
+            if channel != MESSAGE_EVENT:
+                await self._call_handlers(handlers.get(channel), channel, message)
+            if subscription and subscription not in (channel, MESSAGE_EVENT):
+                await self._call_handlers(handlers.get(subscription), subscription, message)
+            if event and event not in (channel, subscription, MESSAGE_EVENT):
+                await self._call_handlers(handlers.get(event), event, message)
         for iterator_queue in self._iterators:
             if iterator_queue.full():
                 if self.overflow == "drop_oldest":
-                    iterator_queue.get_nowait()
-                    self._counters.dropped += 1
+                    with contextlib.suppress(asyncio.QueueEmpty):
+                        iterator_queue.get_nowait()
+                        self._counters.dropped += 1
                 else:
                     await iterator_queue.put(message)
                     continue
             iterator_queue.put_nowait(message)
         self._counters.delivered += 1
 
+    async def _call_handlers(self, handlers: list[Handler] | None, name: str, message: Message) -> None:
+        if not handlers:
+            return
+        for handler in tuple(handlers):  # a handler may call off()/unsubscribe()
+            try:
+                result = handler(message.data)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self._counters.handler_errors += 1
+                log.exception("%s: handler %s for %r raised", self.label, _name_of(handler), name)
+
     # ---- backend hooks --------------------------------------------------------------------
+
+    def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
+        """Reject bad channel names or options before anything is stored (backends override)."""
 
     async def _open(self) -> None:
         raise NotImplementedError
@@ -342,3 +631,30 @@ class EventStreamResource(XResource):
 
     async def _unsubscribe_remote(self, channel: str) -> None:
         pass
+
+    async def _ping(self) -> bool:
+        return True
+
+
+def _name_of(handler: Handler) -> str:
+    return getattr(handler, "__qualname__", None) or type(handler).__name__
+
+
+def url_target(url: str, default_port: int) -> str:
+    """``host:port`` of a connection URL, never its user-info (for ``target()``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or default_port
+    except ValueError:
+        return ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def tls_context(ca_file: str | None) -> Any:
+    """An ``ssl.SSLContext`` verifying the server, with ``ca_file`` as trust anchor if given."""
+    import ssl
+
+    return ssl.create_default_context(cafile=ca_file)

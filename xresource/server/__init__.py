@@ -1,0 +1,1 @@
+"""HTTP endpoints of ``xresource serve``: health, readiness, resources, metrics."""
