@@ -22,6 +22,23 @@ class Document:
     marks: dict[FieldPath, Mark] = field(default_factory=dict)
     declared_schema: str | None = None  # from a "yaml-language-server: $schema=" modeline
 
+    def normalize(self, path: FieldPath) -> FieldPath:
+        """Drop segments that are not in the data (a union's tag that pydantic puts in ``loc``)."""
+        out: list[str | int] = []
+        node = self.data
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                out.append(part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+                out.append(part)
+            elif isinstance(node, dict | list):
+                continue  # not in the data: skip it, the next segment may be
+            else:
+                out.append(part)
+        return tuple(out)
+
     def mark_for(self, path: FieldPath) -> Mark:
         """The closest known position of ``path``, walking up to the document itself."""
         while path:

@@ -176,7 +176,9 @@ def manifest_hash(merged: dict[str, Any]) -> str:
 def _problem_from_error(
     doc: Document, name: str | None, err: Any, resource_class: type[XResource]
 ) -> Problem:
-    loc = tuple(err["loc"])
+    loc = doc.normalize(tuple(err["loc"]))
+    if err["type"] in ("extra_forbidden", "missing") and tuple(err["loc"])[-1:] != loc[-1:]:
+        loc = (*loc, err["loc"][-1])
     line, col = doc.mark_for(loc)
     field_path = format_path(loc) or None
     kind = err["type"]

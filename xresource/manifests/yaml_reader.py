@@ -129,6 +129,9 @@ def read_yaml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        start = exc.context_mark
+        if start is not None and mark is not None and start.line != mark.line:
+            message += f" (the construct started at line {start.line + 1}, column {start.column + 1})"
         return docs, [
             Problem(
                 str(file),

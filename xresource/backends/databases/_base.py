@@ -17,8 +17,8 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 from urllib.parse import parse_qsl, unquote
@@ -405,12 +405,3 @@ def _split_hostinfo(hostinfo: str) -> tuple[str | None, int | None]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"the port {port_text!r} in the connection string is not a number from 1 to 65535")
     return unquote(host), int(port_text)
-
-
-@contextmanager
-def url_problem() -> Iterator[None]:
-    """Re-raise URL parsing problems as pydantic-friendly ``ValueError``s."""
-    try:
-        yield
-    except ValueError as exc:
-        raise ValueError(f"connection_string: {exc}") from None

@@ -14,7 +14,12 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, WithJsonSchema
 
-from xresource.errors import XResourceAuthenticationError, XResourceError, XResourceRequestError
+from xresource.errors import (
+    XResourceAuthenticationError,
+    XResourceConnectionError,
+    XResourceError,
+    XResourceRequestError,
+)
 from xresource.prototype import XObjPrototype
 from xresource.resource import XResource
 from xresource.secrets import LITERAL_URL_PASSWORD_PATTERN, HeaderMap, UrlText, mask_url_password
@@ -64,7 +69,7 @@ class TlsFields(XObjPrototype):
             if not path.is_absolute() and owner.manifest_path is not None:
                 path = owner.manifest_path.parent / path
             if not path.is_file():
-                raise XResourceError(f"{owner.label}: ca_file {str(path)!r} does not exist")
+                raise XResourceConnectionError(f"{owner.label}: ca_file {str(path)!r} does not exist")
             cafile = str(path)
         context = ssl.create_default_context(cafile=cafile)
         if not self.verify_ssl:

@@ -119,8 +119,8 @@ AuthParams = Annotated[
         _auth_kind,
         custom_error_type="auth_kind",
         custom_error_message=(
-            "auth needs one of: bearer_token; username and password; "
-            "api_key (with api_key_header or api_key_query); hmac_secret"
+            "auth needs one kind: bearer (bearer_token), basic (username and password), "
+            "api_key (api_key with api_key_header or api_key_query) or hmac (hmac_secret)"
         ),
     ),
 ]

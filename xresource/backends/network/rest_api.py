@@ -79,6 +79,10 @@ class HttpResponse:
     url: str
     """The request URL without secrets."""
 
+    def __repr__(self) -> str:
+        # The body and headers stay out: a careless server may echo credentials in them.
+        return f"HttpResponse(status={self.status}, url={self.url!r}, body=<{len(self.body)} bytes>)"
+
     @property
     def ok(self) -> bool:
         return self.status < 400
@@ -399,7 +403,9 @@ class RestApiResource(NetworkResource):
             return False
         if isinstance(exc, aiohttp.ClientConnectorError):
             return True  # refused or unresolvable: nothing was sent
-        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | aiohttp.ClientPayloadError):
+        if isinstance(
+            exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | aiohttp.ClientPayloadError
+        ):
             return idempotent
         return False
 
@@ -420,7 +426,9 @@ class RestApiResource(NetworkResource):
 
     def _status_error(self, method: str, response: HttpResponse) -> XResourceError:
         preview = " ".join(response.text()[:ERROR_BODY_PREVIEW].split())
-        message = f"{self.label}: {method} {response.url} -> HTTP {response.status} {response.reason}".rstrip()
+        message = (
+            f"{self.label}: {method} {response.url} -> HTTP {response.status} {response.reason}".rstrip()
+        )
         if preview:
             message += f": {self.scrub(preview)}"
         return http_status_error(message, response.status)

@@ -42,7 +42,9 @@ def canonical_request(method: str, path_qs: str, timestamp: str, body: bytes = b
 def sign(key: str | bytes, method: str, path_qs: str, timestamp: str, body: bytes = b"") -> str:
     """Hex HMAC-SHA256 of the canonical request."""
     key_bytes = key.encode() if isinstance(key, str) else key
-    return hmac.new(key_bytes, canonical_request(method, path_qs, timestamp, body), hashlib.sha256).hexdigest()
+    return hmac.new(
+        key_bytes, canonical_request(method, path_qs, timestamp, body), hashlib.sha256
+    ).hexdigest()
 
 
 def signed_headers(

@@ -60,10 +60,12 @@ import inspect
 import json
 import logging
 import random
+import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr
 
@@ -101,6 +103,46 @@ class Message:
     raw: bytes | str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     subscription: str | None = None
+
+
+class MessageIterator:
+    """What ``messages()`` returns: registered at creation, so nothing is missed before iterating."""
+
+    def __init__(self, resource: EventStreamResource) -> None:
+        self._resource: EventStreamResource | None = resource
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=resource.queue_size)
+        resource._iterators.add(self._queue)
+
+    def __aiter__(self) -> MessageIterator:
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._resource is None:
+            raise StopAsyncIteration
+        message = await self._queue.get()
+        if message is None:
+            self._detach()
+            raise StopAsyncIteration
+        return message
+
+    async def aclose(self) -> None:
+        """Stop receiving; buffered messages are discarded."""
+        self._detach()
+
+    async def __aenter__(self) -> MessageIterator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        if self._resource is not None:
+            self._resource._iterators.discard(self._queue)
+            self._resource = None
+
+    def __del__(self) -> None:
+        # An iterator dropped without aclose() must not hold up delivery under "block".
+        self._detach()
 
 
 @dataclass(slots=True)
@@ -275,18 +317,15 @@ class EventStreamResource(XResource):
         """
         raise NotImplementedError(f"{self.label}: this protocol cannot publish")
 
-    async def messages(self) -> AsyncIterator[Message]:
-        """Iterate over every message received while iterating; ends at ``disconnect()``."""
-        queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=self.queue_size)
-        self._iterators.add(queue)
-        try:
-            while True:
-                message = await queue.get()
-                if message is None:
-                    return
-                yield message
-        finally:
-            self._iterators.discard(queue)
+    def messages(self) -> MessageIterator:
+        """An async iterator over every message received from this call on.
+
+        It buffers up to ``queue_size`` messages under the ``overflow`` policy;
+        it ends at ``disconnect()``. Close it (``aclose()``, or leave the
+        ``async for``/``async with``) when done: under ``block`` an iterator
+        nobody reads holds up every handler.
+        """
+        return MessageIterator(self)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the connection is (again) ready.
@@ -339,6 +378,13 @@ class EventStreamResource(XResource):
             "queue_size": self.queue_size,
             "overflow": self.overflow,
         }
+
+    def _unavailable(self, operation: str) -> XResourceConnectionError:
+        """The error for an operation attempted while there is no live connection."""
+        detail = f": {self._last_error}" if self._last_error else ""
+        return XResourceConnectionError(
+            f"{self.label}: {operation} failed: not connected (connection {self._conn_state.value}){detail}"
+        )
 
     def _metadata_details(self) -> dict[str, Any]:
         return {"state": self.state.value, "stream": self.stream_stats()}
@@ -642,8 +688,6 @@ def _name_of(handler: Handler) -> str:
 
 def url_target(url: str, default_port: int) -> str:
     """``host:port`` of a connection URL, never its user-info (for ``target()``)."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         host = parts.hostname or "localhost"
@@ -653,8 +697,6 @@ def url_target(url: str, default_port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def tls_context(ca_file: str | None) -> Any:
-    """An ``ssl.SSLContext`` verifying the server, with ``ca_file`` as trust anchor if given."""
-    import ssl
-
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """An SSL context that verifies the server, trusting ``ca_file`` if given (else the system CAs)."""
     return ssl.create_default_context(cafile=ca_file)

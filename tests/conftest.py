@@ -1,0 +1,27 @@
+"""Fixtures shared by every test: fresh global state around each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from xresource.factory import ResourceFactory
+
+
+@pytest.fixture(autouse=True)
+def _reset_factory() -> Iterator[None]:
+    """Types registered by one test must not leak into the next (fsspec clears its caches so)."""
+    ResourceFactory.reset()
+    yield
+    ResourceFactory.reset()
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own XRESOURCE_* environment must not change test outcomes."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("XRESOURCE_") and key != "XRESOURCE_REQUIRE_SERVICES":
+            monkeypatch.delenv(key)

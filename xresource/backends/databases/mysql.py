@@ -1,0 +1,353 @@
+"""``mysql``: MySQL and MariaDB through an aiomysql connection pool."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from xresource._optional import require
+from xresource.backends.databases._base import (
+    DatabaseResource,
+    PoolRuntime,
+    PoolStats,
+    UrlParts,
+    parse_url,
+    reject_managed_options,
+    tls_context,
+)
+from xresource.errors import (
+    XResourceAuthenticationError,
+    XResourceConnectionError,
+    XResourceError,
+    XResourceRequestError,
+    XResourceTimeoutError,
+)
+from xresource.secrets import OptionsMap, SecretText, UrlText
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+_SCHEMES = ("mysql", "mariadb")
+_URL_PARAMS = {"charset"}
+_MANAGED = {
+    "host",
+    "port",
+    "user",
+    "password",
+    "db",
+    "minsize",
+    "maxsize",
+    "connect_timeout",
+    "ssl",
+    "autocommit",
+    "charset",
+    "pool_recycle",
+    "cursorclass",
+}
+
+# Server error codes (https://mariadb.com/kb/en/mariadb-error-codes/).
+_AUTH_CODES = {1044, 1045, 1130, 1251, 1698}  # access denied, host not allowed, auth plugin
+_CONNECTION_CODES = {1040, 1049, 1053, 1927}  # too many connections, unknown database, shutdown, killed
+_TIMEOUT_CODES = {1205, 1969, 3024}  # lock wait, max_statement_time, max_execution_time
+
+# aiomysql's plain tuple cursor, bound at first connect so the module imports without aiomysql.
+_TupleCursor: Any = None
+
+
+class MySQLResource(DatabaseResource):
+    """A MySQL or MariaDB database behind an aiomysql pool.
+
+    Queries use the driver's native ``%s`` placeholders (``"... WHERE id = %s"``),
+    with the arguments passed after the query as with asyncpg; a query without
+    arguments is sent as written, so a literal ``%`` needs no escaping there.
+    ``fetch`` and ``fetchrow`` return ``dict`` rows, ``execute`` and
+    ``executemany`` the number of affected rows. Connections run in autocommit
+    mode by default; for a transaction use ``acquire()`` and
+    ``await conn.begin()`` / ``await conn.commit()``. Like the driver, the
+    convenience queries wait for a free connection without a limit; use
+    ``acquire(timeout=...)`` for a bounded wait.
+
+    The password goes in the URL's user-info as a reference
+    (``mysql://app:${env:DB_PW}@db:3306/app``) or in ``password``; it is
+    passed to aiomysql on its own, so it needs no URL escaping.
+    """
+
+    type: Literal["mysql"] = "mysql"
+    default_port: ClassVar[int | None] = 3306
+    install_extra: ClassVar[str | None] = "mysql"
+
+    connection_string: UrlText
+    """``mysql://user[:${env:PW}]@host[:port][/database][?charset=...]`` (``mariadb://`` works too)."""
+    password: SecretText | None = None
+    """The password, as a reference, when the connection string does not carry one."""
+    charset: str = "utf8mb4"
+    """Connection character set."""
+    autocommit: bool = True
+    """Commit each statement on its own (the convenience queries rely on it to persist writes)."""
+    pool_recycle: float | None = Field(default=None, gt=0)
+    """Close pooled connections older than this many seconds (below the server's ``wait_timeout``)."""
+    sslmode: Literal["disable", "require", "verify-ca", "verify-full"] | None = None
+    """TLS: ``require`` encrypts, ``verify-ca`` also checks the chain, ``verify-full`` also the host name."""
+    ca_file: str | None = None
+    """PEM file of the certificate authorities trusted to sign the server's certificate."""
+    options: OptionsMap = Field(default_factory=dict)
+    """Further keyword arguments for ``aiomysql.create_pool`` (e.g. ``init_command``, ``sql_mode``)."""
+
+    @field_validator("connection_string")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = parse_url(value, _SCHEMES)
+        if parts.host is None:
+            raise ValueError("the connection string must name one host, e.g. mysql://app@db:3306/app")
+        unknown = sorted(set(parts.query) - _URL_PARAMS)
+        if unknown:
+            raise ValueError(
+                f"unsupported URL parameter(s) {', '.join(unknown)}; "
+                f"supported: {', '.join(sorted(_URL_PARAMS))} (use the resource's fields or options)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_settings(self) -> MySQLResource:
+        if self.url_parts().password and self.password:
+            raise ValueError("give the password either in connection_string or in password, not both")
+        if self.ca_file is not None and self.sslmode == "disable":
+            raise ValueError("ca_file is set but sslmode is 'disable'")
+        reject_managed_options(self.options, _MANAGED, "mysql")
+        return self
+
+    def url_parts(self) -> UrlParts:
+        return parse_url(self.connection_string, _SCHEMES)
+
+    def _metadata_details(self) -> dict[str, Any]:
+        details = super()._metadata_details()
+        details.update(driver="aiomysql", sslmode=self._effective_sslmode())
+        return details
+
+    def _effective_sslmode(self) -> str:
+        if self.sslmode is None:
+            return "verify-full" if self.ca_file is not None else "disable"
+        return self.sslmode
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        global _TupleCursor
+        aiomysql = require("aiomysql", "mysql", type_name=self.type)
+        _TupleCursor = aiomysql.Cursor
+        parts = self.url_parts()
+        assert parts.host is not None  # checked by _check_url
+        password = parts.password or self.password
+        sslmode = self._effective_sslmode()
+        kwargs: dict[str, Any] = {
+            "host": self.resolve(parts.host),
+            "port": parts.port or self.default_port,
+            "user": self.resolve(parts.user) if parts.user else None,
+            "password": self.resolve(password) if password else "",
+            "db": self.resolve(parts.database) if parts.database else None,
+            "minsize": self.min_pool_size,
+            "maxsize": self.max_pool_size,
+            "connect_timeout": self.connect_timeout,
+            "autocommit": self.autocommit,
+            "charset": parts.query.get("charset", self.charset),
+            "pool_recycle": self.pool_recycle if self.pool_recycle is not None else -1,
+            "cursorclass": aiomysql.DictCursor,
+            "program_name": f"xresource:{self.name}",
+        }
+        if sslmode != "disable":
+            kwargs["ssl"] = tls_context(sslmode, self.ca_file)
+        kwargs.update(self._resolve_options(self.options))
+
+        async with self._connect_deadline():
+            pool = await aiomysql.create_pool(**kwargs)
+            try:
+                conn = await pool.acquire()
+                try:
+                    await conn.ping(reconnect=False)
+                finally:
+                    pool.release(conn)
+            except BaseException:
+                pool.terminate()
+                raise
+        self._rt.pool = pool
+        self._log_connected()
+
+    async def _disconnect(self) -> None:
+        pool, self._rt.pool = self._rt.pool, None
+        if pool is None:
+            return
+
+        async def graceful() -> None:
+            pool.close()  # idle connections close now, busy ones when they come back
+            await pool.wait_closed()
+
+        async def force() -> None:
+            pool.terminate()
+            await pool.wait_closed()
+
+        await self._close_bounded(graceful, force)
+
+    async def _validate_connection(self) -> bool:
+        if self._rt.pool is None:
+            return False
+        return await self._round_trip(lambda: self.fetchval("SELECT 1"))
+
+    async def list_collections_or_tables(self) -> list[str]:
+        """Tables of the connection's database, or ``schema.table`` of every user schema without one."""
+        if self.url_parts().database:
+            rows = await self.fetch("SHOW TABLES")
+            return sorted(next(iter(row.values())) for row in rows)
+        rows = await self.fetch(
+            "SELECT CONCAT(table_schema, '.', table_name) AS name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
+            "ORDER BY name"
+        )
+        return [row["name"] for row in rows]
+
+    # ---- pool -----------------------------------------------------------------------------
+
+    def get_pool_stats(self) -> PoolStats:
+        pool = self._rt.pool
+        if pool is None:
+            return super().get_pool_stats()
+        size = pool.size
+        idle = pool.freesize
+        in_use = max(0, size - idle)
+        return PoolStats(
+            size=size, in_use=in_use, idle=idle, waiters=self._waiters(in_use), max=pool.maxsize
+        )
+
+    async def _checkout(self, rt: PoolRuntime) -> Any:
+        return await rt.pool.acquire()
+
+    async def _checkin(self, rt: PoolRuntime, conn: Any) -> None:
+        await rt.pool.release(conn)
+
+    # ---- queries: the hot path. Keep these thin (see the module docstring of _base). ------
+    # pool.release() returns a task that only wakes waiters; it is not awaited here.
+
+    async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
+        """Run ``query`` and return all rows as dicts."""
+        rt = self._rt
+        rt.inflight += 1
+        try:
+            pool = rt.pool
+            conn = await pool.acquire()
+            try:
+                cur = await conn.cursor()
+                await cur.execute(query, args or None)
+                rows: list[dict[str, Any]] = await cur.fetchall()
+                await cur.close()
+                return rows
+            finally:
+                pool.release(conn)
+        except Exception as exc:
+            raise self._op_error(exc, "fetch") from exc
+        finally:
+            rt.inflight -= 1
+
+    async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
+        """Run ``query`` and return its first row as a dict, or ``None``."""
+        rt = self._rt
+        rt.inflight += 1
+        try:
+            pool = rt.pool
+            conn = await pool.acquire()
+            try:
+                cur = await conn.cursor()
+                await cur.execute(query, args or None)
+                row: dict[str, Any] | None = await cur.fetchone()
+                await cur.close()
+                return row
+            finally:
+                pool.release(conn)
+        except Exception as exc:
+            raise self._op_error(exc, "fetchrow") from exc
+        finally:
+            rt.inflight -= 1
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
+        """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
+        rt = self._rt
+        rt.inflight += 1
+        try:
+            pool = rt.pool
+            conn = await pool.acquire()
+            try:
+                cur = await conn.cursor(_TupleCursor)
+                await cur.execute(query, args or None)
+                row = await cur.fetchone()
+                await cur.close()
+                return None if row is None else row[column]
+            finally:
+                pool.release(conn)
+        except Exception as exc:
+            raise self._op_error(exc, "fetchval") from exc
+        finally:
+            rt.inflight -= 1
+
+    async def execute(self, query: str, *args: Any) -> int:
+        """Run a statement; returns the number of affected rows."""
+        rt = self._rt
+        rt.inflight += 1
+        try:
+            pool = rt.pool
+            conn = await pool.acquire()
+            try:
+                cur = await conn.cursor(_TupleCursor)
+                count: int = await cur.execute(query, args or None)
+                await cur.close()
+                return count
+            finally:
+                pool.release(conn)
+        except Exception as exc:
+            raise self._op_error(exc, "execute") from exc
+        finally:
+            rt.inflight -= 1
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> int:
+        """Run a statement once per argument tuple (multi-row ``INSERT ... VALUES`` are batched)."""
+        rt = self._rt
+        rt.inflight += 1
+        try:
+            pool = rt.pool
+            conn = await pool.acquire()
+            try:
+                cur = await conn.cursor(_TupleCursor)
+                count: int = await cur.executemany(query, list(args))
+                await cur.close()
+                return count
+            finally:
+                pool.release(conn)
+        except Exception as exc:
+            raise self._op_error(exc, "executemany") from exc
+        finally:
+            rt.inflight -= 1
+
+    # ---- errors ---------------------------------------------------------------------------
+
+    def error_class_for(self, exc: BaseException) -> type[XResourceError] | None:
+        if isinstance(exc, TimeoutError):
+            return XResourceTimeoutError
+        code = _server_code(exc)
+        if code is not None:
+            if code in _AUTH_CODES:
+                return XResourceAuthenticationError
+            if code in _TIMEOUT_CODES:
+                return XResourceTimeoutError
+            if code in _CONNECTION_CODES or 2000 <= code < 3000:  # 2xxx: client-side connection errors
+                if isinstance(exc.__cause__, TimeoutError):
+                    return XResourceTimeoutError
+                return XResourceConnectionError
+            return XResourceRequestError
+        if isinstance(exc, OSError):
+            return XResourceConnectionError
+        return XResourceRequestError
+
+
+def _server_code(exc: BaseException) -> int | None:
+    """The MySQL error number of a PyMySQL exception, else ``None``."""
+    if type(exc).__module__.startswith("pymysql") and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None

@@ -1,0 +1,248 @@
+"""``mqtt``: MQTT 3.1.1 topics through aiomqtt 2.x.
+
+aiomqtt 2.x does not reconnect: when the broker goes away its message iterator
+raises and the client is dead. The supervisor in ``_base`` then builds a new
+client and subscribes every topic again with its QoS; the old client is closed
+first, so each subscriber receives each message once after a reconnect.
+
+Backpressure: paho hands messages over in a synchronous socket callback, which
+cannot wait. aiomqtt's inbox is therefore bounded too (``queue_size``) and, when
+full, drops its oldest message (counted in ``dropped``) whatever ``overflow``
+says; behind it the shared buffer applies ``overflow`` as for every stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from typing import Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field
+
+from xresource._optional import require
+from xresource.backends.streams._base import (
+    EventStreamResource,
+    Message,
+    StreamCounters,
+    decode_payload,
+    encode_payload,
+    tls_context,
+    url_target,
+)
+from xresource.errors import XResourceAuthenticationError, XResourceError, XResourceTimeoutError
+from xresource.secrets import SecretText, UrlText
+
+_DRIVER_LOG = logging.getLogger("xresource.streams.mqtt")
+_SUBSCRIBE_OPTIONS = frozenset({"qos"})
+
+
+class MqttResource(EventStreamResource):
+    """MQTT: ``subscribe(topic_filter, qos=...)`` (``+``/``#`` wildcards), ``publish``."""
+
+    install_extra: ClassVar[str | None] = "mqtt"
+
+    type: Literal["mqtt"] = "mqtt"
+    """The resource type; selects the backend."""
+    connection_string: UrlText = Field(default="mqtt://localhost:1883", pattern=r"^mqtts?://")
+    """``mqtt://host:port`` or ``mqtts://host:port`` (TLS); user-info may carry a username."""
+    client_id: str | None = Field(default=None, max_length=256)
+    """MQTT client identifier (default: random). Two clients with one id keep kicking each other off."""
+    qos: Literal[0, 1, 2] = 0
+    """Default QoS of subscriptions and publishes."""
+    username: str | None = None
+    """User name, if the broker wants one (or in the URL's user-info)."""
+    password: SecretText | None = None
+    """Password, as a ``${env:...}`` or ``${file:...}`` reference."""
+    ca_file: str | None = None
+    """CA bundle that signs the broker's certificate, for ``mqtts://`` (default: the system CAs)."""
+    keepalive: int = Field(default=60, ge=1, le=65535)
+    """Seconds between keep-alive pings; a dead broker is noticed within 1.5x this."""
+    clean_session: bool = True
+    """Start with a clean session (the broker forgets subscriptions of an earlier connection)."""
+    timeout: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds allowed to connect, to subscribe and for one publish."""
+
+    _client: Any = None
+    _inbox: asyncio.Queue[Any] | None = None
+
+    def target(self) -> str:
+        default = 8883 if self.connection_string.startswith("mqtts") else 1883
+        return url_target(self.connection_string, default)
+
+    def error_class_for(self, exc: BaseException) -> type[XResourceError] | None:
+        text = str(exc).lower()
+        if "not authorized" in text or "bad user name or password" in text:
+            return XResourceAuthenticationError
+        if "timed out" in text:
+            return XResourceTimeoutError
+        return None
+
+    def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
+        unknown = set(options) - _SUBSCRIBE_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"{self.label}: subscribe() got unknown option(s) {', '.join(sorted(unknown))}; known: qos"
+            )
+        if options.get("qos", 0) not in (0, 1, 2) or isinstance(options.get("qos"), bool):
+            raise ValueError(f"{self.label}: qos must be 0, 1 or 2, not {options.get('qos')!r}")
+        problem = topic_filter_problem(channel)
+        if problem:
+            raise ValueError(f"{self.label}: invalid topic filter {channel!r}: {problem}")
+
+    async def publish(
+        self, channel: str, data: Any, *, qos: Literal[0, 1, 2] | None = None, retain: bool = False
+    ) -> int | None:
+        """Publish to the topic ``channel`` (no wildcards) with ``qos`` (default: the resource's)."""
+        self.require_ready()
+        if not channel or "+" in channel or "#" in channel:
+            raise ValueError(f"{self.label}: cannot publish to {channel!r}: a topic has no wildcards")
+        client = self._client
+        if client is None:
+            raise self._unavailable(f"publish to {channel!r}")
+        payload = encode_payload(data)
+        async with self.translate_errors(f"publish to {channel!r}"):
+            await client.publish(
+                channel, payload, qos=self.qos if qos is None else qos, retain=retain, timeout=self.timeout
+            )
+        return None
+
+    # ---- hooks ----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        aiomqtt = require("aiomqtt", "mqtt", type_name=self.type)
+        url = self.resolve(self.connection_string)
+        parts = urlsplit(url)
+        secure = parts.scheme == "mqtts"
+        username = unquote(parts.username) if parts.username else self.username
+        password: str | None = unquote(parts.password) if parts.password else None
+        if password is None and self.password:
+            password = self.resolve(self.password)
+        self._inbox = None
+        client = aiomqtt.Client(
+            parts.hostname or "localhost",
+            parts.port or (8883 if secure else 1883),
+            username=username,
+            password=password,
+            identifier=self.client_id,
+            clean_session=self.clean_session,
+            keepalive=self.keepalive,
+            timeout=self.timeout,
+            tls_context=tls_context(self.ca_file) if secure else None,
+            logger=_DRIVER_LOG,
+            queue_type=functools.partial(_Inbox, counters=self._counters, owner=self),
+            max_queued_incoming_messages=self.queue_size,
+        )
+        await asyncio.wait_for(client.__aenter__(), self.timeout)
+        self._client = client
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.__aexit__(None, None, None), self.timeout)
+        except Exception:  # noqa: BLE001 - a dead connection cannot say goodbye
+            with contextlib.suppress(Exception):
+                client._client.disconnect()  # noqa: SLF001 - make paho drop its socket for sure
+
+    async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
+        qos = options.get("qos", self.qos)
+        granted = await self._client.subscribe(channel, qos=qos, timeout=self.timeout)
+        codes = [int(getattr(code, "value", code)) for code in granted]
+        if any(code >= 0x80 for code in codes):
+            raise _SubscribeRefused(f"the broker refused the subscription to {channel!r}")
+
+    async def _unsubscribe_remote(self, channel: str) -> None:
+        await self._client.unsubscribe(channel, timeout=self.timeout)
+
+    async def _listen(self) -> None:
+        client = self._client
+        inbox = self._inbox
+        assert client is not None and inbox is not None
+        iterator = client.messages
+        subscriptions = self._subscriptions
+        deliver = self._deliver
+        while True:
+            # Drain the inbox directly; only when it is empty wait through aiomqtt's
+            # iterator, which also raises when the connection is lost.
+            try:
+                incoming = inbox.get_nowait()
+            except asyncio.QueueEmpty:
+                incoming = await iterator.__anext__()
+            topic: str = incoming.topic.value
+            payload = incoming.payload
+            subscription = None if topic in subscriptions else _matching_filter(subscriptions, topic)
+            await deliver(
+                Message(
+                    channel=topic,
+                    data=decode_payload(payload),
+                    raw=payload,
+                    meta={"qos": incoming.qos, "retain": incoming.retain},
+                    subscription=subscription,
+                )
+            )
+
+
+class _SubscribeRefused(Exception):
+    pass
+
+
+class _Inbox(asyncio.Queue[Any]):
+    """aiomqtt's inbox: bounded, and dropping (and counting) the oldest message when full."""
+
+    def __init__(self, maxsize: int = 0, *, counters: StreamCounters, owner: MqttResource) -> None:
+        super().__init__(maxsize=maxsize)
+        self._counters = counters
+        owner._inbox = self
+
+    def put_nowait(self, item: Any) -> None:
+        if self.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.get_nowait()
+                self._counters.dropped += 1
+        super().put_nowait(item)
+
+
+def topic_filter_problem(topic_filter: str) -> str | None:
+    """Why ``topic_filter`` is not a valid MQTT subscription, or None."""
+    if not topic_filter:
+        return "it is empty"
+    if len(topic_filter.encode("utf-8")) > 65535:
+        return "it is longer than 65535 bytes"
+    if "\x00" in topic_filter:
+        return "it contains a NUL character"
+    levels = topic_filter.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            return "'#' must be a whole level and the last one"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level"
+    return None
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT matching: ``+`` is one level, ``#`` the rest; wildcards skip ``$`` topics."""
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2] if topic_filter.count("/") >= 2 else ""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    filter_levels = topic_filter.split("/")
+    topic_levels = topic.split("/")
+    for index, level in enumerate(filter_levels):
+        if level == "#":
+            return True
+        if index >= len(topic_levels):
+            return False
+        if level != "+" and level != topic_levels[index]:
+            return False
+    return len(filter_levels) == len(topic_levels)
+
+
+def _matching_filter(subscriptions: dict[str, dict[str, Any]], topic: str) -> str | None:
+    for topic_filter in subscriptions:
+        if topic_matches(topic_filter, topic):
+            return topic_filter
+    return None
