@@ -9,6 +9,7 @@ Every error the library raises on purpose derives from ``XResourceError``::
     ├── XResourceNotFoundError        also a KeyError: no resource of that name in the registry
     ├── XResourceStateError           the resource is not in a state that allows the operation
     ├── XResourceSecretError          a ${env:...} / ${file:...} reference could not be resolved
+    ├── XResourceDataError            also a ValueError: a data file is malformed or fails its schema
     └── XResourceConnectionError      a backend could not be reached or refused us
         ├── XResourceAuthenticationError   credentials were rejected
         ├── XResourceTimeoutError          an operation or connect ran out of time
@@ -118,6 +119,21 @@ class XResourceSecretError(XResourceError):
     """Raised at connect when a secret reference cannot be resolved."""
 
 
+class XResourceDataError(XResourceError, ValueError):
+    """Raised when a data file cannot be parsed, fails its schema, or data cannot be written to it.
+
+    ``path``, ``line`` and ``column`` locate the problem where the parser tells us (1-based).
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        super().__init__(message)
+
+
 class XResourceConnectionError(XResourceError):
     """Raised when a backend cannot be reached, or a registry resource is not ready."""
 
@@ -149,6 +165,7 @@ __all__ = [
     "UnknownResourceTypeError",
     "XResourceAuthenticationError",
     "XResourceConnectionError",
+    "XResourceDataError",
     "XResourceError",
     "XResourceNotFoundError",
     "XResourcePoolExhaustedError",

@@ -24,6 +24,10 @@ def type_schema(type_name: str) -> dict[str, Any]:
     resource_class = ResourceFactory.get_class(type_name)
     schema = resource_class.model_json_schema(by_alias=True, mode="validation")
     _require_identity(schema)
+    schema.setdefault("properties", {})["$schema"] = {
+        "type": "string",
+        "description": "The JSON Schema this manifest follows (for editors and `xresource validate`).",
+    }
     return {"$schema": DRAFT_07, "$id": f"{SCHEMA_BASE_ID}{type_name}.schema.json", **schema}
 
 

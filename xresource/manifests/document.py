@@ -19,7 +19,8 @@ class Document:
     data: Any
     line: int = 1
     column: int = 1
-    marks: dict[FieldPath, Mark] = field(default_factory=dict)
+    marks: dict[FieldPath, Mark] = field(default_factory=dict)  # where each key is
+    value_marks: dict[FieldPath, Mark] = field(default_factory=dict)  # where each key's value is
     declared_schema: str | None = None  # from a "yaml-language-server: $schema=" modeline
 
     def normalize(self, path: FieldPath) -> FieldPath:
@@ -39,8 +40,10 @@ class Document:
                 out.append(part)
         return tuple(out)
 
-    def mark_for(self, path: FieldPath) -> Mark:
-        """The closest known position of ``path``, walking up to the document itself."""
+    def mark_for(self, path: FieldPath, *, value: bool = False) -> Mark:
+        """The closest known position of ``path`` (its value's, if asked), up to the document."""
+        if value and path in self.value_marks:
+            return self.value_marks[path]
         while path:
             found = self.marks.get(path)
             if found is not None:

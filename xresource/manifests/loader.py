@@ -156,7 +156,8 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
     except PluginLoadError as exc:
         line, col = doc.mark_for(("type",))
         return None, [Problem(file, line, col, str(exc), name, "type", "plugin")]
-    merged = {**settings.defaults_for(type_name), **data}
+    # "$schema" declares a schema for editors and `validate`; it is not a field.
+    merged = {**settings.defaults_for(type_name), **{k: v for k, v in data.items() if k != "$schema"}}
     try:
         resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
     except ValidationError as exc:
@@ -179,9 +180,9 @@ def _problem_from_error(
     loc = doc.normalize(tuple(err["loc"]))
     if err["type"] in ("extra_forbidden", "missing") and tuple(err["loc"])[-1:] != loc[-1:]:
         loc = (*loc, err["loc"][-1])
-    line, col = doc.mark_for(loc)
-    field_path = format_path(loc) or None
     kind = err["type"]
+    line, col = doc.mark_for(loc, value=kind not in ("extra_forbidden", "missing"))
+    field_path = format_path(loc) or None
     message = err["msg"]
     if kind == "extra_forbidden":
         known = [f.alias or n for n, f in resource_class.model_fields.items()]

@@ -51,4 +51,4 @@ def read_toml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
         return [], [Problem(str(file), line, column, f"invalid TOML: {message}", code="toml")]
     if not data:
         return [], []
-    return [Document(file, 0, data, 1, 1, _marks(text))], []
+    return [Document(file, 0, data, 1, 1, _marks(text), declared_schema=None)], []

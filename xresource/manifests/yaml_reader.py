@@ -54,6 +54,7 @@ class _Builder:
         self.constructor = yaml.constructor.SafeConstructor()
         self.nodes = 0
         self.marks: dict[FieldPath, Mark] = {}
+        self.value_marks: dict[FieldPath, Mark] = {}
 
     def build(self, node: yaml.Node, path: FieldPath, depth: int) -> Any:
         self.nodes += 1
@@ -102,6 +103,7 @@ class _Builder:
                 raise _Reject(f"duplicate key {key!r}", _mark(key_node))
             explicit.add(key)
             self.marks[(*path, key)] = _mark(key_node)
+            self.value_marks[(*path, key)] = _mark(value_node)
             result[key] = self.build(value_node, (*path, key), depth + 1)
         return result
 
@@ -122,7 +124,9 @@ def read_yaml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
             data = builder.build(node, (), 0)
             line, column = _mark(node)
             if not (data is None or (isinstance(data, dict) and not data)):
-                docs.append(Document(file, index, data, line, column, builder.marks, declared))
+                docs.append(
+                    Document(file, index, data, line, column, builder.marks, builder.value_marks, declared)
+                )
             index += 1
     except _Reject as exc:
         return docs, [Problem(str(file), exc.mark[0], exc.mark[1], str(exc), code="yaml")]

@@ -1,36 +1,54 @@
-"""``FileResource``: what the csv, excel, json and yaml backends share."""
+"""``FileResource``: what the csv, excel, json and yaml backends share.
+
+Parsing runs in worker threads, so a large file never blocks the event loop.
+``read_stream`` keeps the file open in a synchronous generator and pulls one
+chunk per thread hop (a hop per row costs far more than the parsing), so memory
+is bounded by the chunk, not by the file. ``write`` replaces the file
+atomically: a temporary file in the same folder, fsynced, then ``os.replace``,
+so a reader sees the old content or the new one, never half of it.
+
+A backend implements three synchronous hooks, all run in a worker thread:
+``_read_sync()`` (the whole file), ``_iter_chunks(chunk_size)`` (a generator of
+chunks) and ``_write_sync(data)``; it raises :class:`XResourceDataError`, built
+with :meth:`FileResource.data_error`, for malformed content.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import builtins
+import codecs
+import contextlib
+import io
+import os
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar, TextIO
 
 from pydantic import ValidationInfo, field_validator
 
-from xresource.errors import XResourceConnectionError
+from xresource.errors import XResourceConnectionError, XResourceDataError, XResourceError
 from xresource.resource import XResource
 
 Row = dict[str, Any]
+Chunks = Generator[list[Any], None, None]
 
 
 class FileResource(XResource):
     """A resource backed by one local file."""
 
     family: ClassVar[str] = "file"
+    supports_write: ClassVar[bool] = False
 
     file_path: Path
     """Path of the data file; a relative path resolves against the manifest's folder."""
-    encoding: str = "utf-8"
-    """Text encoding of the file."""
 
     @field_validator("file_path", mode="after")
     @classmethod
     def _resolve_relative(cls, value: Path, info: ValidationInfo) -> Path:
-        base = (info.context or {}).get("base_dir")
-        if not value.is_absolute() and base is not None:
-            value = Path(base) / value
-        return value
+        return resolve_against_base(value, info)
 
     def target(self) -> str:
         return str(self.file_path)
@@ -39,9 +57,15 @@ class FileResource(XResource):
     def table_name(self) -> str:
         return self.file_path.stem
 
+    # ---- lifecycle ------------------------------------------------------------------------
+
     async def _connect(self) -> None:
-        if not self.file_path.is_file():
-            raise XResourceConnectionError(f"{self.label}: file {str(self.file_path)!r} does not exist")
+        path = self.file_path
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise XResourceConnectionError(f"{self.label}: file {str(path)!r} {what}")
+        if not os.access(path, os.R_OK):
+            raise XResourceConnectionError(f"{self.label}: file {str(path)!r} is not readable")
 
     async def _validate_connection(self) -> bool:
         return self.file_path.is_file()
@@ -56,14 +80,175 @@ class FileResource(XResource):
             size = None
         return {"file_path": str(self.file_path), "size_bytes": size, "table": self.table_name}
 
+    def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
+        # Undecodable bytes are a problem with the file's content, not with reaching it.
+        if isinstance(exc, UnicodeError):
+            return XResourceDataError
+        return None
+
+    def data_error(self, message: str, *, line: int | None = None, column: int | None = None) -> XResourceDataError:
+        """An :class:`XResourceDataError` naming this resource and ``file:line:column``."""
+        where = str(self.file_path)
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        return XResourceDataError(
+            f"{self.label}: {where}: {message}", path=str(self.file_path), line=line, column=column
+        )
+
+    # ---- the file operations --------------------------------------------------------------
+
     async def read(self) -> Any:
         """Read the whole file (rows for tabular formats, the document otherwise)."""
-        raise NotImplementedError
+        self.require_ready()
+        async with self.translate_errors("read"):
+            return await asyncio.to_thread(self._read_sync)
 
     def read_stream(self, chunk_size: int = 1000) -> AsyncIterator[list[Any]]:
-        """Yield chunks of at most ``chunk_size`` rows; memory is bounded by the chunk."""
+        """Yield chunks of ``chunk_size`` rows (the last may be shorter); memory is bounded by the chunk.
+
+        The arguments and the connection state are checked at the call, not at
+        the first iteration.
+        """
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"{self.label}: chunk_size must be a positive integer, got {chunk_size!r}")
+        self.require_ready()
+        return self._stream(chunk_size)
+
+    async def _stream(self, chunk_size: int) -> AsyncIterator[list[Any]]:
+        async with self.translate_errors("read_stream"):
+            async for chunk in iterate_in_thread(self._iter_chunks(chunk_size)):
+                yield chunk
+
+    async def write(self, data: Any) -> None:
+        """Replace the file's content atomically (where the format allows it)."""
+        if not self.supports_write:
+            raise NotImplementedError(f"{self.label}: write is not supported")
+        self.require_ready()
+        async with self.translate_errors("write"):
+            await asyncio.to_thread(self._write_sync, data)
+
+    # ---- for backends (run in a worker thread) --------------------------------------------
+
+    def _read_sync(self) -> Any:
         raise NotImplementedError
 
-    async def write(self, rows: Sequence[Any] | Any) -> None:
-        """Replace the file's content (where the format allows it)."""
-        raise NotImplementedError(f"{self.label}: write is not supported")
+    def _iter_chunks(self, chunk_size: int) -> Chunks:
+        raise NotImplementedError
+
+    def _write_sync(self, data: Any) -> None:
+        raise NotImplementedError
+
+    def _atomic_write(self, fill: Callable[[IO[bytes]], None]) -> None:
+        """Write through ``fill`` to a temporary file, then move it over the file in one step."""
+        # Replace the real file, not a symlink pointing at it (ConfigMap-style layouts).
+        target = Path(os.path.realpath(self.file_path))
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except OSError:
+            mode = 0o644
+        # A dot name, so a directory scanner (the registry skips dot entries) ignores it.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                fill(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_directory(target.parent)
+
+
+class TextFileResource(FileResource):
+    """A file resource whose format is text in a configurable encoding."""
+
+    encoding: str = "utf-8"
+    """Text encoding of the file (any name Python's codecs know, e.g. ``utf-8``, ``latin-1``)."""
+
+    @field_validator("encoding", mode="after")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}") from None
+        return value
+
+    @property
+    def is_utf8(self) -> bool:
+        return codecs.lookup(self.encoding).name in ("utf-8", "utf-8-sig")
+
+    @property
+    def read_encoding(self) -> str:
+        # Spreadsheet tools often prefix UTF-8 files with a byte order mark; "utf-8-sig" reads
+        # both forms the same, so the first column name does not start with "\ufeff".
+        return "utf-8-sig" if self.is_utf8 else self.encoding
+
+    def _open_text(self, newline: str | None = None) -> TextIO:
+        return open(self.file_path, encoding=self.read_encoding, newline=newline)
+
+    def _atomic_write_text(self, fill: Callable[[TextIO], None], newline: str | None = None) -> None:
+        def fill_bytes(raw: IO[bytes]) -> None:
+            text = io.TextIOWrapper(raw, encoding=self.encoding, newline=newline)
+            try:
+                fill(text)
+                text.flush()
+            finally:
+                # Detach so closing the text layer never closes the file under _atomic_write.
+                with contextlib.suppress(ValueError, OSError):
+                    text.detach()
+
+        self._atomic_write(fill_bytes)
+
+
+def resolve_against_base(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the manifest folder given as validation context."""
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        value = Path(base) / value
+    return value
+
+
+async def iterate_in_thread(source: Chunks) -> AsyncIterator[list[Any]]:
+    """Drive a synchronous chunk generator from worker threads, one thread hop per chunk."""
+    lock = threading.Lock()
+
+    def step() -> list[Any] | None:
+        with lock:
+            return next(source, None)
+
+    def close() -> None:
+        with lock:
+            source.close()
+
+    try:
+        while (chunk := await asyncio.to_thread(step)) is not None:
+            yield chunk
+    finally:
+        # A cancelled consumer may leave a step running in its thread; a generator cannot be
+        # closed while it runs, so then the close waits for it in a thread of its own.
+        if lock.acquire(blocking=False):
+            try:
+                source.close()
+            finally:
+                lock.release()
+        else:
+            asyncio.get_running_loop().run_in_executor(None, close)
+
+
+def _fsync_directory(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a folder.
+    flags = getattr(os, "O_DIRECTORY", None)
+    if flags is None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

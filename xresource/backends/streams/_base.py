@@ -77,6 +77,9 @@ log = logging.getLogger("xresource.streams")
 Handler = Callable[[Any], Awaitable[None] | None]
 """A message handler: called with the decoded payload; may be sync or async."""
 
+ErrorClass = type[XResourceError]
+"""For ``error_class_for`` in backends, where ``type`` names the model field."""
+
 MESSAGE_EVENT = "message"
 """The event name every received message is dispatched under."""
 

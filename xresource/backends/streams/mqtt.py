@@ -24,6 +24,7 @@ from pydantic import Field
 
 from xresource._optional import require
 from xresource.backends.streams._base import (
+    ErrorClass,
     EventStreamResource,
     Message,
     StreamCounters,
@@ -32,7 +33,7 @@ from xresource.backends.streams._base import (
     tls_context,
     url_target,
 )
-from xresource.errors import XResourceAuthenticationError, XResourceError, XResourceTimeoutError
+from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
 from xresource.secrets import SecretText, UrlText
 
 _DRIVER_LOG = logging.getLogger("xresource.streams.mqtt")
@@ -72,7 +73,7 @@ class MqttResource(EventStreamResource):
         default = 8883 if self.connection_string.startswith("mqtts") else 1883
         return url_target(self.connection_string, default)
 
-    def error_class_for(self, exc: BaseException) -> type[XResourceError] | None:
+    def error_class_for(self, exc: BaseException) -> ErrorClass | None:
         text = str(exc).lower()
         if "not authorized" in text or "bad user name or password" in text:
             return XResourceAuthenticationError
@@ -146,7 +147,7 @@ class MqttResource(EventStreamResource):
             await asyncio.wait_for(client.__aexit__(None, None, None), self.timeout)
         except Exception:  # noqa: BLE001 - a dead connection cannot say goodbye
             with contextlib.suppress(Exception):
-                client._client.disconnect()  # noqa: SLF001 - make paho drop its socket for sure
+                client._client.disconnect()  # make paho drop its socket for sure
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
         qos = options.get("qos", self.qos)
@@ -161,7 +162,8 @@ class MqttResource(EventStreamResource):
     async def _listen(self) -> None:
         client = self._client
         inbox = self._inbox
-        assert client is not None and inbox is not None
+        assert client is not None
+        assert inbox is not None
         iterator = client.messages
         subscriptions = self._subscriptions
         deliver = self._deliver

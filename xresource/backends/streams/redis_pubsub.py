@@ -12,12 +12,14 @@ subscriber: ``PUBSUB NUMSUB`` stays at one per channel).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from xresource._optional import require
 from xresource.backends.streams._base import (
+    ErrorClass,
     EventStreamResource,
     Message,
     decode_payload,
@@ -25,7 +27,7 @@ from xresource.backends.streams._base import (
     tls_context,
     url_target,
 )
-from xresource.errors import XResourceAuthenticationError, XResourceError, XResourceTimeoutError
+from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
 from xresource.secrets import UrlText
 
 _SUBSCRIBE_OPTIONS = frozenset({"pattern"})
@@ -55,7 +57,7 @@ class RedisPubSubResource(EventStreamResource):
     def target(self) -> str:
         return url_target(self.connection_string, 6379)
 
-    def error_class_for(self, exc: BaseException) -> type[XResourceError] | None:
+    def error_class_for(self, exc: BaseException) -> ErrorClass | None:
         name = type(exc).__name__
         if name == "AuthenticationError" or "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             return XResourceAuthenticationError
@@ -118,17 +120,14 @@ class RedisPubSubResource(EventStreamResource):
         pubsub, self._pubsub = self._pubsub, None
         clients = (self._sub_client, self._client)
         self._sub_client = self._client = None
+        # The connection may already be dead: closing is best effort.
         if pubsub is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await pubsub.aclose()
-            except Exception:  # noqa: BLE001 - the connection may already be dead
-                pass
         for client in clients:
             if client is not None:
-                try:
+                with contextlib.suppress(Exception):
                     await client.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
         if options.get("pattern"):
@@ -153,7 +152,8 @@ class RedisPubSubResource(EventStreamResource):
     async def _listen(self) -> None:
         pubsub = self._pubsub
         changed = self._sub_changed
-        assert pubsub is not None and changed is not None
+        assert pubsub is not None
+        assert changed is not None
         deliver = self._deliver
         while True:
             if not pubsub.subscribed:

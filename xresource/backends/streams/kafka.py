@@ -1,0 +1,380 @@
+"""``kafka``: topics through aiokafka (one producer and one consumer per resource).
+
+aiokafka retries a lost broker quietly and for ever, which would hide an outage
+from the connection state. So ``_listen`` probes the cluster (a metadata request)
+whenever no record arrived for ``health_check_interval`` seconds; a failed probe
+hands over to the supervisor in ``_base``, which closes both clients, backs off,
+opens new ones and subscribes again: the consumer group is joined again by the
+one new consumer (the old one is stopped first, so no member is duplicated).
+
+Delivery is at least once: offsets are committed by aiokafka's auto-commit (or
+as ``consumer_config`` says) and a consumer that restarts resumes from the
+committed offset, so a record may be handled twice around a reconnect.
+
+``subscribe(topic)`` returns once the topic's partitions are assigned and their
+start offsets are known (bounded by ``timeout``), so a record produced after it
+returns is received even with ``auto_offset_reset: latest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import inspect
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from xresource._optional import require
+from xresource.backends.streams._base import (
+    ErrorClass,
+    EventStreamResource,
+    Message,
+    decode_payload,
+    encode_payload,
+    tls_context,
+)
+from xresource.errors import (
+    XResourceAuthenticationError,
+    XResourceError,
+    XResourceTimeoutError,
+)
+from xresource.secrets import OptionsMap, SecretText
+
+log = logging.getLogger("xresource.streams.kafka")
+
+_SERVER_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Set from the resource's own fields: writing them in *_config as well would be ambiguous.
+_RESERVED = frozenset(
+    {
+        "loop",
+        "bootstrap_servers",
+        "group_id",
+        "auto_offset_reset",
+        "security_protocol",
+        "ssl_context",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "key_serializer",
+        "value_serializer",
+        "key_deserializer",
+        "value_deserializer",
+    }
+)
+
+
+class KafkaResource(EventStreamResource):
+    """Kafka: ``subscribe``/``publish`` like every stream, plus ``produce`` and ``consume``."""
+
+    install_extra: ClassVar[str | None] = "kafka"
+
+    type: Literal["kafka"] = "kafka"
+    """The resource type; selects the backend."""
+    bootstrap_servers: str | list[str] = "localhost:9092"
+    """``host:port[,host:port...]`` or a list of ``host:port``."""
+    consumer_group: str | None = Field(default=None, min_length=1, max_length=249)
+    """Consumer group id: members share partitions and offsets are committed (none: every partition, no commits)."""
+    auto_offset_reset: Literal["latest", "earliest"] = "latest"
+    """Where a consumer without a committed offset starts."""
+    producer_config: OptionsMap = Field(default_factory=dict)
+    """Extra ``AIOKafkaProducer`` options (``acks``, ``linger_ms``, ``compression_type``, ...)."""
+    consumer_config: OptionsMap = Field(default_factory=dict)
+    """Extra ``AIOKafkaConsumer`` options (``session_timeout_ms``, ``enable_auto_commit``, ...)."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How to talk to the brokers; ``SSL``/``SASL_SSL`` encrypt."""
+    ca_file: str | None = None
+    """CA bundle that signs the brokers' certificates, for SSL (default: the system CAs)."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    """SASL mechanism for ``SASL_PLAINTEXT``/``SASL_SSL``."""
+    username: str | None = None
+    """SASL user name."""
+    password: SecretText | None = None
+    """SASL password, as a ``${env:...}`` or ``${file:...}`` reference."""
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds allowed to connect, for one ``produce`` and for ``subscribe`` to get its partitions."""
+    health_check_interval: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds without a record after which the cluster is probed, to notice an outage."""
+
+    _producer: Any = None
+    _consumer: Any = None
+    _sub_changed: asyncio.Event | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str | list[str]) -> str | list[str]:
+        servers = _split_servers(value)
+        if not servers:
+            raise ValueError("at least one host:port is needed")
+        for server in servers:
+            if not _SERVER_RE.match(server) or not 0 < int(server.rsplit(":", 1)[1]) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("producer_config", "consumer_config")
+    @classmethod
+    def _check_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(set(value) & _RESERVED)
+        if clash:
+            raise ValueError(f"set {', '.join(clash)} with the resource's own fields, not here")
+        return value
+
+    def target(self) -> str:
+        return ",".join(_split_servers(self.bootstrap_servers))
+
+    def error_class_for(self, exc: BaseException) -> ErrorClass | None:
+        name = type(exc).__name__
+        if "Authentication" in name or "Authorization" in name or "Sasl" in name:
+            return XResourceAuthenticationError
+        if "Timeout" in name or "TimedOut" in name:
+            return XResourceTimeoutError
+        return None
+
+    def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
+        if options:
+            raise TypeError(f"{self.label}: subscribe() takes no options, got {', '.join(sorted(options))}")
+        _check_topic(self.label, channel)
+
+    # ---- Kafka-specific API ---------------------------------------------------------------
+
+    async def produce(
+        self,
+        topic: str,
+        value: Any,
+        key: str | bytes | None = None,
+        *,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> dict[str, Any]:
+        """Send one record and wait for the broker's acknowledgement (within ``timeout``).
+
+        ``value`` is encoded like ``publish`` (bytes, str, else JSON); ``key`` as
+        UTF-8. Returns ``{"topic", "partition", "offset", "timestamp"}``.
+        """
+        self.require_ready()
+        _check_topic(self.label, topic)
+        producer = self._producer
+        if producer is None:
+            raise self._unavailable(f"produce to {topic!r}")
+        payload = encode_payload(value)
+        raw_key = key.encode("utf-8") if isinstance(key, str) else key
+        async with self.translate_errors(f"produce to {topic!r}"):
+            async with asyncio.timeout(self.timeout):
+                sent = await producer.send(
+                    topic, payload, key=raw_key, partition=partition, headers=list(headers or ()) or None
+                )
+                metadata = await sent
+        return {
+            "topic": metadata.topic,
+            "partition": metadata.partition,
+            "offset": metadata.offset,
+            "timestamp": metadata.timestamp,
+        }
+
+    async def publish(self, channel: str, data: Any) -> int | None:
+        """Produce ``data`` to the topic ``channel`` (see ``produce``)."""
+        await self.produce(channel, data)
+        return None
+
+    async def consume(self, topics: str | Sequence[str]) -> AsyncIterator[dict[str, Any]]:
+        """Iterate over records of ``topics`` as dicts: topic, partition, offset, key, value, timestamp.
+
+        Topics not subscribed yet are subscribed for the time of the iteration.
+        Records survive reconnects like every subscription (at least once).
+        """
+        wanted = [topics] if isinstance(topics, str) else list(topics)
+        if not wanted:
+            raise ValueError(f"{self.label}: consume() needs at least one topic")
+        for topic in wanted:
+            _check_topic(self.label, topic)
+        wanted_set = set(wanted)
+        iterator = self.messages()  # registered before subscribing: nothing is missed
+        added = [topic for topic in dict.fromkeys(wanted) if topic not in self._subscriptions]
+        try:
+            for topic in added:
+                await self.subscribe(topic)
+            async for message in iterator:
+                if message.channel in wanted_set:
+                    meta = message.meta
+                    yield {
+                        "topic": message.channel,
+                        "partition": meta.get("partition"),
+                        "offset": meta.get("offset"),
+                        "key": meta.get("key"),
+                        "value": message.data,
+                        "timestamp": meta.get("timestamp"),
+                    }
+        finally:
+            await iterator.aclose()
+            for topic in added:
+                with contextlib.suppress(XResourceError):
+                    await self.unsubscribe(topic)
+
+    async def list_collections_or_tables(self) -> list[str]:
+        """Topic names known to the cluster."""
+        self.require_ready()
+        async with self.translate_errors("list topics"):
+            return sorted(await self._consumer.topics())
+
+    # ---- hooks ----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        aiokafka = require("aiokafka", "kafka", type_name=self.type)
+        common: dict[str, Any] = {
+            "bootstrap_servers": _split_servers(self.bootstrap_servers),
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": int(self.timeout * 1000),
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            common["ssl_context"] = tls_context(self.ca_file)
+        if self.security_protocol.startswith("SASL"):
+            common["sasl_mechanism"] = self.sasl_mechanism
+            common["sasl_plain_username"] = self.username
+            common["sasl_plain_password"] = self.resolve(self.password) if self.password else None
+        producer_options = self._options("producer_config", aiokafka.AIOKafkaProducer, common)
+        consumer_options = self._options("consumer_config", aiokafka.AIOKafkaConsumer, common)
+        consumer_options.update(group_id=self.consumer_group, auto_offset_reset=self.auto_offset_reset)
+        self._sub_changed = asyncio.Event()
+        self._producer = aiokafka.AIOKafkaProducer(**producer_options)
+        await self._producer.start()
+        self._consumer = aiokafka.AIOKafkaConsumer(**consumer_options)
+        await self._consumer.start()
+
+    def _options(self, field_name: str, driver_class: Any, common: dict[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = getattr(self, field_name)
+        accepted = set(inspect.signature(driver_class.__init__).parameters) - {"self", "loop"}
+        for key in extra:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, sorted(accepted), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise XResourceError(f"{self.label}: {field_name}: unknown option {key!r}{hint}")
+        options = dict(common)
+        options.update({key: self._resolve_option(value) for key, value in extra.items()})
+        return options
+
+    def _resolve_option(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.resolve(value)
+        if isinstance(value, list):
+            return [self._resolve_option(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self._resolve_option(item) for key, item in value.items()}
+        return value
+
+    async def _close(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        self._consumer = self._producer = None
+        # With the broker gone, stop() would retry its last commit and goodbye for
+        # a long time: bound it, the sockets are closed either way.
+        for client in (consumer, producer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), self.timeout)
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
+                    log.debug("%s: stop: %s", self.label, self.scrub(repr(exc)))
+
+    async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
+        consumer = self._consumer
+        topics = set(self._subscriptions)
+        if set(consumer.subscription()) != topics:
+            # aiokafka replaces the whole set; calling it with the same set would still rebalance.
+            consumer.subscribe(topics=sorted(topics))
+        if self._sub_changed is not None:
+            self._sub_changed.set()
+        await self._wait_assigned(channel)
+
+    async def _wait_assigned(self, topic: str) -> None:
+        consumer = self._consumer
+        deadline = time.monotonic() + self.timeout
+        while not any(tp.topic == topic for tp in consumer.assignment()):
+            if time.monotonic() > deadline:
+                # Another group member may hold every partition: not an error.
+                log.info("%s: no partition of %r assigned after %ss", self.label, topic, self.timeout)
+                return
+            await asyncio.sleep(0.02)
+        for tp in list(consumer.assignment()):
+            if tp.topic == topic:
+                # Resolves the start offset now, so later records are not skipped by "latest".
+                await asyncio.wait_for(consumer.position(tp), self.timeout)
+
+    async def _unsubscribe_remote(self, channel: str) -> None:
+        consumer = self._consumer
+        remaining = sorted(self._subscriptions)
+        if remaining:
+            consumer.subscribe(topics=remaining)
+        else:
+            consumer.unsubscribe()
+
+    async def _ping(self) -> bool:
+        async with self.translate_errors("ping"):
+            await self._probe()
+        return True
+
+    async def _probe(self) -> None:
+        await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self.timeout)
+
+    async def _listen(self) -> None:
+        consumer = self._consumer
+        changed = self._sub_changed
+        assert consumer is not None
+        assert changed is not None
+        deliver = self._deliver
+        interval = self.health_check_interval
+        wait_ms = max(1, int(interval * 1000))
+        last_sign_of_life = time.monotonic()
+        while True:
+            if not consumer.subscription():
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), interval)
+            else:
+                batch = await consumer.getmany(timeout_ms=wait_ms)
+                if batch:
+                    last_sign_of_life = time.monotonic()
+                    for records in batch.values():
+                        for record in records:
+                            await deliver(_to_message(record))
+                    continue
+            if time.monotonic() - last_sign_of_life >= interval:
+                await self._probe()
+                last_sign_of_life = time.monotonic()
+
+
+def _split_servers(value: str | list[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def _check_topic(label: str, topic: str) -> None:
+    if not isinstance(topic, str) or not _TOPIC_RE.match(topic) or topic in (".", ".."):
+        raise ValueError(
+            f"{label}: invalid topic name {topic!r}: use 1-249 characters of letters, digits, '.', '_', '-'"
+        )
+
+
+def _to_message(record: Any) -> Message:
+    key = record.key
+    if isinstance(key, bytes):
+        try:
+            key = key.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    value = record.value
+    return Message(
+        channel=record.topic,
+        data=decode_payload(value),
+        raw=value,
+        meta={
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": key,
+            "timestamp": record.timestamp,
+            "headers": tuple(record.headers or ()),
+        },
+    )
