@@ -1,0 +1,332 @@
+"""websocket against a real aiohttp WebSocket server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+from pydantic import ValidationError
+
+from tests.support import http_servers as hs
+from tests.support.services import free_port
+from xresource.backends.streams.websocket import WebSocketResource
+from xresource.errors import (
+    XResourceAuthenticationError,
+    XResourceConnectionError,
+    XResourceRequestError,
+    XResourceTimeoutError,
+)
+from xresource.resource import State
+
+
+async def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def server():
+    app, state = hs.ws_app()
+    running = await hs.start_app(app)
+    running.state = state  # type: ignore[attr-defined]
+    running.app = app  # type: ignore[attr-defined]
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+def state(server) -> hs.WsState:
+    return server.state
+
+
+@pytest.fixture(autouse=True)
+def secret_env(monkeypatch):
+    monkeypatch.setenv("WS_TOKEN", hs.BEARER_TOKEN)
+    monkeypatch.setenv("WS_KEY", hs.API_KEY)
+
+
+def make(url: str, **fields) -> WebSocketResource:
+    fields.setdefault("reconnect_interval", 0.05)
+    return WebSocketResource(name="feed", endpoint=url.replace("http", "ws", 1) + "/ws", **fields)
+
+
+async def marker(ws: WebSocketResource, state: hs.WsState, tag: str) -> None:
+    """Send a marker and wait until the server has it: everything sent before it has arrived."""
+    await ws.send({"marker": tag})
+    await wait_for(lambda: any(m == {"marker": tag} for c in state.connections for m in c.received))
+
+
+async def test_typed_events_dispatch(server, state):
+    got: dict[str, list] = {"message": [], "price": [], "trade": [], "btc": []}
+    async with make(server.url) as ws:
+        for name in ("message", "price", "trade"):
+            ws.on(name, got[name].append)
+        await ws.subscribe("btc", got["btc"].append)
+        await wait_for(lambda: state.live and state.live[0].subscribes() == ["btc"])
+        await state.broadcast({"type": "price", "channel": "btc", "value": 1})
+        await state.broadcast({"type": "trade", "value": 2})
+        await state.broadcast("not json")
+        await state.broadcast(b"\x00\xffbinary")
+        await wait_for(lambda: len(got["message"]) == 5)
+    assert got["message"][0] == {"type": "subscribed", "channel": "btc"}
+    assert got["message"][1:] == [
+        {"type": "price", "channel": "btc", "value": 1},
+        {"type": "trade", "value": 2},
+        "not json",
+        b"\x00\xffbinary",
+    ]
+    assert got["price"] == [{"type": "price", "channel": "btc", "value": 1}]
+    assert got["trade"] == [{"type": "trade", "value": 2}]
+    assert got["btc"] == [{"type": "subscribed", "channel": "btc"}, {"type": "price", "channel": "btc", "value": 1}]
+
+
+async def test_messages_iterator(server, state):
+    async with make(server.url) as ws:
+        received = []
+
+        async def collect():
+            async for message in ws.messages():
+                received.append(message)
+                if len(received) == 2:
+                    return
+
+        task = asyncio.create_task(collect())
+        await asyncio.sleep(0)
+        await ws.send({"hello": 1})
+        await ws.send("two")
+        await asyncio.wait_for(task, 5)
+    assert [m.data for m in received] == [{"type": "echo", "data": {"hello": 1}}, {"type": "echo", "data": "two"}]
+    assert received[0].event == "echo"
+    assert received[0].meta == {"binary": False}
+
+
+async def test_send_text_bytes_and_json(server, state):
+    async with make(server.url) as ws:
+        await ws.send("plain")
+        await ws.send(b"\x01\x02")
+        await ws.send(bytearray(b"\x03"))
+        await ws.send({"a": [1, 2]})
+        await ws.publish("orders", {"id": 7})
+        await wait_for(lambda: len(state.connections[0].received) == 5)
+    assert state.connections[0].received == [
+        "plain",
+        b"\x01\x02",
+        b"\x03",
+        {"a": [1, 2]},
+        {"channel": "orders", "data": {"id": 7}},
+    ]
+
+
+async def test_subscribe_is_resent_once_per_connection_after_a_drop(server, state):
+    async with make(server.url) as ws:
+        await ws.subscribe("btc")
+        await ws.subscribe("eth", symbol="ETH")
+        await marker(ws, state, "first")
+        await state.drop()
+        await wait_for(lambda: ws.connection_state is State.RECONNECTING)
+        await wait_for(lambda: ws.connection_state is State.READY)
+        await marker(ws, state, "second")
+        await state.drop()
+        await wait_for(lambda: len(state.connections) == 3 and ws.connection_state is State.READY)
+        await marker(ws, state, "third")
+        assert ws.counters.reconnects == 2
+        assert ws.stream_stats()["connection_state"] == "ready"
+    assert len(state.connections) == 3
+    for conn in state.connections:
+        assert conn.subscribes() == ["btc", "eth"]  # exactly one each, per connection
+        assert {"action": "subscribe", "channel": "eth", "symbol": "ETH"} in conn.received
+
+
+async def test_unsubscribe_is_sent_and_not_restored(server, state):
+    async with make(server.url) as ws:
+        await ws.subscribe("btc")
+        await ws.subscribe("eth")
+        await ws.unsubscribe("btc")
+        await marker(ws, state, "first")
+        assert {"action": "unsubscribe", "channel": "btc"} in state.connections[0].received
+        await state.drop()
+        await wait_for(lambda: len(state.live) == 1 and ws.connection_state is State.READY)
+        await marker(ws, state, "second")
+    assert state.connections[1].subscribes() == ["eth"]
+    assert ws.subscriptions == ["btc", "eth"][1:]
+
+
+async def test_server_restart_state_machine_and_restore(server, state):
+    events: list[dict] = []
+    async with make(server.url, reconnect_interval=0.1, max_reconnect_attempts=50) as ws:
+        ws.on("price", events.append)
+        await ws.subscribe("btc")
+        await marker(ws, state, "before")
+        await server.stop()
+        await wait_for(lambda: ws.connection_state is State.RECONNECTING)
+        assert ws.get_metadata()["stream"]["connection_state"] == "reconnecting"
+        await asyncio.sleep(0.3)  # a few refused attempts
+        assert ws.connection_state is State.RECONNECTING
+        restarted = await hs.start_app(server.app, port=server.port)
+        try:
+            await ws.wait_ready(5)
+            assert ws.connection_state is State.READY
+            await marker(ws, state, "after")
+            await state.broadcast({"type": "price", "v": 2})
+            await wait_for(lambda: events == [{"type": "price", "v": 2}])
+        finally:
+            await restarted.stop()
+    assert ws.connection_state is State.CLOSED
+    assert [c.subscribes() for c in state.connections] == [["btc"], ["btc"]]
+
+
+async def test_gives_up_after_max_reconnect_attempts(server, state):
+    async with make(server.url, reconnect_interval=0.01, max_reconnect_attempts=2) as ws:
+        await server.stop()
+        await wait_for(lambda: ws.connection_state is State.FAILED)
+        assert ws.state is State.FAILED
+        assert ws.last_error is not None
+        with pytest.raises(Exception, match="not connected"):
+            await ws.send("x")
+
+
+async def test_send_while_reconnecting_waits_then_times_out(server, state):
+    async with make(server.url, reconnect_interval=0.05, max_reconnect_attempts=100, timeout=0.3) as ws:
+        await server.stop()
+        await wait_for(lambda: ws.connection_state is State.RECONNECTING)
+        started = time.monotonic()
+        with pytest.raises(XResourceTimeoutError, match="nothing was sent"):
+            await ws.send("lost?")
+        assert 0.25 <= time.monotonic() - started < 2
+        restarted = await hs.start_app(server.app, port=server.port)
+        try:
+            await ws.send("after restart")  # waits for the reconnect, then sends
+            await wait_for(lambda: "after restart" in state.connections[-1].received)
+        finally:
+            await restarted.stop()
+
+
+async def test_handler_errors_do_not_stop_delivery(server, state, caplog):
+    good: list = []
+
+    def bad(_):
+        raise RuntimeError("handler bug")
+
+    async with make(server.url) as ws:
+        ws.on("echo", bad)
+        ws.on("echo", good.append)
+        await ws.send("a")
+        await ws.send("b")
+        await wait_for(lambda: len(good) == 2)
+        assert ws.counters.handler_errors == 2
+    assert "handler bug" in caplog.text
+
+
+async def test_handshake_auth_headers_protocols_and_open_messages(server, state, caplog):
+    caplog.set_level(logging.DEBUG)
+    ws = make(
+        server.url,
+        protocols=["v1.json"],
+        headers={"X-Client": "xr"},
+        auth={"bearer_token": "${env:WS_TOKEN}"},
+        open_messages=[{"action": "login", "token": "${env:WS_TOKEN}"}],
+    )
+    async with ws:
+        await marker(ws, state, "m")
+        assert ws.get_metadata()["subprotocol"] == "v1.json"
+        outputs = [repr(ws), str(ws.get_metadata()), ws.model_dump_json()]
+    conn = state.connections[0]
+    assert conn.headers["Authorization"] == f"Bearer {hs.BEARER_TOKEN}"
+    assert conn.headers["X-Client"] == "xr"
+    assert conn.protocol == "v1.json"
+    assert conn.received[0] == {"action": "login", "token": hs.BEARER_TOKEN}
+    for text in [*outputs, caplog.text]:
+        assert hs.BEARER_TOKEN not in text
+
+
+async def test_api_key_in_query(server, state):
+    async with make(server.url, auth={"api_key": "${env:WS_KEY}", "api_key_query": "key"}) as ws:
+        await marker(ws, state, "m")
+    assert state.connections[0].query["key"] == hs.API_KEY
+
+
+async def test_channel_names_cannot_inject_references(server, state):
+    async with make(server.url) as ws:
+        await ws.subscribe("${env:WS_TOKEN}")
+        await marker(ws, state, "m")
+    assert state.connections[0].subscribes() == ["${env:WS_TOKEN}"]
+
+
+async def test_custom_templates_and_local_subscriptions(server, state):
+    fields = {
+        "subscribe_message": {"op": "sub", "args": ["{channel}"], "topic": "feed.{channel}"},
+        "unsubscribe_message": None,
+        "publish_message": {"op": "pub", "to": "{channel}", "payload": "{data}"},
+    }
+    async with make(server.url, **fields) as ws:
+        await ws.subscribe("x")
+        await ws.unsubscribe("x")
+        await ws.publish("y", [1, 2])
+        await marker(ws, state, "m")
+    assert state.connections[0].received[:2] == [
+        {"op": "sub", "args": ["x"], "topic": "feed.x"},
+        {"op": "pub", "to": "y", "payload": [1, 2]},
+    ]
+    async with make(server.url, publish_message=None) as ws:
+        with pytest.raises(NotImplementedError, match="send"):
+            await ws.publish("y", 1)
+
+
+async def test_rejected_handshake_is_an_auth_error_with_status(server, state, monkeypatch):
+    state.reject_status = 401
+    ws = make(server.url, auth={"api_key": "${env:WS_KEY}", "api_key_query": "key"})
+    with pytest.raises(XResourceAuthenticationError) as info:
+        await ws.connect()
+    assert info.value.status == 401  # type: ignore[attr-defined]
+    assert "key=***" in str(info.value)
+    assert hs.API_KEY not in str(info.value)
+    state.reject_status = 404
+    with pytest.raises(XResourceRequestError) as info2:
+        await make(server.url).connect()
+    assert info2.value.status == 404
+
+
+async def test_connection_refused():
+    ws = make(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(XResourceConnectionError):
+        await ws.connect()
+    assert ws.state is State.FAILED
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"endpoint": "http://h/ws"}, "should match pattern"),
+        ({"endpoint": "ws://u:pw@h/ws"}, "literal password"),
+        ({"endpoint": "ws://h", "open_messages": [{"token": "abc"}]}, "literal"),
+        ({"endpoint": "ws://h", "auth": {"bearer_token": "abc"}}, "literally"),
+        ({"endpoint": "ws://h", "ping_interval": 0}, "greater than 0"),
+    ],
+)
+def test_bad_fields_are_rejected(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        WebSocketResource(name="feed", **fields)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return hs.make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+async def test_wss_with_ca_file(certificate):
+    app, state = hs.ws_app()
+    running = await hs.start_app(app, ssl_context=hs.server_ssl_context(*certificate))
+    try:
+        url = f"wss://127.0.0.1:{running.port}/ws"
+        async with WebSocketResource(name="feed", endpoint=url, ca_file=str(certificate[0])) as ws:
+            await marker(ws, state, "tls")
+        with pytest.raises(XResourceConnectionError):
+            await WebSocketResource(name="feed", endpoint=url).connect()
+    finally:
+        await running.stop()
