@@ -1,0 +1,216 @@
+"""Database resources versus the raw driver pool: 10,000 small queries each.
+
+For each backend the resource and a raw pool of the driver are opened on the
+same server with the same pool size, then run the same small query
+10,000 times, once one after another and once from 10 concurrent tasks. The
+two sides alternate in chunks of 1,000 queries; the ratio is resource time /
+raw time, the median over the repeats (target: at most 1.05x). The note also
+gives the ratio of client CPU time, which is what the resource layer can add
+and is far less disturbed by other load on the machine.
+
+- postgresql: ``fetchval("SELECT 1")`` versus ``asyncpg`` ``pool.fetchval``;
+- mysql: ``fetchval("SELECT 1")`` versus the idiomatic aiomysql
+  ``async with pool.acquire() ... async with conn.cursor()`` block;
+- mongodb: ``get_collection(c).find_one({"_id": 1})`` versus ``find_one`` on a
+  collection of a raw ``AsyncMongoClient`` (SecantusDB started for the run).
+
+Run: ``.venv/bin/python -m benchmarks.bench_databases [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from benchmarks._report import Row, print_rows
+from tests.support.services import free_port, port_open, wait_port
+
+PG_URL = os.environ.get("XRESOURCE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("XRESOURCE_BENCH_MYSQL", "mysql://root@127.0.0.1:3306/test")
+POOL = 10
+TASKS = 10
+TARGET = 1.05
+
+Query = Callable[[], Awaitable[object]]
+
+
+async def _run(query: Query, total: int, tasks: int) -> tuple[float, float]:
+    """Wall and process CPU seconds to run ``query`` ``total`` times spread over ``tasks`` tasks."""
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await query()
+
+    share, extra = divmod(total, tasks)
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker(share + (i < extra)) for i in range(tasks)))
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+async def _measure(resource_q: Query, raw_q: Query, total: int, tasks: int) -> tuple[float, ...]:
+    """One repeat: ``total`` queries per side, in alternating chunks.
+
+    The machine is shared (servers, other processes), so its speed drifts;
+    alternating chunks of 1,000 queries, in swapped order each time, lets the
+    drift hit both sides alike.
+    """
+    chunk = min(total, 1_000)
+    ours = [0.0, 0.0]
+    raw = [0.0, 0.0]
+    for i in range(total // chunk):
+        pair = [(ours, resource_q), (raw, raw_q)]
+        for sums, q in pair if i % 2 == 0 else reversed(pair):
+            wall, cpu = await _run(q, chunk, tasks)
+            sums[0] += wall
+            sums[1] += cpu
+    return ours[0], raw[0], ours[1], raw[1]
+
+
+async def _compare(name: str, resource_q: Query, raw_q: Query, total: int, repeats: int) -> list[Row]:
+    rows = []
+    for label, tasks in (("sequential", 1), (f"{TASKS} tasks", TASKS)):
+        await _run(resource_q, min(total, 500), tasks)  # warm both pools and caches
+        await _run(raw_q, min(total, 500), tasks)
+        runs = [await _measure(resource_q, raw_q, total, tasks) for _ in range(repeats)]
+        ratios = [ours / raw for ours, raw, _, _ in runs]
+        cpu_ratios = [ours / raw for _, _, ours, raw in runs]
+        ratio = statistics.median(ratios)
+        rows.append(
+            Row(
+                figure=f"{name}: {total:,} queries, {label}",
+                value=statistics.median(r[0] for r in runs),
+                baseline=statistics.median(r[1] for r in runs),
+                ratio=ratio,
+                unit="s",
+                target=f"<= {TARGET}x",
+                ok=ratio <= TARGET,
+                note=(
+                    f"median of {repeats}; wall ratios {', '.join(f'{r:.3f}' for r in ratios)}; "
+                    f"client CPU ratio {statistics.median(cpu_ratios):.3f}"
+                ),
+            )
+        )
+    return rows
+
+
+def _skipped(name: str, why: str) -> Row:
+    return Row(f"{name}: skipped", 0.0, None, None, "s", f"<= {TARGET}x", None, note=why)
+
+
+async def bench_postgresql(total: int, repeats: int) -> list[Row]:
+    import asyncpg
+
+    from xresource.backends.databases.postgresql import PostgresResource
+
+    if not port_open("127.0.0.1", 5432):
+        return [_skipped("postgresql", "no server on 127.0.0.1:5432")]
+    res = PostgresResource(name="bench_pg", connection_string=PG_URL, min_pool_size=POOL, max_pool_size=POOL)
+    async with res:
+        raw = await asyncpg.create_pool(PG_URL, min_size=POOL, max_size=POOL)
+        try:
+            return await _compare(
+                "postgresql fetchval",
+                lambda: res.fetchval("SELECT 1"),
+                lambda: raw.fetchval("SELECT 1"),
+                total,
+                repeats,
+            )
+        finally:
+            await raw.close()
+
+
+async def bench_mysql(total: int, repeats: int) -> list[Row]:
+    import aiomysql
+
+    from xresource.backends.databases.mysql import MySQLResource
+
+    if not port_open("127.0.0.1", 3306):
+        return [_skipped("mysql", "no server on 127.0.0.1:3306")]
+    res = MySQLResource(name="bench_my", connection_string=MYSQL_URL, min_pool_size=POOL, max_pool_size=POOL)
+    async with res:
+        parts = res.url_parts()
+        raw = await aiomysql.create_pool(
+            host=parts.host,
+            port=parts.port or 3306,
+            user=parts.user,
+            db=parts.database,
+            minsize=POOL,
+            maxsize=POOL,
+            autocommit=True,
+        )
+
+        async def raw_fetchval() -> object:
+            async with raw.acquire() as conn, conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+                return (await cur.fetchone())[0]
+
+        try:
+            return await _compare(
+                "mysql fetchval", lambda: res.fetchval("SELECT 1"), raw_fetchval, total, repeats
+            )
+        finally:
+            raw.close()
+            await raw.wait_closed()
+
+
+async def bench_mongodb(total: int, repeats: int) -> list[Row]:
+    from pymongo import AsyncMongoClient
+
+    from xresource.backends.databases.mongodb import MongoResource
+
+    server = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
+    if not Path(server).exists():
+        return [_skipped("mongodb", "secantusd-py is not installed")]
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port("127.0.0.1", port)
+        url = f"mongodb://127.0.0.1:{port}/bench"
+        res = MongoResource(name="bench_mongo", connection_string=url, min_pool_size=POOL, max_pool_size=POOL)
+        async with res:
+            await res.get_collection("items").insert_one({"_id": 1, "v": "x"})
+            raw = AsyncMongoClient(url, minPoolSize=POOL, maxPoolSize=POOL)
+            raw_items = raw["bench"]["items"]
+            try:
+                return await _compare(
+                    "mongodb find_one",
+                    lambda: res.get_collection("items").find_one({"_id": 1}),
+                    lambda: raw_items.find_one({"_id": 1}),
+                    total,
+                    repeats,
+                )
+            finally:
+                await raw.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run(quick: bool = False) -> list[Row]:
+    total, repeats = (1_000, 3) if quick else (10_000, 5)
+
+    async def main() -> list[Row]:
+        rows: list[Row] = []
+        rows += await bench_postgresql(total, repeats)
+        rows += await bench_mysql(total, repeats)
+        # SecantusDB answers a find_one in about a millisecond (it is written in
+        # Python), so MongoDB runs three repeats to keep the whole run short.
+        rows += await bench_mongodb(total, min(repeats, 3))
+        return rows
+
+    return asyncio.run(main())
+
+
+if __name__ == "__main__":
+    print_rows(run(quick="--quick" in sys.argv))
