@@ -53,7 +53,7 @@ async def start_app(
     app: web.Application, *, port: int = 0, ssl_context: ssl.SSLContext | None = None
 ) -> RunningServer:
     """Start ``app`` on 127.0.0.1 (port 0: a spare one) and return where it listens."""
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.05, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context, reuse_address=True)
     await site.start()
@@ -253,6 +253,10 @@ class WsConnection:
     ws: web.WebSocketResponse | None = None
     request: web.Request | None = None
 
+    def open_transport(self) -> bool:
+        transport = self.request.transport if self.request is not None else None
+        return transport is not None and not transport.is_closing()
+
     def subscribes(self) -> list[str]:
         return [m["channel"] for m in self.received if isinstance(m, dict) and m.get("action") == "subscribe"]
 
@@ -264,7 +268,7 @@ class WsState:
 
     @property
     def live(self) -> list[WsConnection]:
-        return [c for c in self.connections if c.ws is not None and not c.ws.closed]
+        return [c for c in self.connections if c.ws is not None and not c.ws.closed and c.open_transport()]
 
     async def broadcast(self, message: Any) -> None:
         data = message if isinstance(message, str | bytes) else json.dumps(message)
