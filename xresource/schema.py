@@ -24,6 +24,7 @@ def type_schema(type_name: str) -> dict[str, Any]:
     resource_class = ResourceFactory.get_class(type_name)
     schema = resource_class.model_json_schema(by_alias=True, mode="validation")
     _require_identity(schema)
+    schema["properties"]["type"]["description"] = f"The resource type; selects the backend. Always {type_name!r} here."
     schema.setdefault("properties", {})["$schema"] = {
         "type": "string",
         "description": "The JSON Schema this manifest follows (for editors and `xresource validate`).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from xresource.cli.main import main
-from xresource.factory import ResourceFactory
+from xresource.factory import BUILTIN_TYPES, ResourceFactory
 from xresource.schema import all_schemas, resource_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def test_one_file_per_type_plus_the_union() -> None:
     assert names == {f"{t}.schema.json" for t in ResourceFactory.known_types()} | {"resource.schema.json"}
 
 
-@pytest.mark.parametrize("name", sorted(all_schemas()))
+@pytest.mark.parametrize("name", [*sorted(f"{t}.schema.json" for t in BUILTIN_TYPES), "resource.schema.json"])
 def test_schemas_are_valid_under_both_drafts(name: str) -> None:
     schema = json.loads(all_schemas()[name])
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
@@ -54,9 +55,11 @@ def test_schemas_are_valid_under_both_drafts(name: str) -> None:
 
 def _examples() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
-    for folder in (ROOT / "examples", ROOT / "resources.d"):
+    for folder in (ROOT / "examples" / "manifests", ROOT / "resources.d"):
         for path in sorted(folder.glob("*.y*ml")):
             docs.extend(d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict))
+        for path in sorted(folder.glob("*.toml")):
+            docs.append(tomllib.loads(path.read_text()))
     return docs
 
 
@@ -123,11 +126,11 @@ def test_draft7_draft2020_and_models_agree() -> None:
             checked += 1
             if not by_model == by_7 == by_2020:
                 disagreements.append((example["name"], label, by_model, by_7, by_2020))
-    assert checked > 300
+    assert checked > 250
     assert not disagreements, "\n".join(map(str, disagreements))
 
 
-@pytest.mark.parametrize("type_name", sorted(ResourceFactory.known_types()))
+@pytest.mark.parametrize("type_name", sorted(BUILTIN_TYPES))
 def test_every_field_has_a_description(type_name: str) -> None:
     schema = json.loads(all_schemas()[f"{type_name}.schema.json"])
     missing = [k for k, v in schema["properties"].items() if not v.get("description") and "$ref" not in v]
