@@ -13,8 +13,9 @@ class XObjPrototype(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
-        use_attribute_docstrings=True,
     )
+    # Fields are documented by a docstring under each one; xresource.docstrings turns
+    # them into schema descriptions when schemas are generated (not at import).
 
 
 def _now() -> datetime:

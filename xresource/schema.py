@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from xresource.docstrings import DocumentedSchema
 from xresource.factory import ResourceFactory
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -22,7 +23,9 @@ SCHEMA_BASE_ID = "https://xresource.dev/schemas/"
 def type_schema(type_name: str) -> dict[str, Any]:
     """The JSON Schema of one resource type."""
     resource_class = ResourceFactory.get_class(type_name)
-    schema = resource_class.model_json_schema(by_alias=True, mode="validation")
+    schema = resource_class.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=DocumentedSchema
+    )
     _require_identity(schema)
     schema["properties"]["type"]["description"] = f"The resource type; selects the backend. Always {type_name!r} here."
     schema.setdefault("properties", {})["$schema"] = {

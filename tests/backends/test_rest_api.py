@@ -339,7 +339,8 @@ async def test_zero_retries_means_one_attempt(server, state):
     async with make(server.url, retries=0) as api:
         with pytest.raises(XResourceRequestError):
             await api.get("/flaky/1")
-    assert state.attempts["/flaky/1"] == 1
+        assert state.attempts["/flaky/1"] == 1
+        assert await api.get("/flaky/2", retries=2) == {"attempts": 3}  # per-request override
 
 
 async def test_502_is_retried_for_idempotent_methods_only(server, state):
@@ -470,6 +471,25 @@ async def test_api_key_query_is_masked_in_messages(server, caplog):
     assert "key=***" in str(info.value)
     assert "page=1" in str(info.value)
     assert "key=***" in caplog.text
+
+
+async def test_driver_errors_holding_the_key_are_not_chained(server, state):
+    auth = {"api_key": "${env:API_KEY}", "api_key_query": "key"}
+    async with make(server.url, auth_params=auth) as api:
+        with pytest.raises(XResourceConnectionError, match="redirect") as info:
+            await api.get("/redirect-loop")
+    # aiohttp's TooManyRedirects names the URL, key and all: it must not ride along.
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+    assert not leaked(str(info.value))
+    assert len(state.seen("/redirect-loop")) == 10  # aiohttp stops at 10 requests; not retried
+
+
+async def test_driver_errors_without_secrets_stay_chained():
+    async with make(f"http://127.0.0.1:{free_port()}", check_on_connect=False, retries=0) as api:
+        with pytest.raises(XResourceConnectionError) as info:
+            await api.get("/x")
+    assert isinstance(info.value.__cause__, OSError)
 
 
 # ---- TLS ------------------------------------------------------------------------------------

@@ -143,6 +143,15 @@ async def test_idle_timeout_reconnects_a_silent_stream(server, state):
     assert state.last_event_ids == [None, "3"]
 
 
+async def test_non_ascii_event_ids_resume(server, state):
+    state.unicode_ids, state.per_connection, state.total, state.retry_ms = True, 0, 0, 20
+    state.drops = 1  # the first connection sends only the id record, then ends
+    async with make(server.url) as sse:
+        await wait_for(lambda: len(state.last_event_ids) >= 2)
+        assert await sse.validate_connection() is True
+    assert state.last_event_ids[:2] == [None, "été-0"]
+
+
 async def test_comments_and_bare_records_are_not_dispatched(server, state):
     state.drops = 0
     state.extra = [": keep-alive\n\n", "id: 0\n\n", "event: ping\ndata:\n\n"]

@@ -12,11 +12,13 @@ from pydantic import ValidationError
 
 from tests.support import http_servers as hs
 from tests.support.services import free_port
+from xresource.backends.network import signing
 from xresource.backends.streams.websocket import WebSocketResource
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceRequestError,
+    XResourceStateError,
     XResourceTimeoutError,
 )
 from xresource.resource import State
@@ -118,6 +120,8 @@ async def test_send_text_bytes_and_json(server, state):
         await ws.send(b"\x01\x02")
         await ws.send(bytearray(b"\x03"))
         await ws.send({"a": [1, 2]})
+        with pytest.raises(TypeError, match="not JSON-serialisable"):
+            await ws.send({"bad": float("nan")})
         await ws.publish("orders", {"id": 7})
         await wait_for(lambda: len(state.connections[0].received) == 5)
     assert state.connections[0].received == [
@@ -193,7 +197,7 @@ async def test_gives_up_after_max_reconnect_attempts(server, state):
         await wait_for(lambda: ws.connection_state is State.FAILED)
         assert ws.state is State.FAILED
         assert ws.last_error is not None
-        with pytest.raises(Exception, match="not connected"):
+        with pytest.raises(XResourceStateError, match="not connected"):
             await ws.send("x")
 
 
@@ -250,6 +254,15 @@ async def test_handshake_auth_headers_protocols_and_open_messages(server, state,
     assert "Authorization: Bearer ***" in caplog.text  # the driver's own handshake log, scrubbed
     for text in [*outputs, caplog.text]:
         assert hs.BEARER_TOKEN not in text
+
+
+async def test_hmac_signed_handshake_and_validate_connection(server, state):
+    async with make(server.url, auth={"hmac_secret": "${env:WS_TOKEN}", "key_id": "k7"}) as ws:
+        assert await ws.validate_connection() is True  # a ping round trip
+        assert await ws.list_collections_or_tables() == []
+    headers = state.connections[0].headers
+    assert headers["X-Key-Id"] == "k7"
+    assert signing.verify(hs.BEARER_TOKEN, "GET", "/ws", headers["X-Timestamp"], b"", headers["X-Signature"])
 
 
 async def test_api_key_in_query(server, state):
@@ -314,6 +327,7 @@ async def test_connection_refused():
         ({"endpoint": "ws://h", "open_messages": [{"token": "abc"}]}, "literal"),
         ({"endpoint": "ws://h", "auth": {"bearer_token": "abc"}}, "literally"),
         ({"endpoint": "ws://h", "ping_interval": 0}, "greater than 0"),
+        ({"endpoint": "ws://h", "protocols": ["bad protocol"]}, "should match pattern"),
     ],
 )
 def test_bad_fields_are_rejected(fields, message):

@@ -210,6 +210,9 @@ def rest_app() -> tuple[web.Application, RestState]:
     async def broken(request: web.Request) -> web.Response:
         return web.Response(status=500, text="boom")
 
+    async def redirect_loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.path_qs)
+
     async def not_json(request: web.Request) -> web.Response:
         return web.Response(text="{nope", content_type="application/json")
 
@@ -227,6 +230,7 @@ def rest_app() -> tuple[web.Application, RestState]:
     app.router.add_get("/leaky", leaky)
     app.router.add_route("*", "/broken", broken)
     app.router.add_get("/not-json", not_json)
+    app.router.add_get("/redirect-loop", redirect_loop)
     app.router.add_route("*", "/", echo)
     return app, state
 
@@ -342,6 +346,7 @@ class SseState:
     sent_last: str | None = None
     status: int = 200
     extra: list[str] = field(default_factory=list)  # raw frames sent first on every connection
+    unicode_ids: bool = False  # send a non-ASCII id record first
 
 
 def sse_app() -> tuple[web.Application, SseState]:
@@ -364,6 +369,8 @@ def sse_app() -> tuple[web.Application, SseState]:
         connection = len(state.last_event_ids)
         if state.retry_ms is not None:
             await response.write(f"retry: {state.retry_ms}\n\n".encode())
+        if state.unicode_ids:
+            await response.write(b"id: \xc3\xa9t\xc3\xa9-0\n\n")
         for frame in state.extra:
             await response.write(frame.encode())
         for sent, n in enumerate(range(start, state.total + 1), start=1):
@@ -376,6 +383,8 @@ def sse_app() -> tuple[web.Application, SseState]:
                     request.transport.abort()
                     return response
                 return response  # ends the chunked body: the stream closes cleanly
+        if connection <= state.drops and start > state.total:
+            return response  # nothing left to send on a connection that is to be dropped
         await asyncio.sleep(3600)  # stay open like a real event stream
         return response
 

@@ -16,6 +16,7 @@ literally. The same model serves ``rest_api`` (``auth_params``) and the
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 
@@ -130,7 +131,7 @@ AuthParams = Annotated[
 class PreparedAuth:
     """The resolved credentials of one connection; never prints them."""
 
-    __slots__ = ("_hmac", "kind", "query_param", "static_headers")
+    __slots__ = ("_hmac", "_query_re", "kind", "query_param", "static_headers")
 
     def __init__(
         self,
@@ -143,6 +144,7 @@ class PreparedAuth:
         self.static_headers: dict[str, str] = static_headers or {}
         self.query_param = query_param
         self._hmac = hmac
+        self._query_re: re.Pattern[str] | None = None
 
     def __repr__(self) -> str:
         return f"PreparedAuth(kind={self.kind!r})"
@@ -180,19 +182,18 @@ class PreparedAuth:
         return url, headers
 
     def mask_url(self, url: str) -> str:
-        """``url`` with the API key query value replaced by ``***``, for messages."""
+        """``url`` (or any text holding it) with the API key query value replaced by ``***``.
+
+        Matched by parameter name, so every encoding of the value is caught
+        (yarl, urllib and httpx escape different characters).
+        """
         if self.query_param is None:
             return url
-        name, _ = self.query_param
-        parts = urlsplit(url)
-        if not parts.query:
-            return url
-        pairs = [
-            f"{key}=***" if key == quote_plus(name) or key == quote(name, safe="") else item
-            for item in parts.query.split("&")
-            for key in [item.partition("=")[0]]
-        ]
-        return urlunsplit(parts._replace(query="&".join(pairs)))
+        if self._query_re is None:
+            name = self.query_param[0]
+            names = "|".join(re.escape(n) for n in {name, quote(name, safe=""), quote_plus(name)})
+            self._query_re = re.compile(rf"([?&;](?:{names})=)[^&#\s'\"<>]*")
+        return self._query_re.sub(r"\1***", url)
 
 
 def add_query_param(url: str, name: str, value: str) -> str:

@@ -33,8 +33,8 @@ import json as jsonlib
 import logging
 import random
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlencode
@@ -66,22 +66,35 @@ NOT_PROCESSED_STATUSES = frozenset({429, 503})  # retried whatever the method
 ERROR_BODY_PREVIEW = 200  # characters of an error answer quoted in the exception
 
 
-@dataclass(frozen=True, slots=True)
 class HttpResponse:
-    """A complete answer (the body is read and the connection back in the pool)."""
+    """A complete answer (the body is read and the connection is back in the pool)."""
 
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    body: bytes
-    content_type: str
-    charset: str | None
-    url: str
-    """The request URL without secrets."""
+    __slots__ = ("_request_url", "_scrub", "body", "charset", "content_type", "headers", "reason", "status")
 
-    def __repr__(self) -> str:
-        # The body and headers stay out: a careless server may echo credentials in them.
-        return f"HttpResponse(status={self.status}, url={self.url!r}, body=<{len(self.body)} bytes>)"
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        content_type: str,
+        charset: str | None,
+        request_url: object,
+        scrub: Callable[[str], str],
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.content_type = content_type
+        self.charset = charset
+        self._request_url = request_url
+        self._scrub = scrub
+
+    @property
+    def url(self) -> str:
+        """The request URL, without secrets (masked on demand: most answers never need it)."""
+        return self._scrub(str(self._request_url))
 
     @property
     def ok(self) -> bool:
@@ -104,6 +117,10 @@ class HttpResponse:
         if self.is_json:
             return self.json()
         return self.text()
+
+    def __repr__(self) -> str:
+        # The body and headers stay out: a careless server may echo credentials in them.
+        return f"HttpResponse(status={self.status}, url={self.url!r}, body=<{len(self.body)} bytes>)"
 
 
 @dataclass(slots=True)
@@ -128,6 +145,24 @@ def encode_body(json: Any, data: Any) -> tuple[bytes | None, str | None]:
     if isinstance(data, Mapping):
         return urlencode(data, doseq=True).encode(), "application/x-www-form-urlencoded"
     raise TypeError(f"data must be bytes, str or a mapping, not {type(data).__name__}")
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """What a connected resource needs per request, in one object: pydantic private
+    attributes cost a ``__getattr__`` call each, which shows at thousands of requests/s."""
+
+    session: aiohttp.ClientSession
+    aiohttp: Any
+    url_class: Any
+    base: str
+    base_url: Any
+    base_query: Any
+    auth: PreparedAuth
+    timeout: Any
+    retry_set: frozenset[str]
+    counters: RequestCounters
+    url_cache: dict[str, Any] = field(default_factory=dict)
 
 
 class RestApiResource(NetworkResource):
@@ -160,16 +195,8 @@ class RestApiResource(NetworkResource):
     check_on_connect: bool = True
     """Make the health request at connect, so an unreachable API fails loudly."""
 
-    _session: aiohttp.ClientSession | None = PrivateAttr(default=None)
-    _aiohttp: Any = PrivateAttr(default=None)
-    _url_class: Any = PrivateAttr(default=None)
-    _base: str = PrivateAttr(default="")
-    _base_url: Any = PrivateAttr(default=None)
-    _base_query: Any = PrivateAttr(default=None)
+    _rt: _Runtime | None = PrivateAttr(default=None)
     _auth: PreparedAuth = PrivateAttr(default_factory=lambda: PreparedAuth(None))
-    _timeout: Any = PrivateAttr(default=None)
-    _url_cache: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _retry_set: frozenset[str] = PrivateAttr(default=frozenset())
     _counters: RequestCounters = PrivateAttr(default_factory=RequestCounters)
 
     @model_validator(mode="after")
@@ -191,16 +218,24 @@ class RestApiResource(NetworkResource):
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        retries: int | None = None,
         raw: bool = False,
     ) -> Any:
         """Send a request to ``path`` (relative to ``endpoint``) and return the answer.
 
-        Returns parsed JSON for a JSON answer, text for any other, ``None`` for an
-        empty body; with ``raw=True`` an :class:`HttpResponse` whatever its status.
-        Raises ``XResourceRequestError`` (with ``.status``) for an answer >= 400.
+        ``json`` is sent as JSON; ``data`` as is (bytes), as text (str) or
+        form-encoded (a mapping). ``timeout`` and ``retries`` override the
+        resource's for this request. Returns parsed JSON for a JSON answer, text
+        for any other, ``None`` for an empty body; with ``raw=True`` an
+        :class:`HttpResponse` whatever its status. Raises ``XResourceRequestError``
+        (with ``.status``) for an answer >= 400.
         """
-        self.require_ready()
+        rt = self._rt
+        if rt is None:
+            self.require_ready()  # raises, naming the state
+            raise XResourceStateError(f"{self.label} is not connected")
         response = await self._send(
+            rt,
             method.upper(),
             path,
             params=params,
@@ -208,7 +243,7 @@ class RestApiResource(NetworkResource):
             data=data,
             headers=headers,
             timeout=timeout,
-            retries=self.retries,
+            retries=self.retries if retries is None else retries,
         )
         if raw:
             return response
@@ -252,27 +287,34 @@ class RestApiResource(NetworkResource):
     async def _connect(self) -> None:
         aiohttp = require("aiohttp", "rest", type_name=self.type)
         yarl = require("yarl", "rest", type_name=self.type)
-        self._aiohttp, self._url_class = aiohttp, yarl.URL
-        self._url_cache = {}
         base = yarl.URL(self.resolve(self.endpoint))
         headers = {key: self.resolve(value) for key, value in self.headers.items()}
-        self._auth = prepare_auth(self.auth_params, self)
+        auth = self._auth = prepare_auth(self.auth_params, self)
         if base.user is not None:
             # Credentials in the URL become a header, so no URL we print can carry them.
             headers["Authorization"] = basic_header(self, base.user, base.password or "")
             base = base.with_user(None)
-        headers.update(self._auth.static_headers)
-        self._base_query = base.query if base.query_string else None
-        self._base_url = base.with_query(None).with_fragment(None)
-        self._base = str(self._base_url).rstrip("/")
-        self._retry_set = frozenset(self.retry_methods)
+        headers.update(auth.static_headers)
         ssl_option = self.ssl_context(self) if base.scheme == "https" else True
         connector = aiohttp.TCPConnector(
             limit=self.max_connections, limit_per_host=self.max_connections_per_host, ssl=ssl_option
         )
-        self._timeout = aiohttp.ClientTimeout(total=self.timeout)
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers, timeout=self._timeout, raise_for_status=False
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        session = aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=timeout, raise_for_status=False
+        )
+        base_url = base.with_query(None).with_fragment(None)
+        self._rt = _Runtime(
+            session=session,
+            aiohttp=aiohttp,
+            url_class=yarl.URL,
+            base=str(base_url).rstrip("/"),
+            base_url=base_url,
+            base_query=base.query if base.query_string else None,
+            auth=auth,
+            timeout=timeout,
+            retry_set=frozenset(self.retry_methods),
+            counters=self._counters,
         )
         if self.check_on_connect:
             response = await self._health()
@@ -280,9 +322,9 @@ class RestApiResource(NetworkResource):
                 raise self._status_error(self.health_method, response)
 
     async def _disconnect(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        rt, self._rt = self._rt, None
+        if rt is not None:
+            await rt.session.close()
 
     async def _validate_connection(self) -> bool:
         response = await self._health()
@@ -292,7 +334,11 @@ class RestApiResource(NetworkResource):
         return True
 
     async def _health(self) -> HttpResponse:
+        rt = self._rt
+        if rt is None:
+            raise XResourceStateError(f"{self.label} is not connected")
         return await self._send(
+            rt,
             self.health_method, self.health_path, params=None, json=None, data=None, headers=None,
             timeout=None, retries=0,
         )  # fmt: skip
@@ -310,6 +356,7 @@ class RestApiResource(NetworkResource):
 
     async def _send(
         self,
+        rt: _Runtime,
         method: str,
         path: str,
         *,
@@ -320,25 +367,26 @@ class RestApiResource(NetworkResource):
         timeout: float | None,
         retries: int,
     ) -> HttpResponse:
-        session = self._session
-        if session is None:
-            raise XResourceStateError(f"{self.label} is not connected")
-        url = self._url(path, params)
+        url = self._url(rt, path, params)
         body, content_type = encode_body(json, data)
         base_headers: dict[str, str] = dict(headers) if headers else {}
         if content_type and not any(key.lower() == "content-type" for key in base_headers):
             base_headers["Content-Type"] = content_type
-        client_timeout = self._timeout if timeout is None else self._aiohttp.ClientTimeout(total=timeout)
-        idempotent = method in self._retry_set
+        client_timeout = None if timeout is None else rt.aiohttp.ClientTimeout(total=timeout)
+        idempotent = method in rt.retry_set
+        counters = rt.counters
         attempt = 0
         while True:
             attempt += 1
+            failure: XResourceError | None = None
             try:
-                response = await self._attempt(session, method, url, body, base_headers, client_timeout)
-            except (self._aiohttp.ClientError, TimeoutError) as exc:
-                if attempt > retries or not self._retryable(exc, idempotent):
-                    self._counters.failures += 1
-                    raise self._failure(exc, method, url, attempt, timeout) from exc
+                response = await self._attempt(rt, method, url, body, base_headers, client_timeout)
+            except (rt.aiohttp.ClientError, TimeoutError) as exc:
+                if attempt > retries or not self._retryable(rt, exc, idempotent):
+                    counters.failures += 1
+                    failure = self._failure(rt, exc, method, url, attempt, timeout)
+                    if self.scrub(str(exc)) == str(exc):
+                        raise failure from exc
                 delay, reason = self._backoff(attempt), type(exc).__name__
             else:
                 status = response.status
@@ -348,52 +396,53 @@ class RestApiResource(NetworkResource):
                     or not (idempotent or status in NOT_PROCESSED_STATUSES)
                 ):
                     if status >= 400:
-                        self._counters.failures += 1
+                        counters.failures += 1
                     return response
                 retry_after = self._retry_after(response.headers.get("Retry-After"))
                 delay = self._backoff(attempt) if retry_after is None else retry_after
                 reason = f"HTTP {status}"
-            self._counters.retries += 1
+            if failure is not None:
+                # Raised outside the except block: the driver's text (a URL with
+                # the API key, say) must not ride along as __context__.
+                raise failure
+            counters.retries += 1
             log.info(
                 "%s: %s %s: %s; retry %d of %d in %.2fs",
-                self.label, method, self._display(url), reason, attempt, retries, delay,
+                self.label, method, self.scrub(str(url)), reason, attempt, retries, delay,
             )  # fmt: skip
             await asyncio.sleep(delay)
 
     async def _attempt(
         self,
-        session: aiohttp.ClientSession,
+        rt: _Runtime,
         method: str,
         url: URL,
         body: bytes | None,
         headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout,
+        timeout: aiohttp.ClientTimeout | None,
     ) -> HttpResponse:
-        if self._auth.signs:
+        if rt.auth.signs:
             # A fresh timestamp per attempt, so a retry is not refused as a replay.
-            headers = {**headers, **self._auth.signature_headers(method, url.raw_path_qs, body or b"")}
-        self._counters.requests += 1
-        async with session.request(
-            method,
-            url,
-            data=body,
-            headers=headers or None,
-            timeout=timeout,
-            allow_redirects=self.follow_redirects,
+            headers = {**headers, **rt.auth.signature_headers(method, url.raw_path_qs, body or b"")}
+        rt.counters.requests += 1
+        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}  # None: the session's
+        async with rt.session.request(
+            method, url, data=body, headers=headers or None, allow_redirects=self.follow_redirects, **options
         ) as resp:
             payload = await resp.read()
             return HttpResponse(
-                status=resp.status,
-                reason=resp.reason or "",
-                headers=resp.headers,
-                body=payload,
-                content_type=resp.content_type,
-                charset=resp.charset,
-                url=self._display(url),
+                resp.status,
+                resp.reason or "",
+                resp.headers,
+                payload,
+                resp.content_type,
+                resp.charset,
+                url,
+                self.scrub,
             )
 
-    def _retryable(self, exc: BaseException, idempotent: bool) -> bool:
-        aiohttp = self._aiohttp
+    def _retryable(self, rt: _Runtime, exc: BaseException, idempotent: bool) -> bool:
+        aiohttp = rt.aiohttp
         if isinstance(exc, aiohttp.ClientSSLError):
             return False  # a certificate problem does not go away by asking again
         connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
@@ -410,12 +459,12 @@ class RestApiResource(NetworkResource):
         return False
 
     def _failure(
-        self, exc: BaseException, method: str, url: URL, attempts: int, timeout: float | None
+        self, rt: _Runtime, exc: BaseException, method: str, url: URL, attempts: int, timeout: float | None
     ) -> XResourceError:
-        where = f"{self.label}: {method} {self._display(url)}"
+        where = f"{self.label}: {method} {self.scrub(str(url))}"
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         detail = self.scrub(str(exc).strip() or type(exc).__name__)
-        if isinstance(exc, self._aiohttp.ClientSSLError):
+        if isinstance(exc, rt.aiohttp.ClientSSLError):
             return XResourceConnectionError(
                 f"{where}: TLS failed: {detail}; to trust a private CA set ca_file"
             )
@@ -454,28 +503,27 @@ class RestApiResource(NetworkResource):
 
     # ---- URLs -----------------------------------------------------------------------------
 
-    def _url(self, path: str, params: Mapping[str, Any] | None) -> URL:
-        url = self._url_cache.get(path)
+    def _url(self, rt: _Runtime, path: str, params: Mapping[str, Any] | None) -> URL:
+        url = rt.url_cache.get(path)
         if url is None:
-            url = self._join(path)
-            if len(self._url_cache) < 512:
-                self._url_cache[path] = url
-        if self._base_query is not None:
-            url = url.extend_query(self._base_query)
+            url = self._join(rt, path)
+            if len(rt.url_cache) < 512:
+                rt.url_cache[path] = url
+        if rt.base_query is not None:
+            url = url.extend_query(rt.base_query)
         if params:
             url = url.extend_query(params)
-        if self._auth.query_param is not None:
-            name, value = self._auth.query_param
+        if rt.auth.query_param is not None:
+            name, value = rt.auth.query_param
             url = url.update_query({name: value})
         return url
 
-    def _join(self, path: str) -> URL:
-        url_class = self._url_class
+    def _join(self, rt: _Runtime, path: str) -> URL:
         if not path:
-            return url_class(self._base_url)  # type: ignore[no-any-return]
+            return rt.url_class(rt.base_url)  # type: ignore[no-any-return]
         if "://" in path.partition("?")[0]:
-            url = url_class(path)
-            base = self._base_url
+            url = rt.url_class(path)
+            base = rt.base_url
             inside = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port) and (
                 url.path.rstrip("/") + "/"
             ).startswith(base.path.rstrip("/") + "/")
@@ -483,7 +531,8 @@ class RestApiResource(NetworkResource):
                 # Credentials must not follow a URL to another service.
                 raise ValueError(f"{self.label}: {mask_url_password(path)!r} is outside {self.target()}")
             return url  # type: ignore[no-any-return]
-        return url_class(f"{self._base}/{path.lstrip('/')}")  # type: ignore[no-any-return]
+        return rt.url_class(f"{rt.base}/{path.lstrip('/')}")  # type: ignore[no-any-return]
 
-    def _display(self, url: URL) -> str:
-        return self.scrub(self._auth.mask_url(mask_url_password(str(url))))
+    def scrub(self, text: str) -> str:
+        """Remove resolved secrets, URL passwords and the API key query value from ``text``."""
+        return self._auth.mask_url(super().scrub(text))

@@ -17,14 +17,16 @@ sends ``publish_message``, by default ``{"channel": channel, "data": data}``.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
-from xresource.backends.network._base import TlsFields, http_status_error
-from xresource.backends.network.auth import AuthParams, prepare_auth
+from xresource.backends.network._base import ScrubbingLogger, TlsFields, http_status_error
+from xresource.backends.network.auth import AuthParams, HeaderName, PreparedAuth, prepare_auth
 from xresource.backends.streams._base import EventStreamResource, Message, decode_payload
 from xresource.errors import XResourceConnectionError, XResourceTimeoutError
 from xresource.resource import State
@@ -56,7 +58,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
     """The resource type; selects the backend."""
     endpoint: UrlText = Field(pattern=WS_URL_PATTERN)
     """``ws://`` or ``wss://`` URL of the server."""
-    protocols: list[str] = Field(default_factory=list)
+    protocols: list[HeaderName] = Field(default_factory=list)
     """Subprotocols offered in the handshake, in order of preference."""
     headers: HeaderMap = Field(default_factory=dict)
     """Extra handshake headers; credential headers must be references."""
@@ -82,6 +84,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
     """Field of a JSON message that names its channel (handlers given to ``subscribe``)."""
 
     _ws: Any = PrivateAttr(default=None)
+    _auth: PreparedAuth = PrivateAttr(default_factory=lambda: PreparedAuth(None))
 
     # ---- public API -----------------------------------------------------------------------
 
@@ -94,7 +97,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
         ws = await self._connection()
         if isinstance(data, bytearray | memoryview):
             data = bytes(data)
-        frame = data if isinstance(data, str | bytes) else json.dumps(data, separators=(",", ":"))
+        frame = data if isinstance(data, str | bytes) else self._json(data)
         async with self.translate_errors("send"):
             await ws.send(frame)
 
@@ -110,6 +113,10 @@ class WebSocketResource(EventStreamResource, TlsFields):
     def target(self) -> str:
         return mask_url_password(self.endpoint)
 
+    def scrub(self, text: str) -> str:
+        """Remove resolved secrets, URL passwords and the API key query value from ``text``."""
+        return self._auth.mask_url(super().scrub(text))
+
     def _metadata_details(self) -> dict[str, Any]:
         details = super()._metadata_details()
         details["endpoint"] = self.target()
@@ -121,13 +128,14 @@ class WebSocketResource(EventStreamResource, TlsFields):
     async def _open(self) -> None:
         client = require("websockets.asyncio.client", "websocket", type_name=self.type)
         exceptions = require("websockets.exceptions", "websocket", type_name=self.type)
-        auth = prepare_auth(self.auth, self)
+        auth = self._auth = prepare_auth(self.auth, self)
         url, auth_headers = auth.handshake(self.resolve(self.endpoint))
         headers = {key: self.resolve(value) for key, value in self.headers.items()}
         headers.update(auth_headers)
         options: dict[str, Any] = {}
         if url.startswith("wss://"):
             options["ssl"] = self.ssl_context(self)
+        rejected: int | None = None
         try:
             self._ws = await client.connect(
                 url,
@@ -138,14 +146,17 @@ class WebSocketResource(EventStreamResource, TlsFields):
                 ping_timeout=self.ping_interval,
                 close_timeout=min(self.timeout, 5.0),
                 max_size=self.max_message_bytes,
+                logger=ScrubbingLogger(logging.getLogger("xresource.streams.websocket.protocol"), self),
                 **options,
             )
         except exceptions.InvalidStatus as exc:
-            status = exc.response.status_code
-            where = self.scrub(auth.mask_url(mask_url_password(url)))
+            rejected = exc.response.status_code
+        if rejected is not None:  # raised out here, so the driver's exception is not chained
+            where = self.scrub(url)
             raise http_status_error(
-                f"{self.label}: the server at {where} refused the WebSocket handshake: HTTP {status}", status
-            ) from None
+                f"{self.label}: the server at {where} refused the WebSocket handshake: HTTP {rejected}",
+                rejected,
+            )
         for message in self.open_messages:
             await self._ws.send(self._json(self._render(message, "", None)))
 
@@ -162,6 +173,14 @@ class WebSocketResource(EventStreamResource, TlsFields):
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
+
+    async def _ping(self) -> bool:
+        ws = self._ws
+        if ws is None:
+            return False
+        pong = await ws.ping()
+        await asyncio.wait_for(pong, self.timeout)
+        return True
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
         if self.subscribe_message is not None:
@@ -205,7 +224,12 @@ class WebSocketResource(EventStreamResource, TlsFields):
         await self._ws.send(self._json(payload))
 
     def _json(self, payload: Any) -> str:
-        return json.dumps(payload, separators=(",", ":"))
+        try:
+            return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{self.label}: cannot send a {type(payload).__name__}: not JSON-serialisable ({exc})"
+            ) from None
 
     def _render(self, template: Any, channel: str, data: Any) -> Any:
         """Fill ``{channel}``/``{data}`` into a template; resolve references in its strings."""
