@@ -20,7 +20,15 @@ from pathlib import Path
 from benchmarks._report import Row, print_rows
 
 HERE = Path(__file__).parent
-MODULES = ["bench_validate", "bench_files", "bench_registry", "bench_databases", "bench_streams", "bench_http"]
+MODULES = [
+    "bench_validate",
+    "bench_files",
+    "bench_registry",
+    "bench_databases",
+    "bench_pool_scaling",
+    "bench_streams",
+    "bench_http",
+]
 
 
 def machine() -> dict[str, object]:
