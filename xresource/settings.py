@@ -108,9 +108,10 @@ def _is_stream(type_name: str) -> bool:
 
 def load_settings(path: str | Path | None = None, *, environ: bool = True) -> Settings:
     """Read and validate the layered settings; raise ``ManifestError`` naming the file on error."""
-    from dynaconf import Dynaconf  # imported here: only commands that need settings pay for it
-
     chosen = path if path is not None else os.environ.get(SETTINGS_ENV)
+    if not chosen and not (environ and _settings_in_environment()):
+        return Settings()  # nothing to layer: skip Dynaconf's import (a third of a CLI start-up)
+    from dynaconf import Dynaconf
     files: list[str] = []
     if chosen:
         settings_path = Path(chosen)
@@ -136,6 +137,13 @@ def load_settings(path: str | Path | None = None, *, environ: bool = True) -> Se
             Problem(where, None, None, err["msg"], field=".".join(str(p) for p in err["loc"]))
             for err in exc.errors()
         ) from None
+
+
+_NOT_SETTINGS = {SETTINGS_ENV, "XRESOURCE_DEBUG", "XRESOURCE_REQUIRE_SERVICES"}
+
+
+def _settings_in_environment() -> bool:
+    return any(k.startswith(f"{ENV_PREFIX}_") and k not in _NOT_SETTINGS for k in os.environ)
 
 
 def _lower_keys(value: Any) -> Any:
