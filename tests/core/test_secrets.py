@@ -34,6 +34,7 @@ class Model(BaseModel):
         {"password": "hunter2"},
         {"url": "postgresql://app:hunter2@db:5432/app"},
         {"url": "redis://:hunter2@cache:6379/0"},
+        {"url": "postgresql://app:hunter2$$x@db/app"},
         {"url": "mongodb://u:hunter2@h1,h2/db?replicaSet=x"},
         {"options": {"sasl_plain_password": "hunter2"}},
         {"options": {"api_key": "hunter2"}},

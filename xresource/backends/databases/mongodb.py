@@ -8,6 +8,8 @@ successor and accepts Motor-era option names for the fields that differ.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import errno
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -17,6 +19,9 @@ from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
     PoolStats,
+    Release,
+)
+from xresource.backends.databases._url import (
     UrlParts,
     parse_url,
     reject_managed_options,
@@ -70,12 +75,16 @@ def _motor_alias_schema(schema: dict[str, Any], cls: type) -> None:
     """List the Motor-era names in the JSON Schema too, so editors accept what we accept."""
     properties = schema.setdefault("properties", {})
     for alias, (field_name, scale) in MOTOR_ALIASES.items():
-        base = dict(properties.get(field_name, {}))
-        kind = "number" if scale is not None else base.get("type", "integer" if "Pool" in alias else "string")
-        entry: dict[str, Any] = {"deprecated": True, "description": f"Motor-era name of `{field_name}`"}
-        entry["anyOf" if "anyOf" in base else "type"] = base.get("anyOf", kind)
-        if scale is not None:
-            entry["description"] += " in milliseconds"
+        if scale is None:
+            entry = {k: v for k, v in properties.get(field_name, {}).items() if k not in ("title", "default")}
+            entry["description"] = f"Motor-era name of `{field_name}`."
+        else:
+            entry = {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": f"Motor-era name of `{field_name}`, in milliseconds.",
+            }
+        entry["deprecated"] = True
         properties[alias] = entry
 
 
@@ -161,6 +170,8 @@ class MongoResource(DatabaseResource):
         parts = self.url_parts()
         if parts.password and self.password:
             raise ValueError("give the password either in connection_string or in password, not both")
+        if self.password and not parts.user:
+            raise ValueError("password is set but the connection string names no user (mongodb://user@host/)")
         if self.database is None and not parts.database:
             raise ValueError("no database: set database, or name one in the connection string's path")
         if self.ca_file is not None and self.tls is False:
@@ -171,6 +182,12 @@ class MongoResource(DatabaseResource):
     def url_parts(self) -> UrlParts:
         return parse_url(self.connection_string, _SCHEMES)
 
+    def target(self) -> str:
+        parts = self.url_parts()
+        if parts.scheme == "mongodb+srv":
+            return parts.hostinfo  # DNS SRV records give the hosts and ports
+        return super().target()
+
     @property
     def database_name(self) -> str:
         """The database this resource works in (as written, references unresolved)."""
@@ -179,6 +196,8 @@ class MongoResource(DatabaseResource):
     def _metadata_details(self) -> dict[str, Any]:
         details = super()._metadata_details()
         details.update(database=self.database_name, driver="pymongo", tls=self._tls_enabled())
+        if self.url_parts().scheme == "mongodb+srv":
+            details["port"] = None
         return details
 
     def _tls_enabled(self) -> bool | None:
@@ -215,6 +234,16 @@ class MongoResource(DatabaseResource):
             async with self._connect_deadline():
                 await client.aconnect()
                 await client.admin.command("ping")
+        except XResourceTimeoutError:
+            # PyMongo keeps retrying an unreachable server until the deadline; its
+            # monitor's last error tells a refused connection from a silent server.
+            refused = self._refusal(client)
+            await client.close()
+            if refused is None:
+                raise
+            raise XResourceConnectionError(
+                f"{self.label} at {self.target()}: connect failed: {self.scrub(str(refused))}"
+            ) from refused
         except BaseException:
             await client.close()
             raise
@@ -224,6 +253,14 @@ class MongoResource(DatabaseResource):
         rt.collections = {}
         rt.leases = asyncio.Semaphore(self.max_pool_size)
         self._log_connected()
+
+    @staticmethod
+    def _refusal(client: Any) -> Exception | None:
+        """The monitor's error for a server that refused the connection, if any."""
+        for server in client.topology_description.server_descriptions().values():
+            if server.error is not None and _says_refused(str(server.error)):
+                return server.error  # type: ignore[no-any-return]
+        return None
 
     async def _disconnect(self) -> None:
         rt = self._rt
@@ -296,8 +333,11 @@ class MongoResource(DatabaseResource):
         for server in list(getattr(topology, "_servers", {}).values()):
             pool = getattr(server, "pool", None)
             active = int(getattr(pool, "active_sockets", 0))
-            in_use += active
-            idle += len(getattr(pool, "conns", ()))
+            free = len(getattr(pool, "conns", ()))
+            # A checkout counts itself active a moment before it takes its connection
+            # off the idle list; do not count that connection twice.
+            in_use += min(active, max(0, self.max_pool_size - free))
+            idle += free
             waiting += max(0, int(getattr(pool, "operation_count", 0)) - active)
         return PoolStats(
             size=in_use + idle,
@@ -307,9 +347,9 @@ class MongoResource(DatabaseResource):
             max=self.max_pool_size,
         )
 
-    async def _checkout(self, rt: PoolRuntime) -> AsyncClientSession:
-        leases = rt.leases
-        if leases is None or rt.pool is None:
+    async def _checkout(self, rt: PoolRuntime) -> tuple[AsyncClientSession, Release]:
+        leases, client = rt.leases, rt.pool
+        if leases is None or client is None:
             raise self._not_connected()
         rt.lease_waiting += 1
         try:
@@ -317,24 +357,25 @@ class MongoResource(DatabaseResource):
         finally:
             rt.lease_waiting -= 1
         try:
-            return rt.pool.start_session()  # type: ignore[no-any-return]
+            session: AsyncClientSession = client.start_session()
         except BaseException:
             leases.release()
             raise
 
-    async def _checkin(self, rt: PoolRuntime, conn: Any) -> None:
-        try:
-            await conn.end_session()
-        finally:
-            if rt.leases is not None:
-                rt.leases.release()
+        async def release() -> None:
+            try:
+                await session.end_session()
+            finally:
+                leases.release()
+
+        return session, release
 
     def _acquire_timed_out(self, limit: float) -> XResourceError:
         return self._exhausted(limit)
 
     # ---- errors ---------------------------------------------------------------------------
 
-    def error_class_for(self, exc: BaseException) -> type[XResourceError] | None:
+    def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
         if isinstance(exc, XResourceStateError):
             return type(exc)
         if not type(exc).__module__.startswith(("pymongo", "bson")):
@@ -347,7 +388,7 @@ class MongoResource(DatabaseResource):
             return XResourcePoolExhaustedError
         if isinstance(exc, errors.ServerSelectionTimeoutError):
             # Raised for every unreachable server; the details tell refusal from silence.
-            return XResourceConnectionError if "refused" in str(exc).lower() else XResourceTimeoutError
+            return XResourceConnectionError if _says_refused(str(exc)) else XResourceTimeoutError
         if isinstance(exc, errors.OperationFailure) and exc.code in _AUTH_CODES:
             return XResourceAuthenticationError
         if isinstance(exc, errors.PyMongoError) and exc.timeout:
@@ -355,3 +396,8 @@ class MongoResource(DatabaseResource):
         if isinstance(exc, errors.ConnectionFailure | errors.ConfigurationError | errors.InvalidOperation):
             return XResourceConnectionError
         return XResourceRequestError
+
+
+def _says_refused(text: str) -> bool:
+    """PyMongo words a refused connection as asyncio does: ``[Errno 111] Connect call failed``."""
+    return "refused" in text.lower() or f"[Errno {errno.ECONNREFUSED}]" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -12,7 +13,10 @@ from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
     PoolStats,
+    Release,
     SslMode,
+)
+from xresource.backends.databases._url import (
     UrlParts,
     parse_url,
     reject_managed_options,
@@ -191,11 +195,14 @@ class PostgresResource(DatabaseResource):
             size=size, in_use=in_use, idle=idle, waiters=self._waiters(in_use), max=pool.get_max_size()
         )
 
-    async def _checkout(self, rt: PoolRuntime) -> Any:
-        return await rt.pool.acquire()
+    async def _checkout(self, rt: PoolRuntime) -> tuple[Any, Release]:
+        pool = rt.pool
+        conn = await pool.acquire()
 
-    async def _checkin(self, rt: PoolRuntime, conn: Any) -> None:
-        await rt.pool.release(conn)
+        async def release() -> None:
+            await pool.release(conn)
+
+        return conn, release
 
     # ---- queries: the hot path. Keep these thin (see the module docstring of _base). ------
 
@@ -258,7 +265,7 @@ class PostgresResource(DatabaseResource):
 
     # ---- errors ---------------------------------------------------------------------------
 
-    def error_class_for(self, exc: BaseException) -> type[XResourceError] | None:
+    def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
         sqlstate = getattr(exc, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate:
             return _class_for_sqlstate(sqlstate)
