@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -67,10 +68,8 @@ async def _check(resource: XResource, timeout: float) -> dict[str, Any]:
     except XResourceError as exc:
         error = str(exc)
     latency = (time.perf_counter() - started) * 1000
-    try:
+    with contextlib.suppress(TimeoutError, XResourceError):
         await asyncio.wait_for(resource.disconnect(), timeout)
-    except (TimeoutError, XResourceError):
-        pass
     return {
         "name": resource.name,
         "type": resource.type,

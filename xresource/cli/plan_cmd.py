@@ -57,30 +57,77 @@ def current_state(against: str, settings: Any) -> dict[str, dict[str, Any]]:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - operator-given URL
             data = json.load(response)
         return {r["name"]: r for r in data["resources"]}
-    loaded = load_manifests(Path(against), settings)
+    root = Path(against)
+    loaded = load_manifests(root, settings)
     return {
-        name: {"name": name, "type": r.type, "manifest_hash": r.manifest_hash, "path": str(r.manifest_path)}
+        name: {
+            "name": name,
+            "type": r.type,
+            "manifest_hash": r.manifest_hash,
+            "path": str(r.manifest_path),
+            "relative_path": _relative(r.manifest_path, root),
+        }
         for name, r in loaded.resources.items()
     }
 
 
 def make_plan(path: Path, current: dict[str, dict[str, Any]], settings: Any) -> Plan:
+    """What the registry would do on a reload from ``current`` to the manifests under ``path``.
+
+    It follows the registry's rule: a file with any problem changes nothing that runs, so
+    nothing it defines is added or replaced, and what runs from it is not removed.
+    """
     loaded = load_manifests(path, settings)
     plan = Plan(rejected=list(loaded.problems))
     broken = {str(p.file) for p in loaded.problems}
     frozen = {n for f, names in loaded.names_by_file.items() if str(f) in broken for n in names}
+    # A file that no longer parses names nothing; what runs from it is found by its path.
+    broken_paths = [_relative(Path(f), path) for f in broken]
+    for name, info in current.items():
+        if _same_file(info, broken_paths):
+            frozen.add(name)
     for name, resource in sorted(loaded.resources.items()):
         row = {"name": name, "type": resource.type, "path": str(resource.manifest_path)}
-        if name not in current:
+        if name in frozen:
+            if name in current:
+                plan.unchanged.append(name)  # the running version is kept
+        elif name not in current:
             plan.added.append(row)
         elif current[name].get("manifest_hash") != resource.manifest_hash:
             plan.replaced.append(row)
         else:
             plan.unchanged.append(name)
     for name, info in sorted(current.items()):
-        if name not in loaded.resources and name not in frozen:
+        if name in frozen and name not in loaded.resources:
+            plan.unchanged.append(name)
+        elif name not in loaded.resources:
             plan.removed.append({"name": name, "type": info.get("type"), "path": info.get("path")})
     return plan
+
+
+def _relative(file: Path | None, root: Path) -> str | None:
+    if file is None:
+        return None
+    base = root if root.is_dir() else root.parent
+    try:
+        return file.relative_to(base).as_posix()
+    except ValueError:
+        return file.name
+
+
+def _same_file(info: dict[str, Any], broken: list[str | None]) -> bool:
+    """Whether the running resource ``info`` comes from one of the ``broken`` files (relative paths)."""
+    relative = info.get("relative_path")
+    if relative is not None:  # a deployed folder: the exact relative path is known
+        return relative in broken
+    running = Path(str(info.get("path") or "")).parts
+    # A running server reports absolute paths in its own checkout: match the trailing parts.
+    for rel in broken:
+        if rel is not None:
+            parts = Path(rel).parts
+            if running[-len(parts) :] == parts:
+                return True
+    return False
 
 
 def render_text(plan: Plan) -> str:

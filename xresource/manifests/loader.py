@@ -49,8 +49,18 @@ class LoadResult:
             raise ManifestError(self.problems)
 
 
-def read_documents(file: Path, max_bytes: int) -> tuple[list[Document], list[Problem], str]:
-    """Parse one manifest file; returns documents, problems and the content hash."""
+ParseCache = dict[tuple[Path, str], tuple[list[Document], list[Problem]]]
+"""(file, content hash) -> what parsing it gave; lets a reload skip files whose bytes did not change."""
+
+
+def read_documents(
+    file: Path, max_bytes: int, cache: ParseCache | None = None
+) -> tuple[list[Document], list[Problem], str]:
+    """Parse one manifest file; returns documents, problems and the content hash.
+
+    With ``cache``, a file whose content hash is in it is not parsed again (its
+    documents are shared, so validation must not change them; it copies).
+    """
     try:
         size = file.stat().st_size
         if size > max_bytes:
@@ -63,16 +73,26 @@ def read_documents(file: Path, max_bytes: int) -> tuple[list[Document], list[Pro
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return [], [Problem(str(file), None, None, f"file is not UTF-8 text ({exc.reason})")], digest
+    if cache is not None and (hit := cache.get((file, digest))) is not None:
+        return hit[0], hit[1], digest
     reader = read_toml if file.suffix.lower() == ".toml" else read_yaml
     docs, problems = reader(file, text)
+    if cache is not None:
+        cache[(file, digest)] = (docs, problems)
     return docs, problems, digest
 
 
 def load_manifests(
     paths: Path | str | Iterable[Path | str],
     settings: Settings | None = None,
+    *,
+    parse_cache: ParseCache | None = None,
 ) -> LoadResult:
-    """Read and validate every manifest under ``paths`` (files or folders)."""
+    """Read and validate every manifest under ``paths`` (files or folders).
+
+    ``parse_cache`` (kept by the live registry between reloads) skips parsing
+    files whose bytes are unchanged; every file is still read and hashed.
+    """
     settings = settings or default_settings()
     roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     result = LoadResult()
@@ -82,7 +102,7 @@ def load_manifests(
     first_seen: dict[str, Document] = {}
     for file in iter_manifest_files(r for r in roots if r.exists()):
         result.files.append(file)
-        docs, problems, digest = read_documents(file, settings.registry.max_manifest_bytes)
+        docs, problems, digest = read_documents(file, settings.registry.max_manifest_bytes, parse_cache)
         result.file_hashes[file] = digest
         result.problems.extend(problems)
         names = result.names_by_file.setdefault(file, [])

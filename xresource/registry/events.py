@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -71,6 +71,7 @@ class EventHub:
     def __init__(self) -> None:
         self._callbacks: list[EventCallback] = []
         self._queues: set[asyncio.Queue[ReloadEvent]] = set()
+        self._tasks: set[asyncio.Future[object]] = set()  # async callbacks still running
 
     def add_callback(self, callback: EventCallback) -> Callable[[], None]:
         self._callbacks.append(callback)
@@ -83,7 +84,10 @@ class EventHub:
             try:
                 result = callback(event)
                 if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                    # Held until done: the loop keeps only a weak reference to a task.
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._callback_done)
             except Exception:
                 log.exception("reload event callback raised")
         for queue in self._queues:
@@ -92,11 +96,36 @@ class EventHub:
                     queue.get_nowait()
             queue.put_nowait(event)
 
-    async def stream(self, maxsize: int = 1000) -> AsyncIterator[ReloadEvent]:
-        queue: asyncio.Queue[ReloadEvent] = asyncio.Queue(maxsize=maxsize)
-        self._queues.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.discard(queue)
+    def _callback_done(self, task: asyncio.Future[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reload event callback raised", exc_info=task.exception())
+
+    def stream(self, maxsize: int = 1000) -> EventStream:
+        """An async iterator of the events emitted from this call on (not from its first await)."""
+        return EventStream(self._queues, maxsize)
+
+
+class EventStream:
+    """Events for one consumer. It subscribes when created, so no event between the call and
+    the first ``await`` is lost (an async generator would only subscribe on its first step);
+    ``aclose()`` unsubscribes."""
+
+    def __init__(self, queues: set[asyncio.Queue[ReloadEvent]], maxsize: int) -> None:
+        self._queues = queues
+        self._queue: asyncio.Queue[ReloadEvent] = asyncio.Queue(maxsize=maxsize)
+        queues.add(self._queue)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ReloadEvent:
+        if self._queue not in self._queues:
+            raise StopAsyncIteration
+        return await self._queue.get()
+
+    async def aclose(self) -> None:
+        self._queues.discard(self._queue)
+
+    def __del__(self) -> None:
+        self._queues.discard(self._queue)

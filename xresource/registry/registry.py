@@ -36,8 +36,9 @@ from xresource.errors import (
     XResourceStateError,
 )
 from xresource.manifests import LoadResult, load_manifests
+from xresource.manifests.loader import ParseCache
 from xresource.registry.entry import Entry
-from xresource.registry.events import EventHub, ReloadEvent, ReloadResult
+from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
 from xresource.registry.status import ResourceStatus
 from xresource.registry.watcher import FolderWatcher
 from xresource.resource import State, XResource
@@ -63,8 +64,14 @@ class Registry:
         self.watch = watch
         self.settings = settings if settings is not None else load_settings()
         self._entries: dict[str, Entry] = {}
-        self._ready: dict[str, XResource] = {}  # what get() returns: ready, current instances
+        # What get() returns: the ready, current instance of each name. A miss falls back to
+        # _get_slow, which explains why (unknown, failed, lazy, connecting).
+        self._ready = _ReadyMap(self._get_slow)
+        # get() is this map's own __getitem__: a lookup in C with no Python frame, which is
+        # what keeps it within a small factor of a plain dict lookup.
+        self.get = self._ready.__getitem__  # type: ignore[method-assign,assignment]
         self._file_problems: dict[Path, list[Problem]] = {}
+        self._parse_cache: ParseCache = {}
         self._hub = EventHub()
         self._reload_lock = asyncio.Lock()
         self._watcher: FolderWatcher | None = None
@@ -82,18 +89,28 @@ class Registry:
         """Validate every manifest, then connect every eager resource concurrently."""
         if self._started:
             return
-        result = await asyncio.to_thread(load_manifests, self.path, self.settings)
-        if not self.path.exists():
-            raise ManifestError([Problem(str(self.path), None, None, "no such file or directory")])
-        result.raise_for_problems()
-        self._started = True
-        entries = {name: Entry(resource, 1) for name, resource in result.resources.items()}
-        self._entries = entries
-        for entry in entries.values():
-            entry.make_current(self._ready)
-        await asyncio.gather(*(self._bring_up(e) for e in entries.values()))
-        if self.watch:
-            self._start_watcher(result)
+        try:
+            # Reloads (from the watcher) wait until the first connect round is over.
+            async with self._reload_lock:
+                if self._started:  # a concurrent start() got here first
+                    return
+                result = await asyncio.to_thread(self._load)
+                if not self.path.exists():
+                    raise ManifestError([Problem(str(self.path), None, None, "no such file or directory")])
+                result.raise_for_problems()
+                self._started = True
+                entries = {name: Entry(resource, 1) for name, resource in result.resources.items()}
+                self._entries = entries
+                for entry in entries.values():
+                    entry.make_current(self._ready)
+                if self.watch:
+                    # Armed before connecting, which can take connect_timeout: an edit made
+                    # meanwhile is seen, and applied right after this round.
+                    self._start_watcher(result)
+                await asyncio.gather(*(self._bring_up(e) for e in entries.values()))
+        except BaseException:
+            await self.stop()  # cancelled half way: leave nothing connected or watching
+            raise
         if self.settings.registry.health_interval > 0:
             self._monitor = asyncio.create_task(self._monitor_health(), name="xresource-health")
         log.info("registry started: %d resources from %s", len(entries), self.path)
@@ -109,12 +126,15 @@ class Registry:
         if self._watcher is not None:
             await self._watcher.stop()
             self._watcher = None
-        entries = list(self._entries.values())
-        self._entries = {}
-        for entry in entries:
-            entry.retire()
-        timeout = self.settings.registry.drain_timeout
-        await asyncio.gather(*(self._retire(e, timeout, grace=0.0) for e in entries))
+        # A reload in flight finishes first (bounded by connect_timeout); what it connected
+        # is then closed with the rest instead of being added after the registry stopped.
+        async with self._reload_lock:
+            entries = list(self._entries.values())
+            self._entries = {}
+            for entry in entries:
+                entry.retire()
+            timeout = self.settings.registry.drain_timeout
+            await asyncio.gather(*(self._retire(e, timeout, grace=0.0) for e in entries))
         if self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
 
@@ -133,34 +153,31 @@ class Registry:
     # ---- access ---------------------------------------------------------------------------
 
     def get(self, name: str) -> Any:
-        """The ready resource called ``name`` (synchronous: one dict lookup, no I/O)."""
-        try:
-            return self._ready[name]
-        except KeyError:
-            pass
+        """The ready resource called ``name`` (synchronous: one dict lookup, no I/O).
+
+        Raises ``XResourceNotFoundError`` (a ``KeyError``) for an unknown name,
+        ``XResourceConnectionError`` (with the cause) for a resource that is not
+        ready, and ``XResourceStateError`` for a lazy one not connected yet.
+        """
+        return self._ready[name]  # instances call the map directly (see __init__)
+
+    def _get_slow(self, name: str) -> Any:
         entry = self._entries.get(name)
         if entry is None:
-            raise XResourceNotFoundError(name, list(self._entries)) from None
+            raise XResourceNotFoundError(name, list(self._entries))
         if entry.state is _READY:  # pragma: no cover - the ready map is kept in step
             return entry.resource
-        raise self._not_ready(entry) from None
+        raise self._not_ready(entry)
 
     async def aget(self, name: str) -> Any:
         """Like ``get`` but connects a lazy resource first."""
-        entry = self._entry(name)
-        if entry.state is not _READY:
-            await self._ensure_lazy(entry)
-        return self.get(name)
+        return (await self._current_ready(name)).resource
 
     @asynccontextmanager
     async def lease(self, name: str) -> AsyncIterator[Any]:
         """Pin the current instance of ``name`` for a unit of work; reloads wait for it."""
-        entry = self._entry(name)
-        if entry.state is not _READY:
-            await self._ensure_lazy(entry)
-            if entry.state is not _READY:
-                raise self._not_ready(entry)
-        entry.acquire()
+        entry = await self._current_ready(name)
+        entry.acquire()  # no await since the check: this is the current, ready version
         if self._audit:
             self._audit_line("lease_open", entry)
         try:
@@ -208,8 +225,8 @@ class Registry:
         """A snapshot per resource: state, last error, manifest path, generation."""
         return {name: self._status(entry) for name, entry in sorted(self._entries.items())}
 
-    def events(self) -> AsyncIterator[ReloadEvent]:
-        """Async iterator over reload events from now on."""
+    def events(self) -> EventStream:
+        """Async iterator over reload events from this call on (``aclose()`` ends it)."""
         return self._hub.stream()
 
     def on_event(self, callback: Callable[[ReloadEvent], object]) -> Callable[[], None]:
@@ -228,8 +245,10 @@ class Registry:
     async def reload(self) -> ReloadResult:
         """Read the folder again and apply what changed; see the module docstring for the rules."""
         async with self._reload_lock:
+            if not self._started:
+                raise XResourceStateError(f"the registry of {self.path} is not started")
             started = time.perf_counter()
-            loaded = await asyncio.to_thread(load_manifests, self.path, self.settings)
+            loaded = await asyncio.to_thread(self._load)
             if not self.path.exists():
                 # A vanished folder (an unmounted volume) must not remove everything that runs.
                 loaded = LoadResult(
@@ -258,7 +277,7 @@ class Registry:
         for file in broken:
             for name in loaded.names_by_file.get(file, []):
                 frozen_names.add(name)
-        self._file_problems = broken
+        previous, self._file_problems = self._file_problems, broken
 
         # Keep what runs for every name a broken file defines, and say why.
         for name in sorted(frozen_names):
@@ -270,6 +289,8 @@ class Registry:
                 entry.error = "; ".join(str(p) for p in problems[:3]) or entry.error
                 result.rejected.append(name)
         for file, problems in broken.items():
+            if previous.get(file) == problems:
+                continue  # reported when it broke; a rescan or an unrelated edit is no news
             self._hub.emit(
                 ReloadEvent("rejected", None, path=str(file), errors=tuple(str(p) for p in problems))
             )
@@ -285,6 +306,11 @@ class Registry:
                 changed[name] = resource
             else:
                 result.unchanged.append(name)
+                if current.resource.manifest_path != resource.manifest_path:
+                    # A renamed file (same folder, same content): no reconnect, but remember where
+                    # it lives now, or a later problem in that file would not keep it running.
+                    current.resource._manifest_path = resource.manifest_path
+                    current.resource._manifest_line = resource._manifest_line
                 if current.error and current.state is _READY:
                     current.error = None  # the file that broke it is fixed
         removed = [n for n in self._entries if n not in incoming and n not in frozen_names]
@@ -368,6 +394,14 @@ class Registry:
 
     # ---- internals ------------------------------------------------------------------------
 
+    def _load(self) -> LoadResult:
+        """Read the folder (in a worker thread); files whose bytes did not change are not parsed again."""
+        loaded = load_manifests(self.path, self.settings, parse_cache=self._parse_cache)
+        current = set(loaded.file_hashes.items())
+        for key in [k for k in self._parse_cache if k not in current]:
+            del self._parse_cache[key]  # old versions and deleted files
+        return loaded
+
     def _entry(self, name: str) -> Entry:
         entry = self._entries.get(name)
         if entry is None:
@@ -383,6 +417,34 @@ class Registry:
             )
         detail = entry.error or f"state is {entry.state.value}"
         return XResourceConnectionError(f"{resource.label} is not ready ({entry.state.value}): {detail}")
+
+    async def _current_ready(self, name: str) -> Entry:
+        """The current version of ``name``, connected (a lazy one connects now).
+
+        A reload may replace or remove the version being connected; then the callers
+        waiting for it move on to the version that runs now instead of failing.
+        """
+        while True:
+            entry = self._entry(name)
+            if entry.state is _READY:
+                return entry
+            try:
+                await self._ensure_lazy(entry)
+            except asyncio.CancelledError:
+                # The connect we waited on was cancelled by its retirement, unless we are.
+                task = asyncio.current_task()
+                if entry.current or (task is not None and task.cancelling()):
+                    raise
+                continue
+            except XResourceConnectionError:
+                if entry.current:
+                    raise
+                continue
+            if not entry.current:
+                continue
+            if entry.state is not _READY:
+                raise self._not_ready(entry)
+            return entry
 
     async def _ensure_lazy(self, entry: Entry) -> None:
         if entry.state in (State.NEW, State.CONNECTING) or (
@@ -532,14 +594,35 @@ class Registry:
 
     async def _on_watch_event(self, reason: str) -> None:
         if self._started:
-            result = await self.reload()
+            try:
+                result = await self.reload()
+            except XResourceStateError:
+                return  # stopped while this event waited for the reload lock
             if result.changed or result.problems:
                 log.info("reload after %s: %s", reason, result.outcome)
 
     def install_signal_handlers(self) -> None:
         """Reload on SIGHUP (for ``xresource serve`` and services that want it)."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+        def on_sighup() -> None:
+            if not self._started:
+                return
+            task = asyncio.create_task(self._reload_on_signal(), name="xresource-sighup")
+            self._closing.add(task)  # held until done; stop() waits for it
+            task.add_done_callback(self._closing.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+
+    async def _reload_on_signal(self) -> None:
+        try:
+            result = await self.reload()
+        except XResourceStateError:
+            return  # stopped meanwhile
+        except Exception:
+            log.exception("reload after SIGHUP failed")
+            return
+        log.info("reload after SIGHUP: %s", result.outcome)
 
 
 def _key(path: Path | None) -> Path | None:
@@ -557,3 +640,16 @@ def _is_under(path: Path, base: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+class _ReadyMap(dict[str, XResource]):
+    """name -> ready, current instance; a missing name asks ``fallback`` (which raises why)."""
+
+    __slots__ = ("_fallback",)
+
+    def __init__(self, fallback: Callable[[str], Any]) -> None:
+        super().__init__()
+        self._fallback = fallback
+
+    def __missing__(self, name: str) -> Any:
+        return self._fallback(name)
