@@ -231,7 +231,7 @@ def _fingerprint(doc: Document, fields_hash: str, merged: dict[str, Any]) -> str
     Internal only: it covers secret file contents, so it is never shown.
     """
     digest = hashlib.sha256()
-    digest.update(str(doc.file.parent.resolve()).encode())
+    digest.update(str(doc.file.parent.absolute()).encode())  # what relative paths resolve against
     digest.update(fields_hash.encode())
     # A rotated secret file is a change of the resource that uses it.
     for secret_file in sorted(referenced_files([merged])):

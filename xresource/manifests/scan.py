@@ -15,14 +15,19 @@ def is_manifest(path: Path) -> bool:
 
 def iter_manifest_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Manifest files under ``paths`` (files are taken as given), sorted, each once."""
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for path in paths:
         if path.is_dir():
             found = sorted(_walk(path))
         else:
             found = [path]
         for file in found:
-            key = file.resolve()
+            try:
+                info = file.stat()  # (device, inode) identifies a file reached by two links
+            except OSError:
+                yield file  # let the reader report what is wrong with it
+                continue
+            key = (info.st_dev, info.st_ino)
             if key not in seen:
                 seen.add(key)
                 yield file
