@@ -95,7 +95,8 @@ class Entry:
                     await resource.disconnect()  # drop what a gave-up client left behind
                 await asyncio.wait_for(resource.connect(), timeout)
         except TimeoutError:
-            self.set_state(State.FAILED, f"{resource.label}: connect did not finish within {timeout:g}s")
+            where = f" at {resource.target()}" if resource.target() else ""
+            self.set_state(State.FAILED, f"{resource.label}{where}: connect did not finish within {timeout:g}s")
             return False
         except XResourceError as exc:
             self.set_state(State.FAILED, str(exc))
