@@ -120,3 +120,23 @@ def test_rotated_secret_file_changes_fingerprint(tmp_path: Path) -> None:
     second = load_manifests(tmp_path / "m").resources["orders"]
     assert first.fingerprint != second.fingerprint
     assert first.manifest_hash == second.manifest_hash  # the shown hash never covers secret content
+
+
+def test_allowed_roots_confine_data_and_secret_files(tmp_path: Path) -> None:
+    from xresource.settings import RegistrySettings, Settings
+
+    data = tmp_path / "data"
+    write(tmp_path / "m" / "ok.yaml", f"name: ok\ntype: csv\nfile_path: {data / 'a.csv'}\n")
+    write(tmp_path / "m" / "escape.yaml", "name: escape\ntype: csv\nfile_path: ../../../../../etc/passwd\n")
+    write(
+        tmp_path / "m" / "secret.yaml",
+        "name: sec\ntype: postgresql\nconnection_string: postgresql://app@db/app\npassword: ${file:/etc/shadow}\n",
+    )
+    settings = Settings(registry=RegistrySettings(allowed_roots=[data, tmp_path / "m"]))
+    result = load_manifests(tmp_path / "m", settings)
+    assert sorted(result.resources) == ["ok"]
+    messages = {p.resource: p for p in result.problems}
+    assert "outside the allowed roots" in messages["escape"].message
+    assert messages["escape"].line == 3
+    assert "/etc/shadow" in messages["sec"].message
+    assert load_manifests(tmp_path / "m").ok  # no roots configured: no confinement

@@ -182,11 +182,42 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
         resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
     except ValidationError as exc:
         return None, [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
+    outside = _outside_allowed_roots(resource, settings)
+    if outside:
+        line, col = doc.mark_for(("file_path",) if "file_path" in data else ())
+        return None, [
+            Problem(
+                str(doc.file),
+                line,
+                col,
+                outside,
+                name,
+                "file_path" if "file_path" in data else None,
+                "allowed_roots",
+            )
+        ]
     resource._manifest_path = doc.file
     resource._manifest_line = doc.line
     resource._manifest_hash = manifest_hash(merged)
     resource._fingerprint = _fingerprint(doc, resource._manifest_hash, merged)
     return resource, []
+
+
+def _outside_allowed_roots(resource: XResource, settings: Settings) -> str | None:
+    """With ``[registry] allowed_roots`` set, data and secret files must lie under one of them."""
+    roots = [r.resolve() for r in settings.registry.allowed_roots]
+    if not roots:
+        return None
+    paths = set(resource.referenced_files())
+    file_path = getattr(resource, "file_path", None)
+    if isinstance(file_path, Path):
+        paths.add(file_path)
+    for path in sorted(paths):
+        real = path.resolve()
+        if not any(real == root or root in real.parents for root in roots):
+            allowed = ", ".join(str(r) for r in roots)
+            return f"{path} is outside the allowed roots ({allowed}); see [registry] allowed_roots"
+    return None
 
 
 def manifest_hash(merged: dict[str, Any]) -> str:
