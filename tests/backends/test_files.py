@@ -43,9 +43,17 @@ async def collect(resource: FileResource, chunk_size: int) -> list[list[Any]]:
     return [chunk async for chunk in resource.read_stream(chunk_size)]
 
 
-async def connected(resource: FileResource) -> FileResource:
-    await resource.connect()
-    return resource
+async def collect_until_error(
+    resource: FileResource, chunk_size: int
+) -> tuple[list[list[Any]], XResourceDataError]:
+    """The chunks a stream yielded before it failed, and the error it failed with."""
+    chunks: list[list[Any]] = []
+    try:
+        async for chunk in resource.read_stream(chunk_size):
+            chunks.append(chunk)
+    except XResourceDataError as exc:
+        return chunks, exc
+    raise AssertionError("the stream ended without an error")
 
 
 def write_csv(path: Path, rows: list[list[Any]], **dialect: Any) -> Path:
@@ -77,6 +85,15 @@ def open_fds_to(path: Path) -> list[str]:
     return found
 
 
+async def wait_closed(path: Path) -> None:
+    """Wait until no descriptor is open on ``path``; a close may wait for a read in flight."""
+    for _ in range(250):
+        if not open_fds_to(path):
+            return
+        await asyncio.sleep(0.02)
+    assert open_fds_to(path) == []
+
+
 def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
 
@@ -93,7 +110,9 @@ def sample(type_name: str, folder: Path) -> tuple[FileResource, Any]:
             {"id": str(r["id"]), "name": r["name"]} for r in records
         ]
     if type_name == "excel":
-        path = write_xlsx(folder / "people.xlsx", {"people": [["id", "name"], *[list(r.values()) for r in records]]})
+        path = write_xlsx(
+            folder / "people.xlsx", {"people": [["id", "name"], *[list(r.values()) for r in records]]}
+        )
         return ExcelResource(name="people", file_path=path), records
     if type_name == "json":
         path = folder / "people.json"
@@ -160,9 +179,10 @@ async def test_chunk_size_must_be_a_positive_int(tmp_path: Path, bad: Any) -> No
 @pytest.mark.parametrize("type_name", TYPES)
 async def test_relative_file_path_resolves_against_base_dir(tmp_path: Path, type_name: str) -> None:
     resource, expected = sample(type_name, tmp_path)
-    relative = Path("..") / tmp_path.name / resource.file_path.name
     cls = type(resource)
-    manifests = tmp_path.parent / "manifests"
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    relative = Path("..") / resource.file_path.name
     made = cls.model_validate({"name": "rel", "file_path": str(relative)}, context={"base_dir": manifests})
     assert made.file_path == manifests / relative
     async with made:
@@ -221,8 +241,11 @@ async def test_failed_write_leaves_the_file_untouched(tmp_path: Path, type_name:
     unwritable = object()
     async with resource:
         with pytest.raises(XResourceDataError, match="cannot write"):
-            await resource.write([{"id": 1, "name": "ok"}, {"id": 2, "name": unwritable}] if type_name != "csv"
-                                 else [{"id": 1}, ["not", "a", "mapping"]])
+            await resource.write(
+                [{"id": 1, "name": "ok"}, {"id": 2, "name": unwritable}]
+                if type_name != "csv"
+                else [{"id": 1}, ["not", "a", "mapping"]]
+            )
         assert await resource.read() == expected
     assert resource.file_path.read_bytes() == original
     assert leftovers(tmp_path) == []
@@ -238,16 +261,44 @@ async def test_write_through_a_symlink_replaces_the_target(tmp_path: Path) -> No
     assert real.read_text() == "a\n2\n"
 
 
+def big_sample(type_name: str, folder: Path) -> FileResource:
+    """A file that takes far longer to read than one worker-thread hop reads ahead."""
+    if type_name == "csv":
+        path = write_csv(folder / "big.csv", [["a", "b"], *[[i, i] for i in range(50_000)]])
+        return CsvResource(name="big", file_path=path)
+    if type_name == "excel":
+        path = write_xlsx(folder / "big.xlsx", {"s": [["a", "b"], *[[i, i] for i in range(3_000)]]})
+        return ExcelResource(name="big", file_path=path)
+    if type_name == "json":
+        path = folder / "big.json"
+        path.write_text(json.dumps([{"a": i} for i in range(50_000)]))
+        return JsonResource(name="big", file_path=path)
+    path = folder / "big.yaml"
+    path.write_text("".join(f"- {{a: {i}}}\n" for i in range(5_000)))
+    return YamlResource(name="big", file_path=path)
+
+
 @pytest.mark.parametrize("type_name", TYPES)
 async def test_breaking_out_of_a_stream_closes_the_file(tmp_path: Path, type_name: str) -> None:
-    resource, _ = sample(type_name, tmp_path)
+    resource = big_sample(type_name, tmp_path)
     async with resource:
         stream = resource.read_stream(2)
         async for _chunk in stream:
-            assert open_fds_to(resource.file_path)  # held open between chunks
             break
+        assert open_fds_to(resource.file_path)  # held open between chunks
         await stream.aclose()  # type: ignore[attr-defined]
-        assert open_fds_to(resource.file_path) == []
+        await wait_closed(resource.file_path)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+async def test_small_chunks_stream_everything_in_order(tmp_path: Path, type_name: str) -> None:
+    resource = big_sample(type_name, tmp_path)
+    async with resource:
+        chunks = await collect(resource, 7)
+        rows = await resource.read()
+    assert all(len(chunk) == 7 for chunk in chunks[:-1])
+    assert 1 <= len(chunks[-1]) <= 7
+    assert [row for chunk in chunks for row in chunk] == rows
 
 
 async def test_cancelled_stream_closes_the_file(tmp_path: Path) -> None:
@@ -263,11 +314,7 @@ async def test_cancelled_stream_closes_the_file(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(200):  # the close may wait for the chunk being read in its thread
-            if not open_fds_to(path):
-                break
-            await asyncio.sleep(0.02)
-        assert open_fds_to(path) == []
+        await wait_closed(path)
 
 
 async def test_reading_does_not_block_the_event_loop(tmp_path: Path) -> None:
@@ -413,6 +460,15 @@ async def test_csv_short_rows_are_padded_and_long_rows_are_errors(tmp_path: Path
     assert "csv resource 's'" in str(error)
 
 
+async def test_csv_long_row_line_counts_quoted_line_breaks(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text('a,b\n"x\ny",1\n1,2,3\n"p\r\nq",2\n\n4,5\n')
+    async with CsvResource(name="q", file_path=path) as resource:
+        with pytest.raises(XResourceDataError) as info:
+            await resource.read()
+    assert info.value.line == 4
+
+
 async def test_csv_duplicate_header_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "dup.csv"
     path.write_text("\nid,name,id\n1,2,3\n")
@@ -484,7 +540,9 @@ def test_csv_bad_dialect_is_a_validation_error(fields: dict[str, Any]) -> None:
         (False, ["abc"], "row 0: expected a list of values"),
     ],
 )
-async def test_csv_write_rejects_wrong_shapes(tmp_path: Path, has_header: bool, data: Any, message: str) -> None:
+async def test_csv_write_rejects_wrong_shapes(
+    tmp_path: Path, has_header: bool, data: Any, message: str
+) -> None:
     path = write_csv(tmp_path / "w.csv", [["a"], ["1"]])
     async with CsvResource(name="w", file_path=path, has_header=has_header) as resource:
         with pytest.raises(XResourceDataError, match=message):
@@ -540,9 +598,10 @@ async def test_excel_missing_sheet_fails_connect(workbook: Path, sheet: Any, mes
     assert str(workbook) in str(info.value)
 
 
-def test_excel_negative_sheet_index_is_a_validation_error() -> None:
+@pytest.mark.parametrize("sheet", [-1, True, 1.5, ["orders"]])
+def test_excel_bad_sheet_is_a_validation_error(sheet: Any) -> None:
     with pytest.raises(ValidationError):
-        ExcelResource(name="b", file_path=Path("b.xlsx"), sheet=-1)
+        ExcelResource.model_validate({"name": "b", "file_path": "b.xlsx", "sheet": sheet})
 
 
 async def test_excel_stream_chunks_and_no_header(tmp_path: Path) -> None:
@@ -597,7 +656,7 @@ async def test_excel_round_trip_and_write_rules(tmp_path: Path, workbook: Path) 
             await resource.write([[1, 2]])
     async with ExcelResource(name="one", file_path=path, has_header=False) as resource:
         await resource.write([[1, "a"], [2, None, True]])
-        assert await resource.read() == [[1, "a", None], [2, None, True]]
+        assert await resource.read() == [[1, "a"], [2, None, True]]
     # A workbook with other sheets is never shrunk to one.
     async with ExcelResource(name="b", file_path=workbook, sheet="returns") as resource:
         with pytest.raises(XResourceDataError, match=r"other sheets \('orders'\) that writing would drop"):
@@ -647,11 +706,15 @@ async def test_json_round_trip_and_non_array_documents(tmp_path: Path) -> None:
 
 async def test_json_stream_keeps_numbers_like_json_load(tmp_path: Path) -> None:
     path = tmp_path / "n.json"
-    data = [{"i": 10**20, "f": 0.1, "e": 1e-5, "s": "x\u00e9\n", "u": None}]
+    data = [{"f": 0.1, "e": 1e-5, "s": "x\u00e9\n", "u": None}, *[{"i": i} for i in range(5)]]
+    # An integer beyond 64 bits stops yajl's C parser; the stream goes on with ijson's Python one.
+    data += [{"big": 10**20, "neg": -(2**63) - 1}, *[{"j": i} for i in range(4)]]
     path.write_text(json.dumps(data))
     async with JsonResource(name="n", file_path=path) as resource:
-        assert await collect(resource, 5) == [data] == [await resource.read()]
-        assert type((await collect(resource, 5))[0][0]["f"]) is float
+        chunks = await collect(resource, 3)
+        assert [row for chunk in chunks for row in chunk] == data == await resource.read()
+        assert [len(c) for c in chunks] == [3, 3, 3, 2]
+        assert type(chunks[0][0]["f"]) is float
 
 
 async def test_json_array_is_streamed_incrementally(tmp_path: Path) -> None:
@@ -659,16 +722,14 @@ async def test_json_array_is_streamed_incrementally(tmp_path: Path) -> None:
     # whole file, but a streaming reader yields the head's chunks before it reaches the tail.
     path = tmp_path / "tail.json"
     items = ",".join(json.dumps({"id": i, "pad": "x" * 20}) for i in range(20_000))
-    path.write_text(f"[{items}, {{\"id\": oops")
+    path.write_text(f'[{items}, {{"id": oops')
     async with JsonResource(name="tail", file_path=path) as resource:
         with pytest.raises(XResourceDataError, match="invalid JSON"):
             await resource.read()
-        seen: list[int] = []
-        with pytest.raises(XResourceDataError, match=r"tail\.json: invalid JSON after item 2000"):
-            async for chunk in resource.read_stream(1000):
-                seen.extend(item["id"] for item in chunk)
-    assert seen[:1000] == list(range(1000))
-    assert len(seen) >= 2000
+        chunks, error = await collect_until_error(resource, 1000)
+    seen = [item["id"] for chunk in chunks for item in chunk]
+    assert "tail.json: invalid JSON after item 20000: " in str(error)
+    assert seen == list(range(20_000))  # every item of the valid head arrived before the error
 
 
 async def test_json_malformed_names_line_and_column(tmp_path: Path) -> None:
@@ -709,13 +770,12 @@ async def test_json_schema_validates_read_and_names_the_item(tmp_path: Path) -> 
     path = tmp_path / "items.json"
     path.write_text(json.dumps([{"id": 0}, {"id": 1, "price": 2}, {"id": 2}, {"id": 3, "price": -1}]))
     async with JsonResource(name="items", file_path=path, json_schema=ITEM_SCHEMA) as resource:
-        with pytest.raises(XResourceDataError, match=r"data does not match json_schema at \$\[3\]\.price: -1 is less"):
+        with pytest.raises(
+            XResourceDataError, match=r"data does not match json_schema at \$\[3\]\.price: -1 is less"
+        ):
             await resource.read()
-        seen: list[Any] = []
-        with pytest.raises(XResourceDataError) as info:
-            async for chunk in resource.read_stream(2):
-                seen.append(chunk)
-        assert "item 3 does not match json_schema at $[3].price" in str(info.value)
+        seen, error = await collect_until_error(resource, 2)
+        assert "item 3 does not match json_schema at $[3].price" in str(error)
         assert seen == [[{"id": 0}, {"id": 1, "price": 2}]]
         assert resource.get_metadata()["validated"] is True
 
@@ -738,6 +798,7 @@ async def test_json_schema_file_relative_to_the_manifest(tmp_path: Path) -> None
     (tmp_path / "schemas" / "items.schema.json").write_text(json.dumps(ITEM_SCHEMA))
     (tmp_path / "data.json").write_text('[{"id": 1}, {"id": "two"}]')
     manifests = tmp_path / "resources.d"
+    manifests.mkdir()
     resource = JsonResource.model_validate(
         {"name": "d", "file_path": "../data.json", "json_schema": "../schemas/items.schema.json"},
         context={"base_dir": manifests},
@@ -752,7 +813,7 @@ async def test_json_schema_problems_fail_connect(tmp_path: Path) -> None:
     path = tmp_path / "d.json"
     path.write_text("[]")
     missing = JsonResource(name="d", file_path=path, json_schema=tmp_path / "none.json")
-    with pytest.raises(XResourceConnectionError, match="json_schema file .*none.json' does not exist"):
+    with pytest.raises(XResourceConnectionError, match=r"json_schema file .*none\.json' does not exist"):
         await missing.connect()
     (tmp_path / "broken.json").write_text('{"type": ')
     broken = JsonResource(name="d", file_path=path, json_schema=tmp_path / "broken.json")
@@ -767,7 +828,9 @@ async def test_json_write_validates_and_rejects_what_json_cannot_hold(tmp_path: 
     path = tmp_path / "w.json"
     path.write_text('[{"id": 1}]')
     async with JsonResource(name="w", file_path=path, json_schema=ITEM_SCHEMA) as resource:
-        with pytest.raises(XResourceDataError, match=r"cannot write: data does not match json_schema at \$\[0\]\.id"):
+        with pytest.raises(
+            XResourceDataError, match=r"cannot write: data does not match json_schema at \$\[0\]\.id"
+        ):
             await resource.write([{"id": "x"}])
         for bad in ([{"id": 1, "price": float("nan")}], [{"id": 1, "when": dt.date(2024, 1, 1)}], {1, 2}):
             with pytest.raises(XResourceDataError, match="cannot write"):
@@ -805,7 +868,13 @@ async def test_yaml_stream_chunks_with_anchors_across_items(tmp_path: Path) -> N
     path = tmp_path / "s.yaml"
     path.write_text("- &base {kind: a, size: 1}\n- *base\n- {<<: *base, size: 2}\n- [x, y]\n- 5\n")
     async with YamlResource(name="s", file_path=path) as resource:
-        expected = [{"kind": "a", "size": 1}, {"kind": "a", "size": 1}, {"kind": "a", "size": 2}, ["x", "y"], 5]
+        expected = [
+            {"kind": "a", "size": 1},
+            {"kind": "a", "size": 1},
+            {"kind": "a", "size": 2},
+            ["x", "y"],
+            5,
+        ]
         assert await resource.read() == expected
         chunks = await collect(resource, 2)
     assert chunks == [expected[:2], expected[2:4], expected[4:]]
@@ -840,7 +909,10 @@ async def test_yaml_multi_document(tmp_path: Path) -> None:
     path.write_text("a: 1\n---\n- 2\n---\nb: 3\n")
     async with YamlResource(name="m", file_path=path) as resource:
         for attempt in (resource.read(), collect(resource, 5)):
-            with pytest.raises(XResourceDataError, match=r"m\.yaml:2:1: the file holds several YAML documents; set multi_document: true"):
+            with pytest.raises(
+                XResourceDataError,
+                match=r"m\.yaml:2:1: the file holds several YAML documents; set multi_document: true",
+            ):
                 await attempt
     async with YamlResource(name="m", file_path=path, multi_document=True) as resource:
         assert await resource.read() == [{"a": 1}, [2], {"b": 3}]
@@ -857,18 +929,18 @@ async def test_yaml_unsafe_tags_and_malformed_files_name_the_line(tmp_path: Path
     path.write_text("- ok\n- !!python/object/apply:os.system [echo hi]\n")
     async with YamlResource(name="u", file_path=path) as resource:
         for attempt in (resource.read(), collect(resource, 1)):
-            with pytest.raises(XResourceDataError, match=r"u\.yaml:2:3: invalid YAML: could not determine a constructor"):
+            with pytest.raises(
+                XResourceDataError, match=r"u\.yaml:2:3: invalid YAML: could not determine a constructor"
+            ):
                 await attempt
         path.write_text("items:\n  - a\n  - [b\n")
         with pytest.raises(XResourceDataError) as info:
             await resource.read()
         assert info.value.line == 4
         path.write_text("- a\n- b\n- [c\n")
-        seen = []
-        with pytest.raises(XResourceDataError, match=r"u\.yaml:4:1: invalid YAML"):
-            async for chunk in resource.read_stream(1):
-                seen.extend(chunk)
-        assert seen == ["a", "b"]  # streamed before the parser reached the broken item
+        seen, error = await collect_until_error(resource, 1)
+        assert f"{path}:4:1: invalid YAML" in str(error)
+        assert seen == [["a"], ["b"]]  # streamed before the parser reached the broken item
 
 
 async def test_yaml_write_rejects_what_yaml_safe_dump_cannot_hold(tmp_path: Path) -> None:
@@ -929,7 +1001,9 @@ async def test_shipped_product_schema_accepts_the_sample(tmp_path: Path) -> None
     async with JsonResource(
         name="products", file_path=data / "products.json", json_schema=data / "products.schema.json"
     ) as resource:
-        assert len(await resource.read()) == len([row async for chunk in resource.read_stream(4) for row in chunk])
+        assert len(await resource.read()) == len(
+            [row async for chunk in resource.read_stream(4) for row in chunk]
+        )
 
 
 def test_sample_workbook_is_what_make_xlsx_builds(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """``FileResource``: what the csv, excel, json and yaml backends share.
 
 Parsing runs in worker threads, so a large file never blocks the event loop.
-``read_stream`` keeps the file open in a synchronous generator and pulls one
-chunk per thread hop (a hop per row costs far more than the parsing), so memory
-is bounded by the chunk, not by the file. ``write`` replaces the file
-atomically: a temporary file in the same folder, fsynced, then ``os.replace``,
-so a reader sees the old content or the new one, never half of it.
+``read_stream`` keeps the file open in a synchronous generator and pulls chunks
+from it in worker-thread hops (one chunk per hop, or a few small ones: a hop
+per row would cost far more than the parsing), reading ahead while the
+consumer works on the current chunk, so memory is bounded by the chunk, not
+by the file. ``write`` replaces the file atomically: a temporary file in the
+same folder, fsynced, then ``os.replace``, so a reader sees the old content or
+the new one, never half of it.
 
 A backend implements three synchronous hooks, all run in a worker thread:
 ``_read_sync()`` (the whole file), ``_iter_chunks(chunk_size)`` (a generator of
@@ -23,7 +25,9 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Generator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from contextlib import aclosing
 from pathlib import Path
 from typing import IO, Any, ClassVar, TextIO
 
@@ -34,6 +38,11 @@ from xresource.resource import XResource
 
 Row = dict[str, Any]
 Chunks = Generator[list[Any], None, None]
+
+# When chunks are small, one worker-thread hop reads several, until it holds this many rows
+# or has read for this many seconds (see iterate_in_thread).
+HOP_ROWS = 4096
+HOP_SECONDS = 0.01
 
 
 class FileResource(XResource):
@@ -86,7 +95,9 @@ class FileResource(XResource):
             return XResourceDataError
         return None
 
-    def data_error(self, message: str, *, line: int | None = None, column: int | None = None) -> XResourceDataError:
+    def data_error(
+        self, message: str, *, line: int | None = None, column: int | None = None
+    ) -> XResourceDataError:
         """An :class:`XResourceDataError` naming this resource and ``file:line:column``."""
         where = str(self.file_path)
         if line is not None:
@@ -108,6 +119,9 @@ class FileResource(XResource):
     def read_stream(self, chunk_size: int = 1000) -> AsyncIterator[list[Any]]:
         """Yield chunks of ``chunk_size`` rows (the last may be shorter); memory is bounded by the chunk.
 
+        The next chunk is read in a worker thread while the caller handles the current one
+        (see :func:`iterate_in_thread`).
+
         The arguments and the connection state are checked at the call, not at
         the first iteration.
         """
@@ -117,8 +131,12 @@ class FileResource(XResource):
         return self._stream(chunk_size)
 
     async def _stream(self, chunk_size: int) -> AsyncIterator[list[Any]]:
-        async with self.translate_errors("read_stream"):
-            async for chunk in iterate_in_thread(self._iter_chunks(chunk_size)):
+        # aclosing: when the consumer stops early, the file is closed now, not at garbage collection.
+        async with (
+            self.translate_errors("read_stream"),
+            aclosing(iterate_in_thread(self._iter_chunks(chunk_size))) as chunks,
+        ):
+            async for chunk in chunks:
                 yield chunk
 
     async def write(self, data: Any) -> None:
@@ -140,7 +158,7 @@ class FileResource(XResource):
     def _write_sync(self, data: Any) -> None:
         raise NotImplementedError
 
-    def _atomic_write(self, fill: Callable[[IO[bytes]], None]) -> None:
+    def _atomic_write(self, fill: Callable[[IO[bytes]], object]) -> None:
         """Write through ``fill`` to a temporary file, then move it over the file in one step."""
         # Replace the real file, not a symlink pointing at it (ConfigMap-style layouts).
         target = Path(os.path.realpath(self.file_path))
@@ -192,7 +210,7 @@ class TextFileResource(FileResource):
     def _open_text(self, newline: str | None = None) -> TextIO:
         return open(self.file_path, encoding=self.read_encoding, newline=newline)
 
-    def _atomic_write_text(self, fill: Callable[[TextIO], None], newline: str | None = None) -> None:
+    def _atomic_write_text(self, fill: Callable[[TextIO], object], newline: str | None = None) -> None:
         def fill_bytes(raw: IO[bytes]) -> None:
             text = io.TextIOWrapper(raw, encoding=self.encoding, newline=newline)
             try:
@@ -214,31 +232,74 @@ def resolve_against_base(value: Path, info: ValidationInfo) -> Path:
     return value
 
 
-async def iterate_in_thread(source: Chunks) -> AsyncIterator[list[Any]]:
-    """Drive a synchronous chunk generator from worker threads, one thread hop per chunk."""
-    lock = threading.Lock()
+async def iterate_in_thread(source: Chunks) -> AsyncGenerator[list[Any], None]:
+    """Drive a synchronous chunk generator from worker threads.
 
-    def step() -> list[Any] | None:
+    Each thread hop reads at least one chunk, and more while it holds under ``HOP_ROWS``
+    rows and has read for under ``HOP_SECONDS``: a hop costs tens of microseconds (far more
+    on a busy machine), so small chunks are read many at a time while large ones take one
+    hop each. The next hop runs while the consumer works on the current chunks (so awaiting
+    a database insert per chunk overlaps with parsing). Memory holds at most two hops' rows,
+    ``2 * max(chunk_size, HOP_ROWS)``, whatever the file's size. An error comes after the
+    chunks read before it.
+    """
+    lock = threading.Lock()
+    failure: list[BaseException] = []
+
+    def step() -> list[list[Any]]:
         with lock:
-            return next(source, None)
+            if failure:
+                raise failure.pop()
+            chunks: list[list[Any]] = []
+            rows = 0
+            deadline = time.perf_counter() + HOP_SECONDS
+            try:
+                while (chunk := next(source, None)) is not None:
+                    chunks.append(chunk)
+                    rows += len(chunk)
+                    if rows >= HOP_ROWS or time.perf_counter() >= deadline:
+                        break
+            except Exception as exc:
+                if not chunks:
+                    raise
+                failure.append(exc)  # raised by the next step, after these chunks are out
+            return chunks
 
     def close() -> None:
         with lock:
             source.close()
 
+    pending: asyncio.Future[list[list[Any]]] | None = None
     try:
-        while (chunk := await asyncio.to_thread(step)) is not None:
-            yield chunk
+        pending = asyncio.ensure_future(asyncio.to_thread(step))
+        while chunks := await pending:
+            pending = asyncio.ensure_future(asyncio.to_thread(step))
+            for chunk in chunks:
+                yield chunk
     finally:
-        # A cancelled consumer may leave a step running in its thread; a generator cannot be
-        # closed while it runs, so then the close waits for it in a thread of its own.
+        if pending is not None:
+            if pending.done():
+                _consume_outcome(pending)
+            else:
+                # Not started yet: it never will. Started: it finishes in its thread, unheard.
+                pending.cancel()
+                pending.add_done_callback(_consume_outcome)
+        # A generator cannot be closed while a step runs it: then close after that step.
         if lock.acquire(blocking=False):
             try:
                 source.close()
             finally:
                 lock.release()
         else:
-            asyncio.get_running_loop().run_in_executor(None, close)
+            # Not the loop's executor: this also runs while asyncio.run shuts the loop down.
+            threading.Thread(target=close, name="xresource-close", daemon=True).start()
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    # Fetch the result of a read nobody waits for any more, so asyncio does not log
+    # "exception was never retrieved" for it.
+    if not future.cancelled():
+        future.exception()
 
 
 def _fsync_directory(folder: Path) -> None:
