@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import textwrap
 from functools import cache
 from typing import Any
@@ -35,7 +36,7 @@ def attribute_docstrings(cls: type[Any]) -> dict[str, str]:
         if not tree.body or not isinstance(tree.body[0], ast.ClassDef):
             continue
         body = tree.body[0].body
-        for node, following in zip(body, body[1:], strict=False):
+        for node, following in itertools.pairwise(body):
             if (
                 isinstance(node, ast.AnnAssign)
                 and isinstance(node.target, ast.Name)

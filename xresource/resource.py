@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -156,10 +157,8 @@ class XResource(XObjPrototype):
             except BaseException as exc:
                 self._state = State.FAILED
                 self._last_error = str(exc) if isinstance(exc, XResourceError) else type(exc).__name__
-                try:
+                with contextlib.suppress(Exception):  # best-effort cleanup of a half-open client
                     await self._disconnect()
-                except Exception:  # noqa: BLE001 - best-effort cleanup of a half-open client
-                    pass
                 raise
             self._state = State.READY
             self._last_error = None

@@ -27,7 +27,9 @@ def type_schema(type_name: str) -> dict[str, Any]:
         by_alias=True, mode="validation", schema_generator=DocumentedSchema
     )
     _require_identity(schema)
-    schema["properties"]["type"]["description"] = f"The resource type; selects the backend. Always {type_name!r} here."
+    schema["properties"]["type"]["description"] = (
+        f"The resource type; selects the backend. Always {type_name!r} here."
+    )
     schema.setdefault("properties", {})["$schema"] = {
         "type": "string",
         "description": "The JSON Schema this manifest follows (for editors and `xresource validate`).",

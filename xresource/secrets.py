@@ -22,7 +22,7 @@ REFERENCE_RE = re.compile(r"\$\{(env|file):([^}]+)\}")
 REFERENCE_PATTERN = r"\$\{(env|file):[^}]+\}"
 # A password in a URL's user-info with no reference in it ("scheme://user:pw@host").
 # The same expression goes into the JSON Schemas, so editors and models agree.
-LITERAL_URL_PASSWORD_PATTERN = r"://[^/@:\s]*:(?:(?!\$\{)[^/@\s])+@"
+LITERAL_URL_PASSWORD_PATTERN = r"://[^/@:\s]*:(?:(?!\$\{)[^/@\s])+@"  # noqa: S105 - a pattern, not a password
 _LITERAL_URL_PASSWORD_RE = re.compile(LITERAL_URL_PASSWORD_PATTERN)
 # Names of mapping keys (headers, driver options) whose values are credentials.
 SECRET_KEY_RE = re.compile(

@@ -112,6 +112,7 @@ def load_settings(path: str | Path | None = None, *, environ: bool = True) -> Se
     if not chosen and not (environ and _settings_in_environment()):
         return Settings()  # nothing to layer: skip Dynaconf's import (a third of a CLI start-up)
     from dynaconf import Dynaconf
+
     files: list[str] = []
     if chosen:
         settings_path = Path(chosen)

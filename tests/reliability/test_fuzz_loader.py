@@ -47,7 +47,8 @@ def _check(text: str, reader: Any = read_yaml) -> None:
         if resource is not None:
             assert isinstance(resource, XResource)
         for problem in doc_problems:
-            assert problem.line is not None and problem.line >= 1
+            assert problem.line is not None
+            assert problem.line >= 1
 
 
 @st.composite

@@ -92,7 +92,7 @@ async def test_no_secret_in_any_output(
         assert status["pg"].state == "ready", status["pg"].error
         assert status["api"].state == "ready", status["api"].error
         assert status["my"].state == "failed"  # wrong password: the error path is scanned too
-        assert status["my"].error and "127.0.0.1:3306" in status["my"].error
+        assert "127.0.0.1:3306" in (status["my"].error or "")
 
         outputs: dict[str, str] = {}
         for name, st in status.items():

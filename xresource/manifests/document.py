@@ -30,14 +30,11 @@ class Document:
         for part in path:
             if isinstance(node, dict) and part in node:
                 node = node[part]
-                out.append(part)
             elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
                 node = node[part]
-                out.append(part)
             elif isinstance(node, dict | list):
                 continue  # not in the data: skip it, the next segment may be
-            else:
-                out.append(part)
+            out.append(part)
         return tuple(out)
 
     def mark_for(self, path: FieldPath, *, value: bool = False) -> Mark:

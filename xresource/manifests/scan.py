@@ -17,10 +17,7 @@ def iter_manifest_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Manifest files under ``paths`` (files are taken as given), sorted, each once."""
     seen: set[tuple[int, int]] = set()
     for path in paths:
-        if path.is_dir():
-            found = sorted(_walk(path))
-        else:
-            found = [path]
+        found = sorted(_walk(path)) if path.is_dir() else [path]
         for file in found:
             try:
                 info = file.stat()  # (device, inode) identifies a file reached by two links

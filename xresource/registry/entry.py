@@ -96,7 +96,9 @@ class Entry:
                 await asyncio.wait_for(resource.connect(), timeout)
         except TimeoutError:
             where = f" at {resource.target()}" if resource.target() else ""
-            self.set_state(State.FAILED, f"{resource.label}{where}: connect did not finish within {timeout:g}s")
+            self.set_state(
+                State.FAILED, f"{resource.label}{where}: connect did not finish within {timeout:g}s"
+            )
             return False
         except XResourceError as exc:
             self.set_state(State.FAILED, str(exc))
