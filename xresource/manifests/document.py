@@ -28,7 +28,7 @@ class Document:
         out: list[str | int] = []
         node = self.data
         for part in path:
-            if isinstance(node, dict) and part in node:
+            if isinstance(node, dict) and part in node:  # noqa: SIM114 - separate so mypy narrows each
                 node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
                 node = node[part]
