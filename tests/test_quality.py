@@ -30,3 +30,10 @@ def test_ruff_format() -> None:
 def test_mypy_strict() -> None:
     proc = subprocess.run([BIN / "mypy", "xresource"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:]
+
+
+@pytest.mark.timeout(300)
+def test_import_contracts() -> None:
+    """The layers of the package stay layers (contracts in pyproject.toml)."""
+    proc = subprocess.run([BIN / "lint-imports"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-5000:]

@@ -43,11 +43,21 @@ async def serve(args: argparse.Namespace) -> int:
     from xresource.server.app import create_app
 
     registry = Registry(args.path, watch=not args.no_watch, settings=load_settings(args.settings))
-    await registry.start()
+    # Handlers go in before start(): a SIGTERM while resources connect must still stop cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    starting = asyncio.create_task(registry.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()  # a cancelled start() leaves nothing connected
+        await asyncio.gather(starting, return_exceptions=True)
+        log.info("stopped during start")
+        return 0
+    stopping.cancel()
+    starting.result()  # re-raises ManifestError
     registry.install_signal_handlers()  # SIGHUP reloads
     runner = web.AppRunner(create_app(registry), access_log=None, handle_signals=False)
     await runner.setup()
