@@ -211,7 +211,9 @@ async def test_send_while_reconnecting_waits_then_times_out(server, state):
         assert 0.25 <= time.monotonic() - started < 2
         restarted = await hs.start_app(server.app, port=server.port)
         try:
-            await ws.send("after restart")  # waits for the reconnect, then sends
+            # The backoff may have grown during the outage: wait for the reconnect, then send.
+            await ws.wait_ready(timeout=10)
+            await ws.send("after restart")
             await wait_for(lambda: "after restart" in state.connections[-1].received)
         finally:
             await restarted.stop()
