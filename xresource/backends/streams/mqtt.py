@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field
@@ -66,8 +66,16 @@ class MqttResource(EventStreamResource):
     timeout: float = Field(default=10.0, gt=0, le=3600)
     """Seconds allowed to connect, to subscribe and for one publish."""
 
-    _client: Any = None
     _inbox: asyncio.Queue[Any] | None = None
+
+    # Read on every publish: slots, not pydantic private attributes (see _base).
+    __slots__ = ("_client",)
+    if TYPE_CHECKING:
+        _client: Any
+
+    def _init_slots(self) -> None:
+        super()._init_slots()
+        self._client = None
 
     def target(self) -> str:
         default = 8883 if self.connection_string.startswith("mqtts") else 1883
@@ -97,17 +105,19 @@ class MqttResource(EventStreamResource):
         self, channel: str, data: Any, *, qos: Literal[0, 1, 2] | None = None, retain: bool = False
     ) -> int | None:
         """Publish to the topic ``channel`` (no wildcards) with ``qos`` (default: the resource's)."""
-        self.require_ready()
         if not channel or "+" in channel or "#" in channel:
             raise ValueError(f"{self.label}: cannot publish to {channel!r}: a topic has no wildcards")
         client = self._client
         if client is None:
-            raise self._unavailable(f"publish to {channel!r}")
+            raise self._no_connection(f"publish to {channel!r}")
         payload = encode_payload(data)
-        async with self.translate_errors(f"publish to {channel!r}"):
+        # try/except rather than translate_errors(): this is the per-message path.
+        try:
             await client.publish(
                 channel, payload, qos=self.qos if qos is None else qos, retain=retain, timeout=self.timeout
             )
+        except Exception as exc:
+            raise self.translate(exc, f"publish to {channel!r}") from exc
         return None
 
     # ---- hooks ----------------------------------------------------------------------------
@@ -136,8 +146,8 @@ class MqttResource(EventStreamResource):
             queue_type=functools.partial(_Inbox, counters=self._counters, owner=self),
             max_queued_incoming_messages=self.queue_size,
         )
+        self._client = client  # set first, so that _close() also ends a half-open attempt
         await asyncio.wait_for(client.__aenter__(), self.timeout)
-        self._client = client
 
     async def _close(self) -> None:
         client, self._client = self._client, None
@@ -156,6 +166,15 @@ class MqttResource(EventStreamResource):
         if any(code >= 0x80 for code in codes):
             raise _SubscribeRefused(f"the broker refused the subscription to {channel!r}")
 
+    async def _ping(self) -> bool:
+        client = self._client
+        if client is None:
+            return False
+        # A QoS 1 publish is answered by the broker (PUBACK); nobody subscribes to this topic.
+        async with self.translate_errors("ping"):
+            await client.publish(f"xresource/ping/{client.identifier}", b"", qos=1, timeout=self.timeout)
+        return True
+
     async def _unsubscribe_remote(self, channel: str) -> None:
         await self._client.unsubscribe(channel, timeout=self.timeout)
 
@@ -166,7 +185,8 @@ class MqttResource(EventStreamResource):
         assert inbox is not None
         iterator = client.messages
         subscriptions = self._subscriptions
-        deliver = self._deliver
+        deliver = self._delivery()
+        offer = self._offering()
         while True:
             # Drain the inbox directly; only when it is empty wait through aiomqtt's
             # iterator, which also raises when the connection is lost.
@@ -177,15 +197,15 @@ class MqttResource(EventStreamResource):
             topic: str = incoming.topic.value
             payload = incoming.payload
             subscription = None if topic in subscriptions else _matching_filter(subscriptions, topic)
-            await deliver(
-                Message(
-                    channel=topic,
-                    data=decode_payload(payload),
-                    raw=payload,
-                    meta={"qos": incoming.qos, "retain": incoming.retain},
-                    subscription=subscription,
-                )
+            message = Message(
+                channel=topic,
+                data=decode_payload(payload),
+                raw=payload,
+                meta={"qos": incoming.qos, "retain": incoming.retain},
+                subscription=subscription,
             )
+            if not offer(message):
+                await deliver(message)
 
 
 class _SubscribeRefused(Exception):

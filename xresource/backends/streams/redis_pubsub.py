@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, ClassVar, Literal
+import socket
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
 from xresource.backends.streams._base import (
@@ -45,14 +46,25 @@ class RedisPubSubResource(EventStreamResource):
     ca_file: str | None = None
     """CA bundle that signs the server certificate, for ``rediss://`` (default: the system CAs)."""
     timeout: float = Field(default=10.0, gt=0, le=3600)
-    """Seconds allowed to connect and for one ``publish``."""
+    """Seconds allowed to connect and for a health ping."""
+    keepalive_idle: int = Field(default=15, ge=1, le=7200)
+    """Seconds of silence before TCP keepalive probes a connection (a dead peer is found ~15 s later)."""
     health_check_interval: float = Field(default=5.0, gt=0, le=3600)
     """Seconds between pings while nothing is subscribed (with subscriptions a lost socket is seen at once)."""
 
-    _client: Any = None
     _sub_client: Any = None
     _pubsub: Any = None
     _sub_changed: asyncio.Event | None = None
+    _patterns: set[str] = PrivateAttr(default_factory=set)
+
+    # Read on every publish: slots, not pydantic private attributes (see _base).
+    __slots__ = ("_client",)
+    if TYPE_CHECKING:
+        _client: Any
+
+    def _init_slots(self) -> None:
+        super()._init_slots()
+        self._client = None
 
     def target(self) -> str:
         return url_target(self.connection_string, 6379)
@@ -77,13 +89,15 @@ class RedisPubSubResource(EventStreamResource):
 
     async def publish(self, channel: str, data: Any) -> int | None:
         """Publish to ``channel``; returns how many subscribers received it."""
-        self.require_ready()
-        payload = encode_payload(data)
         client = self._client
         if client is None:
-            raise self._unavailable(f"publish to {channel!r}")
-        async with self.translate_errors(f"publish to {channel!r}"):
+            raise self._no_connection(f"publish to {channel!r}")
+        payload = encode_payload(data)
+        # try/except rather than translate_errors(): this is the per-message path.
+        try:
             receivers: int = await client.publish(channel, payload)
+        except Exception as exc:
+            raise self.translate(exc, f"publish to {channel!r}") from exc
         return receivers
 
     async def list_collections_or_tables(self) -> list[str]:
@@ -100,10 +114,15 @@ class RedisPubSubResource(EventStreamResource):
         retry_mod = require("redis.retry", "redis", type_name=self.type)
         backoff_mod = require("redis.backoff", "redis", type_name=self.type)
         url = self.resolve(self.connection_string)
+        # No socket_timeout: redis-py would wrap every socket write in
+        # asyncio.wait_for (a task per command on Python 3.11), and a timeout
+        # per publish costs a timer each, which showed in profiles. A server
+        # that went away fails a publish at once; a silent one is found by TCP
+        # keepalive within about keepalive_idle + 3 * 5 seconds.
         options: dict[str, Any] = {
             "socket_connect_timeout": self.timeout,
-            "socket_timeout": self.timeout,
             "socket_keepalive": True,
+            "socket_keepalive_options": _keepalive_options(self.keepalive_idle),
         }
         if url.startswith("rediss://"):
             options["ssl_ca_certs"] = self.ca_file
@@ -113,8 +132,10 @@ class RedisPubSubResource(EventStreamResource):
         no_retry = retry_mod.Retry(backoff_mod.NoBackoff(), 0)
         self._sub_client = redis.Redis.from_url(url, retry=no_retry, **options)
         self._sub_changed = asyncio.Event()
-        await self._client.ping()
+        async with asyncio.timeout(self.timeout):  # a server that accepts but never answers
+            await self._client.ping()
         self._pubsub = self._sub_client.pubsub(ignore_subscribe_messages=True)
+        self._patterns = set()
 
     async def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -132,21 +153,21 @@ class RedisPubSubResource(EventStreamResource):
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
         if options.get("pattern"):
             await self._pubsub.psubscribe(channel)
+            self._patterns.add(channel)
         else:
             await self._pubsub.subscribe(channel)
         if self._sub_changed is not None:
             self._sub_changed.set()
 
     async def _unsubscribe_remote(self, channel: str) -> None:
-        # The options are gone by now; a channel name is either a pattern or not,
-        # and unsubscribing what was not subscribed is harmless in Redis.
-        if channel in self._pubsub.patterns:
+        if channel in self._patterns:
+            self._patterns.discard(channel)
             await self._pubsub.punsubscribe(channel)
         else:
             await self._pubsub.unsubscribe(channel)
 
     async def _ping(self) -> bool:
-        async with self.translate_errors("ping"):
+        async with self.translate_errors("ping"), asyncio.timeout(self.timeout):
             return bool(await self._client.ping())
 
     async def _listen(self) -> None:
@@ -154,7 +175,8 @@ class RedisPubSubResource(EventStreamResource):
         changed = self._sub_changed
         assert pubsub is not None
         assert changed is not None
-        deliver = self._deliver
+        deliver = self._delivery()
+        offer = self._offering()
         while True:
             if not pubsub.subscribed:
                 # Nothing to read, so nothing would notice an outage: ping now and then.
@@ -162,7 +184,8 @@ class RedisPubSubResource(EventStreamResource):
                 try:
                     await asyncio.wait_for(changed.wait(), self.health_check_interval)
                 except TimeoutError:
-                    await self._client.ping()
+                    async with asyncio.timeout(self.timeout):
+                        await self._client.ping()
                 continue
             raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             if raw is None:
@@ -172,14 +195,23 @@ class RedisPubSubResource(EventStreamResource):
                 continue
             data = raw["data"]
             pattern = raw.get("pattern")
-            await deliver(
-                Message(
-                    channel=_text(raw["channel"]),
-                    data=decode_payload(data),
-                    raw=data,
-                    subscription=_text(pattern) if pattern is not None else None,
-                )
+            message = Message(
+                channel=_text(raw["channel"]),
+                data=decode_payload(data),
+                raw=data,
+                subscription=_text(pattern) if pattern is not None else None,
             )
+            if not offer(message):
+                await deliver(message)
+
+
+def _keepalive_options(idle: int) -> dict[int, int]:
+    options: dict[int, int] = {}
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        constant = getattr(socket, name, None)  # not on every platform
+        if constant is not None:
+            options[constant] = value
+    return options
 
 
 def _text(value: bytes | str) -> str:

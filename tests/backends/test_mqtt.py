@@ -1,0 +1,218 @@
+"""mqtt against the machine's Mosquitto, and a private mosquitto for faults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tests.support.brokers import (
+    HOST,
+    Tally,
+    TlsFiles,
+    assert_no_task_leak,
+    start_mosquitto,
+    task_census,
+    tls_files,
+    until,
+)
+from tests.support.services import free_port, require_service
+from xresource.backends.streams.mqtt import MqttResource, topic_filter_problem, topic_matches
+from xresource.errors import XResourceConnectionError
+from xresource.resource import State
+
+__all__ = ["tls_files"]  # the session fixture, imported for pytest
+
+
+@pytest.fixture
+def shared_mqtt() -> str:
+    require_service("Mosquitto", HOST, 1883)
+    return f"mqtt://{HOST}:1883"
+
+
+def unique(prefix: str = "xr-test") -> str:
+    return f"{prefix}/{uuid.uuid4().hex[:10]}"
+
+
+def make(url: str, **fields: Any) -> MqttResource:
+    fields.setdefault("reconnect_interval", 0.05)
+    fields.setdefault("timeout", 5)
+    return MqttResource(name="sensors", connection_string=url, **fields)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "matches"),
+    [
+        ("a/b", "a/b", True),
+        ("a/+", "a/b", True),
+        ("a/+", "a/b/c", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("+/b", "a/b", True),
+        ("#", "$SYS/broker", False),
+        ("+/broker", "$SYS/broker", False),
+        ("$SYS/#", "$SYS/broker", True),
+        ("$share/g/a/+", "a/x", True),
+        ("a/b", "a/c", False),
+    ],
+)
+def test_topic_matching(topic_filter: str, topic: str, matches: bool) -> None:
+    assert topic_matches(topic_filter, topic) is matches
+
+
+@pytest.mark.parametrize("bad", ["", "a/#/b", "a#", "a/b+", "x\x00y"])
+def test_bad_topic_filters_are_named(bad: str) -> None:
+    assert topic_filter_problem(bad)
+
+
+async def test_round_trip_with_wildcards_and_qos(shared_mqtt: str) -> None:
+    base = unique()
+    exact, wild = Tally(), Tally()
+    async with make(shared_mqtt, qos=1) as stream:
+        await stream.subscribe(f"{base}/exact", exact)
+        await stream.subscribe(f"{base}/room/+/temp", wild, qos=0)
+        async with stream.messages() as iterator:
+            await stream.publish(f"{base}/exact", {"v": 1})
+            first = await asyncio.wait_for(anext(iterator), 5)
+            await stream.publish(f"{base}/room/7/temp", 21.5, qos=0)
+            second = await asyncio.wait_for(anext(iterator), 5)
+        assert (first.channel, first.data, first.meta["qos"]) == (f"{base}/exact", {"v": 1}, 1)
+        assert first.subscription is None
+        assert (second.channel, second.data, second.subscription) == (
+            f"{base}/room/7/temp",
+            21.5,
+            f"{base}/room/+/temp",
+        )
+        await exact.wait_for([{"v": 1}])
+        await wild.wait_for([21.5])
+        await stream.publish(f"{base}/exact", "text")
+        await stream.publish(f"{base}/exact", [1, 2])
+        await exact.wait_for(["text", [1, 2]])
+        await stream.unsubscribe(f"{base}/exact")
+        assert stream.subscriptions == [f"{base}/room/+/temp"]
+        assert await stream.validate_connection() is True
+
+
+async def test_bad_input_is_refused(shared_mqtt: str) -> None:
+    with pytest.raises(ValidationError):
+        MqttResource(name="m", connection_string="tcp://127.0.0.1:1883")
+    with pytest.raises(ValidationError, match="literal password"):
+        MqttResource(name="m", connection_string="mqtt://u:hunter2@127.0.0.1:1883")
+    with pytest.raises(ValidationError, match="reference"):
+        MqttResource(name="m", password="hunter2")
+    with pytest.raises(ValidationError):
+        MqttResource(name="m", qos=3)
+    async with make(shared_mqtt) as stream:
+        with pytest.raises(ValueError, match="invalid topic filter"):
+            await stream.subscribe("a/#/b")
+        with pytest.raises(ValueError, match="qos must be"):
+            await stream.subscribe("a/b", qos=5)
+        with pytest.raises(TypeError, match="unknown option"):
+            await stream.subscribe("a/b", retain=True)
+        with pytest.raises(ValueError, match="no wildcards"):
+            await stream.publish("a/+", 1)
+        assert stream.subscriptions == []
+
+
+async def test_unreachable_broker_fails_without_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = secrets.token_urlsafe(16)
+    monkeypatch.setenv("XR_MQTT_PW", secret)
+    stream = make(f"mqtt://{HOST}:{free_port()}", username="probe", password="${env:XR_MQTT_PW}")
+    with pytest.raises(XResourceConnectionError) as caught:
+        await stream.connect()
+    assert stream.connection_state is State.FAILED
+    for text in (str(caught.value), repr(stream), str(stream.get_metadata())):
+        assert secret not in text
+
+
+async def test_fault_restart_resubscribes_every_topic_with_its_qos(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = secrets.token_urlsafe(16)
+    monkeypatch.setenv("XR_MQTT_PW", secret)
+    caplog.set_level(logging.DEBUG)
+    with start_mosquitto() as server:
+        url = f"mqtt://{HOST}:{server.port}"
+        base = unique()
+        on_q1, on_wild = Tally(), Tally()
+        # The anonymous broker ignores the credentials; they are here to be kept out of logs.
+        async with make(url, username="device", password="${env:XR_MQTT_PW}", keepalive=5) as stream:
+            await stream.subscribe(f"{base}/q1", on_q1, qos=1)
+            await stream.subscribe(f"{base}/w/#", on_wild)
+            await stream.publish(f"{base}/q1", {"before": True})
+            await on_q1.wait_for([{"before": True}])
+            tasks_before = task_census()
+
+            server.kill()
+            assert await stream.wait_for_state(State.RECONNECTING, timeout=10) is State.RECONNECTING
+            server.start()
+            await stream.wait_ready(timeout=15)
+            assert stream.counters.reconnects == 1
+
+            async with stream.messages() as iterator:
+                await stream.publish(f"{base}/q1", {"after": -1}, qos=1)
+                message = await asyncio.wait_for(anext(iterator), 5)
+            assert message.meta["qos"] == 1  # the subscription came back with QoS 1, not 0
+
+            after = [{"after": n} for n in range(20)]
+            for item in after:
+                await stream.publish(f"{base}/q1", item, qos=1)
+                await stream.publish(f"{base}/w/deep/x", item)
+            await on_q1.wait_for(after)
+            await on_wild.wait_for(after)
+            await asyncio.sleep(0.1)  # room for a duplicate to show up
+            assert on_q1.duplicates() == 0
+            assert on_wild.duplicates() == 0
+            assert stream.state_history[-3:] == [State.READY, State.RECONNECTING, State.READY]
+            await assert_no_task_leak(tasks_before)
+        text = caplog.text + repr(stream) + str(stream.get_metadata())
+        assert secret not in text
+
+
+async def test_gives_up_when_the_broker_stays_down() -> None:
+    with start_mosquitto() as server:
+        async with make(
+            f"mqtt://{HOST}:{server.port}", max_reconnect_attempts=2, reconnect_interval=0.02
+        ) as stream:
+            topic = unique()
+            tally = Tally()
+            await stream.subscribe(topic, tally)
+            server.kill()
+            await stream.wait_for_state(State.FAILED, timeout=10)
+            assert stream.state is State.FAILED
+            server.start()
+            await stream.connect()  # what the registry's recovery does
+            await stream.publish(topic, "back")
+            await tally.wait_for(["back"])
+            await until(lambda: stream.counters.delivered == 1)
+
+
+async def test_tls_with_a_ca_file_and_refused_without(tls_files: TlsFiles) -> None:
+    with start_mosquitto(tls=tls_files) as server:
+        url = f"mqtts://127.0.0.1:{server.port}"
+        topic = unique()
+        tally = Tally()
+        async with make(url, ca_file=str(tls_files.ca)) as stream:
+            await stream.subscribe(topic, tally, qos=1)
+            await stream.publish(topic, {"over": "tls"}, qos=1)
+            await tally.wait_for([{"over": "tls"}])
+        with pytest.raises(XResourceConnectionError, match=r"(?i)certificate"):
+            await make(url).connect()
+
+
+async def test_a_retained_message_reaches_the_handler_given_to_subscribe(shared_mqtt: str) -> None:
+    topic = unique()
+    tally = Tally()
+    async with make(shared_mqtt) as stream:
+        await stream.publish(topic, {"retained": True}, qos=1, retain=True)
+        try:
+            # The broker sends it right after the SUBACK, maybe before subscribe() returns.
+            await stream.subscribe(topic, tally, qos=1)
+            await tally.wait_for([{"retained": True}])
+        finally:
+            await stream.publish(topic, b"", qos=1, retain=True)  # clear it again

@@ -1,0 +1,237 @@
+"""redis_pubsub against the machine's Redis, and a private redis-server for faults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tests.support.brokers import (
+    HOST,
+    Tally,
+    TlsFiles,
+    assert_no_task_leak,
+    start_redis,
+    task_census,
+    tls_files,
+    until,
+)
+from tests.support.services import free_port, require_service
+from xresource.backends.streams.redis_pubsub import RedisPubSubResource
+from xresource.errors import XResourceAuthenticationError, XResourceConnectionError
+from xresource.resource import State
+
+SHARED_URL = "redis://127.0.0.1:6379/0"
+
+__all__ = ["tls_files"]  # the session fixture, imported for pytest
+
+
+@pytest.fixture
+def shared_redis() -> str:
+    require_service("Redis", HOST, 6379)
+    return SHARED_URL
+
+
+def unique(prefix: str = "xr-test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def numsub(client: Any, *channels: str) -> dict[str, int]:
+    pairs = await client.pubsub_numsub(*channels)
+    return {name.decode(): count for name, count in pairs}
+
+
+def make(url: str, **fields: Any) -> RedisPubSubResource:
+    fields.setdefault("reconnect_interval", 0.05)
+    return RedisPubSubResource(name="events", connection_string=url, **fields)
+
+
+async def test_round_trip_json_text_and_bytes(shared_redis: str) -> None:
+    channel = unique()
+    tally = Tally()
+    async with make(shared_redis) as stream:
+        await stream.subscribe(channel, tally)
+        async with stream.messages() as iterator:
+            assert await stream.publish(channel, {"id": 1, "tags": ["a"]}) == 1
+            assert await stream.publish(channel, [1, 2, 3]) == 1
+            assert await stream.publish(channel, "plain words") == 1
+            assert await stream.publish(channel, b"\xff\x00raw") == 1
+            await tally.wait_for([{"id": 1, "tags": ["a"]}, [1, 2, 3], "plain words"])
+            first = await asyncio.wait_for(anext(iterator), 5)
+        assert first.channel == channel
+        assert first.raw == b'{"id":1,"tags":["a"]}'
+        await until(lambda: len(tally.items) == 4)
+        assert tally.items[-1] == b"\xff\x00raw"
+        assert await stream.validate_connection() is True
+        assert channel in await stream.list_collections_or_tables()
+        assert stream.stream_stats()["received"] == 4
+
+
+async def test_pattern_subscription_names_its_pattern(shared_redis: str) -> None:
+    base = unique()
+    by_pattern = Tally()
+    by_channel = Tally()
+    async with make(shared_redis) as stream:
+        await stream.subscribe(f"{base}.*", by_pattern, pattern=True)
+        stream.on(f"{base}.one", by_channel)
+        async with stream.messages() as iterator:
+            await stream.publish(f"{base}.one", {"n": 1})
+            message = await asyncio.wait_for(anext(iterator), 5)
+        assert message.channel == f"{base}.one"
+        assert message.subscription == f"{base}.*"
+        await by_pattern.wait_for([{"n": 1}])
+        await by_channel.wait_for([{"n": 1}])
+        await stream.unsubscribe(f"{base}.*")
+        # The server applies PUNSUBSCRIBE on its own connection, soon after.
+        await until_async(lambda: stream.publish(f"{base}.one", 2), 0)
+        assert by_pattern.seen(2) == 0  # its handler went with the subscription
+
+
+async def test_unsubscribe_leaves_no_subscriber(shared_redis: str) -> None:
+    channel = unique()
+    async with make(shared_redis) as stream:
+        await stream.subscribe(channel)
+        client = stream._client
+        await until_async(lambda: numsub(client, channel), {channel: 1})
+        await stream.unsubscribe(channel)
+        await until_async(lambda: numsub(client, channel), {channel: 0})
+        assert stream.subscriptions == []
+
+
+async def until_async(probe: Any, expected: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while (await probe()) != expected:
+            await asyncio.sleep(0.02)
+
+
+async def test_bad_input_is_refused(shared_redis: str) -> None:
+    with pytest.raises(ValidationError, match="rediss"):
+        RedisPubSubResource(name="r", connection_string="http://127.0.0.1:6379")
+    with pytest.raises(ValidationError, match="literal password"):
+        RedisPubSubResource(name="r", connection_string="redis://:hunter2@127.0.0.1:6379/0")
+    with pytest.raises(ValidationError):
+        RedisPubSubResource(name="r", timeout=0)
+    async with make(shared_redis) as stream:
+        with pytest.raises(TypeError, match="unknown option"):
+            await stream.subscribe("c", patern=True)
+        with pytest.raises(TypeError, match="True or False"):
+            await stream.subscribe("c", pattern="yes")
+        with pytest.raises(TypeError, match="JSON"):
+            await stream.publish("c", object())
+        assert stream.subscriptions == []
+
+
+async def test_unreachable_server_fails_fast_without_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = secrets.token_urlsafe(16)
+    monkeypatch.setenv("XR_REDIS_PW", secret)
+    stream = make(f"redis://:${{env:XR_REDIS_PW}}@127.0.0.1:{free_port()}/0", timeout=2)
+    with pytest.raises(XResourceConnectionError) as caught:
+        await stream.connect()
+    assert stream.state is State.FAILED
+    assert stream.connection_state is State.FAILED
+    for text in (str(caught.value), repr(stream), str(stream.get_metadata()), str(stream.last_error)):
+        assert secret not in text
+
+
+async def test_fault_restart_restores_subscriptions_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = secrets.token_urlsafe(16)
+    monkeypatch.setenv("XR_REDIS_PW", secret)
+    caplog.set_level(logging.DEBUG)
+    server = start_redis(password=secret)
+    try:
+        url = f"redis://:${{env:XR_REDIS_PW}}@127.0.0.1:{server.port}/0"
+        exact, pattern = unique("orders"), unique("audit")
+        on_exact, on_pattern = Tally(), Tally()
+        async with make(url) as stream:
+            await stream.subscribe(exact, on_exact)
+            await stream.subscribe(f"{pattern}.*", on_pattern, pattern=True)
+            await stream.publish(exact, {"before": 1})
+            await on_exact.wait_for([{"before": 1}])
+            tasks_before = task_census()
+
+            server.kill()
+            assert await stream.wait_for_state(State.RECONNECTING, timeout=10) is State.RECONNECTING
+            assert stream.state is State.RECONNECTING
+            server.start()
+            await stream.wait_ready(timeout=15)
+            assert stream.counters.reconnects == 1
+
+            # Exactly one subscriber per channel and pattern, counted by the server.
+            checker = stream._client
+            assert await numsub(checker, exact) == {exact: 1}
+            assert await checker.pubsub_numpat() == 1
+            after = [{"after": n} for n in range(20)]
+            for item in after:
+                assert await stream.publish(exact, item) == 1
+                await stream.publish(f"{pattern}.x", item)
+            await on_exact.wait_for(after)
+            await on_pattern.wait_for(after)
+            await asyncio.sleep(0.1)  # room for a duplicate to show up
+            assert on_exact.duplicates() == 0
+            assert on_pattern.duplicates() == 0
+            assert stream.state_history[-3:] == [State.READY, State.RECONNECTING, State.READY]
+            await assert_no_task_leak(tasks_before)
+        text = caplog.text + repr(stream) + str(stream.get_metadata())
+        assert secret not in text
+    finally:
+        server.stop()
+
+
+async def test_wrong_password_is_an_authentication_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = secrets.token_urlsafe(16)
+    server = start_redis(password=secret)
+    try:
+        monkeypatch.setenv("XR_REDIS_BAD_PW", "not-" + secret)
+        stream = make(f"redis://:${{env:XR_REDIS_BAD_PW}}@127.0.0.1:{server.port}/0")
+        with pytest.raises(XResourceAuthenticationError) as caught:
+            await stream.connect()
+        assert "not-" + secret not in str(caught.value)
+        assert secret not in str(caught.value)
+    finally:
+        server.stop()
+
+
+async def test_gives_up_when_the_server_stays_down() -> None:
+    server = start_redis()
+    try:
+        async with make(
+            f"redis://127.0.0.1:{server.port}/0", max_reconnect_attempts=2, reconnect_interval=0.02
+        ) as stream:
+            await stream.subscribe(unique())
+            server.kill()
+            await stream.wait_for_state(State.FAILED, timeout=10)
+            assert stream.state is State.FAILED
+            assert "gave up after 2 reconnect attempt(s)" in (stream.last_error or "")
+            # The registry's recovery reconnects it, with its subscription.
+            server.start()
+            await stream.connect()
+            assert stream.connection_state is State.READY
+            assert await numsub(stream._client, stream.subscriptions[0]) == {stream.subscriptions[0]: 1}
+    finally:
+        server.stop()
+
+
+async def test_tls_with_a_ca_file_and_refused_without(tls_files: TlsFiles) -> None:
+    server = start_redis(tls=tls_files)
+    try:
+        url = f"rediss://127.0.0.1:{server.port}/0"
+        channel = unique()
+        tally = Tally()
+        async with make(url, ca_file=str(tls_files.ca)) as stream:
+            await stream.subscribe(channel, tally)
+            assert await stream.publish(channel, {"over": "tls"}) == 1
+            await tally.wait_for([{"over": "tls"}])
+        # The system CAs do not know the test CA: the certificate is checked.
+        with pytest.raises(XResourceConnectionError, match=r"(?i)certificate"):
+            await make(url).connect()
+        with pytest.raises(XResourceConnectionError):
+            await make(url, ca_file="/nonexistent/ca.pem").connect()
+    finally:
+        server.stop()

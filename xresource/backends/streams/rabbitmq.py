@@ -1,0 +1,417 @@
+"""``rabbitmq``: AMQP 0-9-1 through aio-pika's robust connection.
+
+Model: ``publish(routing_key, data)`` publishes to ``exchange``;
+``subscribe(binding_key)`` binds a queue of its own to ``exchange`` (``*``/``#``
+wildcards on a topic exchange) and consumes it, so every subscriber sees every
+message, as with the other stream types. ``subscribe(key, queue="jobs")``
+consumes a named, durable queue instead, shared by every consumer of that name
+(work queue). With ``exchange: ""`` (the default exchange) the channel *is* the
+queue name.
+
+Reconnects: aio-pika's robust connection re-opens the connection and channels
+and re-declares the exchange, queues, bindings and consumers by itself, on the
+same consumer tags, so a restored consumer is never doubled. It retries at a
+fixed ``reconnect_interval`` (no backoff); the connection state follows its
+callbacks, and when it has not succeeded within the time our backoff schedule
+would take for ``max_reconnect_attempts`` attempts, the resource is ``failed``.
+A private queue outlives a short outage (it expires after being unused for
+``queue_expires`` seconds), so messages routed to it meanwhile are delivered
+after the reconnect; a message is acknowledged once it is in the buffer.
+
+A publish during an outage waits for the reconnect and is then sent once; it is
+bounded by ``timeout`` (``XResourceTimeoutError``), so it never waits for ever
+(aio-pika itself either waits on a restoring channel or fails at once,
+depending on its version and timing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, PrivateAttr
+
+from xresource._optional import require
+from xresource.backends.streams._base import (
+    ErrorClass,
+    EventStreamResource,
+    Message,
+    ReconnectGaveUp,
+    decode_payload,
+    encode_payload,
+    tls_context,
+    url_target,
+)
+from xresource.errors import (
+    XResourceAuthenticationError,
+    XResourceError,
+    XResourceTimeoutError,
+)
+from xresource.resource import State
+from xresource.secrets import UrlText
+
+log = logging.getLogger("xresource.streams.rabbitmq")
+
+_SUBSCRIBE_OPTIONS = frozenset({"queue"})
+_QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")  # what AMQP (pamqp) accepts
+_NOT_IN_QUEUE_NAME_RE = re.compile(r"[^A-Za-z0-9_.:-]")
+_PREDECLARED_PREFIX = "amq."
+
+
+@functools.cache
+def _aio_pika() -> Any:
+    """The driver module (cached: publish needs it for every message)."""
+    return require("aio_pika", "rabbitmq", type_name="rabbitmq")
+
+
+def _invalid_channel_state() -> type[Exception]:
+    exceptions = sys.modules.get("aiormq.exceptions")
+    found: type[Exception] = getattr(exceptions, "ChannelInvalidStateError", RuntimeError)
+    return found
+
+
+class RabbitMQResource(EventStreamResource):
+    """RabbitMQ: ``subscribe(binding_key)``, ``subscribe(key, queue=name)``, ``publish(routing_key, data)``."""
+
+    install_extra: ClassVar[str | None] = "rabbitmq"
+
+    type: Literal["rabbitmq"] = "rabbitmq"
+    """The resource type; selects the backend."""
+    connection_string: UrlText = Field(default="amqp://localhost:5672/", pattern=r"^amqps?://")
+    """``amqp://user:${env:PW}@host:5672/vhost`` or ``amqps://`` (TLS)."""
+    exchange: str = Field(default="amq.topic", max_length=255)
+    """Exchange to publish to and bind queues to; ``""`` is the default exchange (channel = queue)."""
+    exchange_type: Literal["topic", "direct", "fanout", "headers"] = "topic"
+    """Type used to declare ``exchange`` (``amq.*`` exchanges exist already and are not declared)."""
+    prefetch_count: int = Field(default=100, ge=1, le=65535)
+    """Unacknowledged messages the broker may send ahead to each subscription."""
+    ca_file: str | None = None
+    """CA bundle that signs the broker's certificate, for ``amqps://`` (default: the system CAs)."""
+    timeout: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds allowed to connect and for one ``publish`` (which otherwise waits out an outage)."""
+    queue_expires: float = Field(default=300.0, ge=1, le=86_400 * 30)
+    """Seconds a private subscription queue survives without a consumer (to bridge outages)."""
+    persistent: bool = False
+    """Publish messages as persistent (written to disk by durable queues)."""
+
+    _consume_channel: Any = None
+    _publish_channel: Any = None
+    _consume_exchange: Any = None
+    _queues: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _queue_names: dict[str, str] = PrivateAttr(default_factory=dict)
+    _consumer_tags: dict[str, str] = PrivateAttr(default_factory=dict)
+    _events: asyncio.Queue[tuple[str, str]] | None = None
+    _instance: str = ""
+
+    # Read on every publish: slots, not pydantic private attributes (see _base).
+    __slots__ = ("_connection", "_publish_exchange")
+    if TYPE_CHECKING:
+        _connection: Any
+        _publish_exchange: Any
+
+    def _init_slots(self) -> None:
+        super()._init_slots()
+        self._connection = None
+        self._publish_exchange = None
+
+    def target(self) -> str:
+        default = 5671 if self.connection_string.startswith("amqps") else 5672
+        return url_target(self.connection_string, default)
+
+    def error_class_for(self, exc: BaseException) -> ErrorClass | None:
+        name = type(exc).__name__
+        text = str(exc)
+        if "ACCESS_REFUSED" in text or name in ("ProbableAuthenticationError", "AuthenticationError"):
+            return XResourceAuthenticationError
+        if name in ("TimeoutError", "AMQPTimeoutError"):
+            return XResourceTimeoutError
+        return None
+
+    def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
+        unknown = set(options) - _SUBSCRIBE_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"{self.label}: subscribe() got unknown option(s) {', '.join(sorted(unknown))}; known: queue"
+            )
+        queue = options.get("queue")
+        if queue is not None and (not isinstance(queue, str) or not _QUEUE_NAME_RE.match(queue)):
+            raise ValueError(
+                f"{self.label}: queue must be 1-255 letters, digits, '-', '_', '.' or ':', not {queue!r}"
+            )
+        if not self.exchange and queue is None and not _QUEUE_NAME_RE.match(channel):
+            raise ValueError(
+                f"{self.label}: with the default exchange the channel is a queue name; {channel!r} is not one"
+            )
+        if len(channel.encode("utf-8")) > 255:
+            raise ValueError(f"{self.label}: a routing key is at most 255 bytes")
+
+    def consumer_queue(self, channel: str) -> str | None:
+        """The queue that ``subscribe(channel)`` consumes (for monitoring), or None."""
+        options = self._subscriptions.get(channel)
+        if options is None:
+            return None
+        return self._queue_name(channel, options)
+
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        headers: dict[str, Any] | None = None,
+        persistent: bool | None = None,
+    ) -> int | None:
+        """Publish to ``exchange`` with routing key ``channel`` and wait for the broker's confirm.
+
+        During an outage the publish waits for the reconnect and is then sent
+        once; if that takes longer than ``timeout`` it raises
+        ``XResourceTimeoutError`` (the message was not sent).
+        """
+        if self._connection is None:
+            raise self._no_connection(f"publish to {channel!r}")
+        aio_pika = _aio_pika()
+        body = encode_payload(data)
+        content_type = "application/json" if not isinstance(data, str | bytes | bytearray) else None
+        keep = self.persistent if persistent is None else persistent
+        message = aio_pika.Message(
+            body,
+            content_type=content_type,
+            headers=headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT if keep else aio_pika.DeliveryMode.NOT_PERSISTENT,
+        )
+        # try/except rather than translate_errors(): this is the per-message path.
+        # mandatory=False: a message no queue is bound for is dropped by the
+        # broker, as in every other pub/sub here, rather than sent back.
+        try:
+            async with asyncio.timeout(self.timeout):
+                exchange = self._publish_exchange
+                if exchange is not None and self._conn_state is State.READY:
+                    try:
+                        await exchange.publish(message, routing_key=channel, mandatory=False)
+                        return None
+                    except _invalid_channel_state():
+                        pass  # closed before the frame went out: wait for the reconnect below
+                await self._publish_when_connected(message, channel)
+        except TimeoutError as exc:
+            raise XResourceTimeoutError(
+                f"{self.label} at {self.target()}: publish to {channel!r} failed: not confirmed within "
+                f"{self.timeout}s (connection {self._conn_state.value})"
+            ) from exc
+        except XResourceError:
+            raise
+        except Exception as exc:
+            raise self.translate(exc, f"publish to {channel!r}") from exc
+        return None
+
+    async def _publish_when_connected(self, message: Any, routing_key: str) -> None:
+        """The slow path: wait for ``ready``, then publish; again if the channel closed first."""
+        invalid_state = _invalid_channel_state()
+        while True:
+            if self._conn_state is not State.READY:
+                state = await self.wait_for_state(State.READY, State.FAILED, State.CLOSED)
+                if state is not State.READY:
+                    raise self._unavailable(f"publish to {routing_key!r}")
+            exchange = self._publish_exchange
+            if exchange is None:
+                raise self._unavailable(f"publish to {routing_key!r}")
+            try:
+                await exchange.publish(message, routing_key=routing_key, mandatory=False)
+                return
+            except invalid_state:
+                # The channel closed before the frame went out, so sending again
+                # cannot duplicate it; wait until our state has caught up.
+                await asyncio.sleep(0.02)
+
+    # ---- hooks ----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        aio_pika = _aio_pika()
+        if not self._instance:
+            self._instance = uuid.uuid4().hex[:12]
+        url = self.resolve(self.connection_string)
+        events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._events = events
+        connection = await asyncio.wait_for(
+            aio_pika.connect_robust(
+                url,
+                timeout=self.timeout,
+                reconnect_interval=self.reconnect_interval,
+                ssl_context=tls_context(self.ca_file) if url.startswith("amqps") else None,
+                client_properties={"connection_name": f"xresource {self.name}"},
+            ),
+            self.timeout,
+        )
+        self._connection = connection
+        self._queues.clear()
+        self._consumer_tags.clear()
+
+        def lost(_sender: Any, exc: BaseException | None = None) -> None:
+            if connection is self._connection and not self._closing:
+                events.put_nowait(("lost", self.scrub(str(exc) if exc else "connection closed")))
+
+        def restored(_sender: Any) -> None:
+            if connection is self._connection:
+                events.put_nowait(("restored", ""))
+
+        connection.close_callbacks.add(lost)
+        connection.reconnect_callbacks.add(restored)
+        self._consume_channel = await connection.channel()
+        await self._consume_channel.set_qos(prefetch_count=self.prefetch_count)
+        self._publish_channel = await connection.channel(publisher_confirms=True)
+        self._consume_exchange = await self._exchange_on(self._consume_channel)
+        self._publish_exchange = await self._exchange_on(self._publish_channel)
+
+    async def _exchange_on(self, channel: Any) -> Any:
+        if not self.exchange:
+            return channel.default_exchange
+        if self.exchange.startswith(_PREDECLARED_PREFIX):
+            # Reserved names cannot be declared, only checked.
+            return await channel.get_exchange(self.exchange, ensure=True)
+        aio_pika = _aio_pika()
+        return await channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType(self.exchange_type), durable=True
+        )
+
+    async def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        self._consume_channel = self._publish_channel = None
+        self._consume_exchange = self._publish_exchange = None
+        if connection is None:
+            return
+        try:
+            await asyncio.wait_for(connection.close(), self.timeout)
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.debug("%s: close: %s", self.label, self.scrub(repr(exc)))
+
+    async def _disconnect(self) -> None:
+        # Private queues go with the resource; the broker would expire them later anyway.
+        # Cancel first: deleting a queue under a live consumer makes the broker
+        # cancel it, which aio-pika answers by restoring the consumer.
+        if self._consume_channel is not None and self._connection is not None:
+            for channel_name in list(self._consumer_tags):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._unsubscribe_remote(channel_name), self.timeout)
+        await super()._disconnect()
+
+    def _queue_name(self, channel: str, options: dict[str, Any]) -> str:
+        shared: str | None = options.get("queue")
+        if shared:
+            return shared
+        if not self.exchange:
+            return channel  # the default exchange routes by queue name
+        name = self._queue_names.get(channel)
+        if name is None:
+            prefix = f"xresource.{self.name}.{self._instance}."
+            tail = _NOT_IN_QUEUE_NAME_RE.sub("_", channel)[: 255 - len(prefix) - 9]
+            name = f"{prefix}{tail}.{uuid.uuid4().hex[:8]}"
+            self._queue_names[channel] = name
+        return name
+
+    async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
+        if channel in self._consumer_tags:
+            return  # already consuming on this connection (aio-pika restores it itself)
+        amqp_channel = self._consume_channel
+        name = self._queue_name(channel, options)
+        private = options.get("queue") is None and bool(self.exchange)
+        if private:
+            queue = await amqp_channel.declare_queue(
+                name,
+                durable=False,
+                auto_delete=False,
+                arguments={"x-expires": int(self.queue_expires * 1000)},
+            )
+        else:
+            queue = await amqp_channel.declare_queue(name, durable=True)
+        if self.exchange:
+            await queue.bind(self._consume_exchange, routing_key=channel)
+        tag = await queue.consume(self._consumer_for(channel, name))
+        self._queues[channel] = queue
+        self._consumer_tags[channel] = tag
+
+    def _consumer_for(self, subscription: str, queue_name: str) -> Any:
+        deliver = self._delivery()
+        offer = self._offering()
+
+        async def on_message(incoming: Any) -> None:
+            body = incoming.body
+            message = Message(
+                channel=incoming.routing_key or queue_name,
+                data=decode_payload(body),
+                raw=body,
+                meta={
+                    "queue": queue_name,
+                    "redelivered": incoming.redelivered,
+                    "headers": dict(incoming.headers or {}),
+                    "content_type": incoming.content_type,
+                },
+                subscription=subscription,
+            )
+            if not offer(message):
+                await deliver(message)
+            # Acknowledged once buffered: a message lost in a closed channel
+            # before this point is redelivered after the reconnect.
+            with contextlib.suppress(Exception):
+                await incoming.ack()
+
+        return on_message
+
+    async def _unsubscribe_remote(self, channel: str) -> None:
+        queue = self._queues.pop(channel, None)
+        tag = self._consumer_tags.pop(channel, None)
+        name = self._queue_names.pop(channel, None)
+        if queue is None:
+            return
+        if tag is not None:
+            await queue.cancel(tag)
+        if name is not None:  # a private queue: nobody else reads it
+            await self._consume_channel.queue_delete(name)
+
+    async def _ping(self) -> bool:
+        channel = self._consume_channel
+        if channel is None:
+            return False
+        # Basic.Qos is a cheap request/response with no side effect: the same prefetch again.
+        async with self.translate_errors("ping"), asyncio.timeout(self.timeout):
+            await channel.set_qos(prefetch_count=self.prefetch_count)
+        return True
+
+    async def _listen(self) -> None:
+        events = self._events
+        assert events is not None
+        while True:
+            kind, reason = await events.get()
+            if kind != "lost":
+                continue
+            self._note_connection_lost(reason)
+            # aio-pika retries at a fixed interval: allow it as long as our backoff would take.
+            budget = self._reconnect_budget() + self.timeout if self.max_reconnect_attempts else 0.0
+            deadline = time.monotonic() + budget
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ReconnectGaveUp(
+                        f"gave up: not reconnected within {budget:.1f}s "
+                        f"({self.max_reconnect_attempts} attempts): {reason}"
+                    )
+                try:
+                    kind, _ = await asyncio.wait_for(events.get(), remaining)
+                except TimeoutError:
+                    continue
+                if kind == "restored":
+                    break
+            async with self._lock_subscriptions():
+                await self._resync()
+                self._note_connection_restored()
+
+    async def _resync(self) -> None:
+        """Apply what changed while aio-pika was restoring: (un)subscribe calls made meanwhile."""
+        for channel in [c for c in self._consumer_tags if c not in self._subscriptions]:
+            with contextlib.suppress(Exception):
+                await self._unsubscribe_remote(channel)
+        await self._restore_subscriptions()  # subscribes only what has no consumer yet
