@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks._report import Row, print_rows
 from tests.support.services import free_port, port_open, wait_port
@@ -95,6 +96,29 @@ async def _compare(name: str, resource_q: Query, raw_q: Query, total: int, chunk
     return rows
 
 
+async def raw_mysql_pool(res: Any) -> Any:
+    """A raw aiomysql pool to the resource's server, with the same size (the baseline)."""
+    import aiomysql
+
+    parts = res.url_parts()
+    return await aiomysql.create_pool(
+        host=parts.host,
+        port=parts.port or 3306,
+        user=parts.user,
+        db=parts.database,
+        minsize=POOL,
+        maxsize=POOL,
+        autocommit=True,
+    )
+
+
+async def raw_mysql_fetchval(raw: Any) -> Any:
+    """``SELECT 1`` the idiomatic aiomysql way."""
+    async with raw.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT 1")
+        return (await cur.fetchone())[0]
+
+
 def _skipped(name: str, why: str) -> Row:
     return Row(f"{name}: skipped", 0.0, None, None, "s", f"<= {TARGET}x", None, note=why)
 
@@ -122,7 +146,6 @@ async def bench_postgresql(total: int, chunk: int) -> list[Row]:
 
 
 async def bench_mysql(total: int, chunk: int) -> list[Row]:
-    import aiomysql
 
     from xresource.backends.databases.mysql import MySQLResource
 
@@ -130,21 +153,10 @@ async def bench_mysql(total: int, chunk: int) -> list[Row]:
         return [_skipped("mysql", "no server on 127.0.0.1:3306")]
     res = MySQLResource(name="bench_my", connection_string=MYSQL_URL, min_pool_size=POOL, max_pool_size=POOL)
     async with res:
-        parts = res.url_parts()
-        raw = await aiomysql.create_pool(
-            host=parts.host,
-            port=parts.port or 3306,
-            user=parts.user,
-            db=parts.database,
-            minsize=POOL,
-            maxsize=POOL,
-            autocommit=True,
-        )
+        raw = await raw_mysql_pool(res)
 
         async def raw_fetchval() -> object:
-            async with raw.acquire() as conn, conn.cursor() as cur:
-                await cur.execute("SELECT 1")
-                return (await cur.fetchone())[0]
+            return await raw_mysql_fetchval(raw)
 
         try:
             return await _compare(

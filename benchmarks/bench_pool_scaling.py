@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from benchmarks._report import Row, print_rows
-from benchmarks.bench_databases import MYSQL_URL, PG_URL, POOL
+from benchmarks.bench_databases import MYSQL_URL, PG_URL, POOL, raw_mysql_fetchval, raw_mysql_pool
 from tests.support.services import port_open
 
 LEVELS = (1, 10, 100, 1_000)
@@ -366,7 +366,6 @@ async def bench_postgresql(plan: Plan) -> list[Row]:
 
 
 async def bench_mysql(plan: Plan) -> list[Row]:
-    import aiomysql
 
     from xresource.backends.databases.mysql import MySQLResource
     from xresource.factory import ResourceFactory
@@ -385,22 +384,10 @@ async def bench_mysql(plan: Plan) -> list[Row]:
     )
     await res.connect()
     try:
-        parts = res.url_parts()
-        raw = await aiomysql.create_pool(
-            host=parts.host,
-            port=parts.port or 3306,
-            user=parts.user,
-            db=parts.database,
-            minsize=POOL,
-            maxsize=POOL,
-            autocommit=True,
-        )
+        raw = await raw_mysql_pool(res)
 
-        # The idiomatic aiomysql block, as in bench_databases.
         async def raw_fetchval() -> Any:
-            async with raw.acquire() as conn, conn.cursor() as cur:
-                await cur.execute("SELECT 1")
-                return (await cur.fetchone())[0]
+            return await raw_mysql_fetchval(raw)
 
         try:
             levels = await _levels(lambda: res.fetchval("SELECT 1"), raw_fetchval, plan)

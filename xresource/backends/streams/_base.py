@@ -297,14 +297,7 @@ class _Pipeline:
             return None
         pending: list[tuple[Awaitable[Any], Handler, str]] | None = None
         data = message.data
-        channel, subscription, event = message.channel, message.subscription, message.event
-        names = (
-            MESSAGE_EVENT,
-            channel if channel != MESSAGE_EVENT else None,
-            subscription if subscription not in (channel, MESSAGE_EVENT) else None,
-            event if event not in (channel, subscription, MESSAGE_EVENT) else None,
-        )
-        for name in names:
+        for name in _handler_names(message):
             if not name:
                 continue
             found = handlers.get(name)
@@ -335,17 +328,8 @@ class _Pipeline:
         handlers = self.handlers
         if handlers:
             data = message.data
-            channel, subscription, event = message.channel, message.subscription, message.event
-            # "message" first, then the channel, the subscription and the event
-            # name, each at most once; handlers run inline here (no coroutine
-            # per handler list: this runs for every message).
-            names = (
-                MESSAGE_EVENT,
-                channel if channel != MESSAGE_EVENT else None,
-                subscription if subscription not in (channel, MESSAGE_EVENT) else None,
-                event if event not in (channel, subscription, MESSAGE_EVENT) else None,
-            )
-            for name in names:
+            # Handlers run inline here (no coroutine per handler list: this runs for every message).
+            for name in _handler_names(message):
                 if not name:
                     continue
                 found = handlers.get(name)
@@ -374,6 +358,18 @@ class _Pipeline:
 
 
 _JSON_OPENERS = frozenset(b"{[")
+
+
+def _handler_names(message: Message) -> tuple[str | None, ...]:
+    """Whose handlers see ``message``: "message" first, then the channel, the subscription
+    and the event name, each at most once (``None`` marks a name already covered)."""
+    channel, subscription, event = message.channel, message.subscription, message.event
+    return (
+        MESSAGE_EVENT,
+        channel if channel != MESSAGE_EVENT else None,
+        subscription if subscription not in (channel, MESSAGE_EVENT) else None,
+        event if event not in (channel, subscription, MESSAGE_EVENT) else None,
+    )
 
 
 def decode_payload(raw: bytes | str | None) -> Any:
