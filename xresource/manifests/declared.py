@@ -2,8 +2,9 @@
 
 ``# yaml-language-server: $schema=...`` tells the editor which schema to use;
 honouring it here means one declaration serves editor and CI. Local paths
-resolve against the manifest's folder; a declared schema identical to the
-built-in one is skipped (the models already checked the same rules, faster).
+resolve against the manifest's folder; a declared schema identical to one
+shipped in the package (``xresource.packaged_schemas``) is skipped: the models
+already checked the same rules, faster.
 Remote URLs are not fetched (CI machines are often offline); they are ignored.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 from xresource.errors import Problem
 from xresource.manifests.document import Document, format_path
 from xresource.manifests.loader import LoadResult
+from xresource.packaged_schemas import is_shipped_schema
 
 
 def declared_schema_ref(doc: Document) -> str | None:
@@ -59,29 +61,18 @@ def check_declared_schemas(result: LoadResult) -> list[Problem]:
 
 
 @cache
-def _builtin_texts() -> frozenset[str]:
-    from xresource.errors import XResourceError
-    from xresource.schema import all_schemas
-
-    try:
-        texts = all_schemas().values()
-    except XResourceError:  # a broken plugin: compare against nothing, validate everything declared
-        return frozenset()
-    return frozenset(json.dumps(json.loads(t), sort_keys=True) for t in texts)
-
-
-@cache
 def _load_schema(path: Path) -> Any:
     """A validator for ``path``; None to skip it; a str describing why it is unusable."""
     try:
-        text = path.read_text(encoding="utf-8")
-        schema = json.loads(text)
+        raw = path.read_bytes()
     except OSError:
         return f"declared schema {str(path)!r} cannot be read"
+    if is_shipped_schema(path, raw):
+        return None
+    try:
+        schema = json.loads(raw)
     except ValueError as exc:
         return f"declared schema {str(path)!r} is not valid JSON: {exc}"
-    if json.dumps(schema, sort_keys=True) in _builtin_texts():
-        return None
     try:
         import jsonschema
     except ImportError:
