@@ -77,6 +77,6 @@ def test_usage_errors_exit_2() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_missing_path_is_a_problem_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", str(tmp_path / "nope")]) == 1
-    assert "no such file or directory" in capsys.readouterr().out
+def test_missing_path_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    assert f"xresource validate: error: {tmp_path / 'nope'}: no such file or directory" in capsys.readouterr().err

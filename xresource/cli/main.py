@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from xresource.cli.paths import UsageError
 from xresource.errors import XResourceError
 
 Command = Callable[[argparse.Namespace], int]
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Command = args.run
     try:
         return run(args)
+    except UsageError as exc:
+        print(f"xresource {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except XResourceError as exc:
