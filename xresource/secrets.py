@@ -154,15 +154,27 @@ def _reject_url_password(value: str) -> str:
     return value
 
 
+class LiteralSecretKeyError(ValueError):
+    """A literal secret under ``key`` of a mapping field; error reports point at that key's line."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def _reject_secret_keys(value: dict[str, Any]) -> dict[str, Any]:
     for key, item in value.items():
         if isinstance(item, str) and SECRET_KEY_RE.search(key) and item and not has_reference(item):
-            raise ValueError(
+            raise LiteralSecretKeyError(
                 f"key {key!r} holds a literal secret; write a reference instead, "
-                f"e.g. {key}: ${{env:NAME}} or ${{file:/run/secrets/name}}"
+                f"e.g. {key}: ${{env:NAME}} or ${{file:/run/secrets/name}}",
+                key,
             )
         if isinstance(item, str):
-            _reject_url_password(item)
+            try:
+                _reject_url_password(item)
+            except ValueError as exc:
+                raise LiteralSecretKeyError(str(exc), key) from None
     return value
 
 

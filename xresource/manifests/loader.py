@@ -231,6 +231,9 @@ def _problem_from_error(
     loc = doc.normalize(tuple(err["loc"]))
     if err["type"] in ("extra_forbidden", "missing") and tuple(err["loc"])[-1:] != loc[-1:]:
         loc = (*loc, err["loc"][-1])
+    key = getattr(err.get("ctx", {}).get("error"), "key", None)  # LiteralSecretKeyError
+    if isinstance(key, str):  # a mapping field's check names the key: point at it, not the mapping
+        loc = (*loc, key)
     kind = err["type"]
     line, col = doc.mark_for(loc, value=kind not in ("extra_forbidden", "missing"))
     field_path = format_path(loc) or None
