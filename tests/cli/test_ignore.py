@@ -183,3 +183,17 @@ async def test_the_registry_honours_the_rules_and_sees_edits_to_them(folder: Pat
         await registry.reload()
         assert sorted(registry.names()) == ["orders"]
     assert sorted(load_manifests(folder).resources) == ["orders"]
+
+
+async def test_a_watching_registry_applies_an_edit_to_the_ignore_file(folder: Path) -> None:
+    """Editing .xresourceignore is a change like any other: the watcher rescans."""
+    from tests.registry.support import eventually, fast_settings
+
+    async with Registry(folder, watch=True, settings=fast_settings()) as registry:
+        assert sorted(registry.names()) == ["orders", "users"]
+        (folder / ".xresourceignore").write_text("drafts/\nnotes.yaml\norders.yaml\n")
+        await eventually(lambda: sorted(registry.names()) == ["users"], what="orders ignored")
+        (folder / ".xresourceignore").unlink()
+        (folder / "drafts" / "wip.yaml").unlink()
+        (folder / "team" / "notes.yaml").unlink()
+        await eventually(lambda: sorted(registry.names()) == ["orders", "users"], what="orders back")
