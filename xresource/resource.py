@@ -1,9 +1,20 @@
 """``XResource``: the model and lifecycle every resource type shares.
 
-A resource is a pydantic model of its manifest (the fields) plus runtime state
-held in private attributes (pools, clients, the connection state). Backend
-modules import their driver only inside ``_connect``, so every model, and so
-every JSON Schema, is available without any optional extra installed.
+A resource is a pydantic model of its manifest (the fields) plus a runtime:
+the driver objects a connection needs (pool, client, tasks) live in one
+slotted object per family, held in the real slot ``_rt`` (a slot is read in
+nanoseconds; a pydantic private attribute in microseconds, which matters on
+per-query and per-message paths). Backend modules import their driver only
+inside ``_connect``, so every model, and so every JSON Schema, is available
+without any optional extra installed.
+
+Hooks the live registry uses (see docs/architecture.md):
+
+- ``bind_manifest(origin)``: where the resource was read from;
+- ``live_fields()`` and ``apply_live_update(changes)``: fields marked
+  :data:`Live` change on a running instance without a reconnect;
+- ``take_over(previous)``: a new version adopts what user code registered on
+  the version it replaces (stream subscriptions, handlers, iterators).
 """
 
 from __future__ import annotations
@@ -11,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import copy
 import enum
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
@@ -44,6 +58,37 @@ class State(enum.StrEnum):
     CLOSED = "closed"
 
 
+class _LiveMarker:
+    """Type of :data:`Live`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Live"
+
+
+Live = _LiveMarker()
+"""Marks a field that a running instance can take without reconnecting::
+
+    description: Annotated[str | None, Live] = None
+
+A reload that changes only such fields updates the running instance in place
+(same pool, same connections; event ``updated``) instead of replacing it.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestOrigin:
+    """Where a resource was read from, bound by the loader."""
+
+    path: Path
+    line: int
+    manifest_hash: str
+    """Hash of the fields as written (with settings defaults); safe to show."""
+    fingerprint: str
+    """What decides "changed" on reload; internal, never shown."""
+
+
 class XResource(XObjPrototype):
     """Base of every resource type.
 
@@ -58,9 +103,9 @@ class XResource(XObjPrototype):
     """The resource type; selects the backend."""
     name: str = Field(pattern=NAME_PATTERN)
     """Unique name of the resource across the whole directory."""
-    description: str | None = None
+    description: Annotated[str | None, Live] = None
     """What the resource is for, for people."""
-    tags: list[str] = Field(default_factory=list)
+    tags: Annotated[list[str], Live] = Field(default_factory=list)
     """Labels for selecting groups of resources (``registry.select(tag=...)``)."""
     connect_mode: Literal["eager", "lazy"] = Field(default="eager", alias="connect")
     """``eager`` connects at registry start; ``lazy`` on first ``get``/``lease``."""
@@ -68,12 +113,44 @@ class XResource(XObjPrototype):
     _state: State = PrivateAttr(default=State.NEW)
     _last_error: str | None = PrivateAttr(default=None)
     _resolved_secrets: list[str] = PrivateAttr(default_factory=list)
-    _manifest_path: Path | None = PrivateAttr(default=None)
-    _manifest_line: int | None = PrivateAttr(default=None)
-    _fingerprint: str | None = PrivateAttr(default=None)
-    _manifest_hash: str | None = PrivateAttr(default=None)
+    _origin: ManifestOrigin | None = PrivateAttr(default=None)
     _metadata: ResourceMetadata | None = PrivateAttr(default=None)
     _lifecycle_lock: asyncio.Lock | None = PrivateAttr(default=None)
+
+    # The connection runtime, in a real slot (see the module docstring). Annotated
+    # for mypy only: an annotation pydantic saw would make it a private attribute.
+    __slots__ = ("_rt",)
+    if TYPE_CHECKING:
+        _rt: Any
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self._init_slots()
+
+    def _init_slots(self) -> None:
+        """Give every slot its initial value (families with slots of their own extend this)."""
+        self._rt = None
+
+    def __copy__(self) -> Self:
+        # A copy is a new, unconnected resource with the same fields: pydantic would
+        # share the private attributes (driver, tasks, locks) and leave slots unset.
+        copied = super().__copy__()
+        private = copied.__pydantic_private__
+        if private is not None:
+            for name, attribute in type(self).__private_attributes__.items():
+                private[name] = attribute.get_default(call_default_factory=True)
+            private["_origin"] = self._origin
+        copied._init_slots()
+        copied._copied_from(self)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        copied = self.__copy__()  # sockets and tasks cannot be deep-copied, and need not be
+        object.__setattr__(copied, "__dict__", copy.deepcopy(self.__dict__, memo))
+        return copied
+
+    def _copied_from(self, source: Self) -> None:
+        """Take what a copy keeps of ``source`` beyond its fields (streams: subscriptions)."""
 
     # ---- identity -------------------------------------------------------------------------
 
@@ -94,19 +171,60 @@ class XResource(XObjPrototype):
     def last_error(self) -> str | None:
         return self._last_error
 
+    def bind_manifest(self, origin: ManifestOrigin) -> None:
+        """Record where this resource was read from (the loader and the registry call this)."""
+        self._origin = origin
+
+    @property
+    def manifest_origin(self) -> ManifestOrigin | None:
+        return self._origin
+
     @property
     def manifest_path(self) -> Path | None:
-        return self._manifest_path
+        return self._origin.path if self._origin is not None else None
+
+    @property
+    def manifest_line(self) -> int | None:
+        return self._origin.line if self._origin is not None else None
 
     @property
     def fingerprint(self) -> str | None:
-        """Content hash of the manifest and the secret files it references (set by the loader)."""
-        return self._fingerprint
+        """What decides "changed" on reload (set by the loader); internal, never shown."""
+        return self._origin.fingerprint if self._origin is not None else None
 
     @property
     def manifest_hash(self) -> str | None:
         """Hash of the manifest's fields as written; safe to show (no secret file content)."""
-        return self._manifest_hash
+        return self._origin.manifest_hash if self._origin is not None else None
+
+    # ---- live updates and hand-over -----------------------------------------------------------
+
+    @classmethod
+    def live_fields(cls) -> frozenset[str]:
+        """Fields marked :data:`Live`: a change to only these is applied without a reconnect."""
+        return _live_fields(cls)
+
+    async def apply_live_update(self, changes: dict[str, Any]) -> None:
+        """Set live fields on this (possibly running) instance.
+
+        Backends whose driver holds a copy of such a field (default headers in
+        an HTTP session, say) extend this to push the new value into it.
+        """
+        unknown = set(changes) - self.live_fields()
+        if unknown:
+            raise ValueError(f"{self.label}: not live-updatable: {', '.join(sorted(unknown))}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self._metadata = None
+
+    async def take_over(self, previous: XResource) -> None:
+        """Adopt what user code registered on ``previous``, the version this one replaces.
+
+        The registry calls this on a newly connected instance before the swap;
+        raising rejects the new version and ``previous`` keeps running. Streams
+        move handlers, subscriptions and open iterators (make before break);
+        other families hold nothing of the user's, so the default does nothing.
+        """
 
     @property
     def metadata(self) -> ResourceMetadata:
@@ -247,3 +365,8 @@ class XResource(XObjPrototype):
             raise
         except Exception as exc:
             raise self.translate(exc, operation) from exc
+
+
+@functools.cache
+def _live_fields(cls: type[XResource]) -> frozenset[str]:
+    return frozenset(name for name, info in cls.model_fields.items() if any(m is Live for m in info.metadata))

@@ -18,7 +18,7 @@ from xresource.manifests.document import Document, format_path
 from xresource.manifests.scan import iter_manifest_files
 from xresource.manifests.toml_reader import read_toml
 from xresource.manifests.yaml_reader import read_yaml
-from xresource.resource import NAME_PATTERN, XResource
+from xresource.resource import NAME_PATTERN, ManifestOrigin, XResource
 from xresource.secrets import referenced_files, suggested_reference
 from xresource.settings import Settings, default_settings
 
@@ -196,10 +196,10 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
                 "allowed_roots",
             )
         ]
-    resource._manifest_path = doc.file
-    resource._manifest_line = doc.line
-    resource._manifest_hash = manifest_hash(merged)
-    resource._fingerprint = _fingerprint(doc, resource._manifest_hash, merged)
+    fields_hash = manifest_hash(merged)
+    resource.bind_manifest(
+        ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(doc, fields_hash, merged))
+    )
     return resource, []
 
 

@@ -306,11 +306,11 @@ class Registry:
                 changed[name] = resource
             else:
                 result.unchanged.append(name)
-                if current.resource.manifest_path != resource.manifest_path:
+                origin = resource.manifest_origin
+                if origin is not None and current.resource.manifest_path != origin.path:
                     # A renamed file (same folder, same content): no reconnect, but remember where
                     # it lives now, or a later problem in that file would not keep it running.
-                    current.resource._manifest_path = resource.manifest_path
-                    current.resource._manifest_line = resource._manifest_line
+                    current.resource.bind_manifest(origin)
                 if current.error and current.state is _READY:
                     current.error = None  # the file that broke it is fixed
         removed = [n for n in self._entries if n not in incoming and n not in frozen_names]

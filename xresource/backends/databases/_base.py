@@ -71,10 +71,8 @@ class PoolRuntime:
 class DatabaseResource(XResource):
     """A database reached through a connection pool."""
 
-    # A real slot, not a pydantic private attribute: see the module docstring.
-    __slots__ = ("_rt",)
     if TYPE_CHECKING:
-        _rt: PoolRuntime
+        _rt: PoolRuntime  # XResource's runtime slot: see the module docstring
 
     family: ClassVar[str] = "database"
     default_port: ClassVar[int | None] = None
@@ -98,20 +96,8 @@ class DatabaseResource(XResource):
             )
         return self
 
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        object.__setattr__(self, "_rt", PoolRuntime())
-
-    def __copy__(self) -> DatabaseResource:
-        # A copy is a new, unconnected resource: it must not share the live pool.
-        new = super().__copy__()
-        object.__setattr__(new, "_rt", PoolRuntime())
-        return new
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> DatabaseResource:
-        new = super().__deepcopy__(memo)
-        object.__setattr__(new, "_rt", PoolRuntime())
-        return new
+    def _init_slots(self) -> None:
+        self._rt = PoolRuntime()
 
     # ---- where the resource points --------------------------------------------------------
 
