@@ -339,6 +339,13 @@ class XResource(XObjPrototype):
         """Resolve secret references in ``value``; remember the secrets for scrubbing."""
         return secrets.resolve(value, owner=self.label, found=self._resolved_secrets)
 
+    def remember_secrets(self, *values: str) -> None:
+        """Also scrub these values (encodings of a resolved secret, say) from messages."""
+        found = self._resolved_secrets
+        for value in values:
+            if value and value not in found:
+                found.append(value)
+
     def scrub(self, text: str) -> str:
         """Remove every secret this resource resolved from ``text``."""
         return secrets.scrub(text, self._resolved_secrets)

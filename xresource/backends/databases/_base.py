@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 from pydantic import Field, model_validator
 
-from xresource.backends.databases._url import UrlParts
+from xresource._transport.urls import UrlParts
 from xresource.errors import (
     XResourceError,
     XResourcePoolExhaustedError,

@@ -15,17 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from xresource._optional import require
+from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
     PoolStats,
     Release,
 )
-from xresource.backends.databases._url import (
-    UrlParts,
-    parse_url,
-    reject_managed_options,
-)
+from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,

@@ -8,18 +8,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from xresource._optional import require
+from xresource._transport.tls import tls_context
+from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
     PoolStats,
     Release,
 )
-from xresource.backends.databases._url import (
-    UrlParts,
-    parse_url,
-    reject_managed_options,
-    tls_context,
-)
+from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
@@ -54,6 +51,8 @@ _MANAGED = {
 _AUTH_CODES = {1044, 1045, 1130, 1251, 1698}  # access denied, host not allowed, auth plugin
 _CONNECTION_CODES = {1040, 1049, 1053, 1927}  # too many connections, unknown database, shutdown, killed
 _TIMEOUT_CODES = {1205, 1969, 3024}  # lock wait, max_statement_time, max_execution_time
+
+MySqlSslMode = Literal["disable", "require", "verify-ca", "verify-full"]
 
 # aiomysql's plain tuple cursor, bound at first connect so the module imports without aiomysql.
 _TupleCursor: Any = None
@@ -93,7 +92,7 @@ class MySQLResource(DatabaseResource):
     """Commit each statement on its own (the convenience queries rely on it to persist writes)."""
     pool_recycle: float | None = Field(default=None, gt=0)
     """Close pooled connections older than this many seconds (below the server's ``wait_timeout``)."""
-    sslmode: Literal["disable", "require", "verify-ca", "verify-full"] | None = None
+    sslmode: MySqlSslMode | None = None
     """TLS: ``require`` encrypts, ``verify-ca`` also checks the chain, ``verify-full`` also the host name."""
     ca_file: str | None = None
     """PEM file of the certificate authorities trusted to sign the server's certificate."""
@@ -131,7 +130,7 @@ class MySQLResource(DatabaseResource):
         details.update(driver="aiomysql", sslmode=self._effective_sslmode())
         return details
 
-    def _effective_sslmode(self) -> str:
+    def _effective_sslmode(self) -> MySqlSslMode:
         if self.sslmode is None:
             return "verify-full" if self.ca_file is not None else "disable"
         return self.sslmode

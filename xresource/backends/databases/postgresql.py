@@ -9,6 +9,7 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 
 from xresource._optional import require
+from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
@@ -16,11 +17,7 @@ from xresource.backends.databases._base import (
     Release,
     SslMode,
 )
-from xresource.backends.databases._url import (
-    UrlParts,
-    parse_url,
-    reject_managed_options,
-)
+from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,

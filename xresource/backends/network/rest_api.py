@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,8 +41,10 @@ from urllib.parse import urlencode
 from pydantic import Field, PrivateAttr, model_validator
 
 from xresource._optional import require
-from xresource.backends.network._base import NetworkResource, http_status_error
-from xresource.backends.network.auth import AuthParams, PreparedAuth, basic_header, prepare_auth
+from xresource._transport.auth import AuthParams, PreparedAuth, basic_header, prepare_auth
+from xresource._transport.backoff import Backoff
+from xresource._transport.http import http_status_error
+from xresource.backends.network._base import NetworkResource
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
@@ -161,6 +162,7 @@ class _Runtime:
     auth: PreparedAuth
     timeout: Any
     retry_set: frozenset[str]
+    backoff: Backoff
     counters: RequestCounters
     url_cache: dict[str, Any] = field(default_factory=dict)
 
@@ -314,6 +316,7 @@ class RestApiResource(NetworkResource):
             auth=auth,
             timeout=timeout,
             retry_set=frozenset(self.retry_methods),
+            backoff=Backoff(first=self.backoff_factor, cap=self.max_backoff),
             counters=self._counters,
         )
         if self.check_on_connect:
@@ -387,7 +390,7 @@ class RestApiResource(NetworkResource):
                     failure = self._failure(rt, exc, method, url, attempt, timeout)
                     if self.scrub(str(exc)) == str(exc):
                         raise failure from exc
-                delay, reason = self._backoff(attempt), type(exc).__name__
+                delay, reason = rt.backoff.delay(attempt), type(exc).__name__
             else:
                 status = response.status
                 if (
@@ -399,7 +402,7 @@ class RestApiResource(NetworkResource):
                         counters.failures += 1
                     return response
                 retry_after = self._retry_after(response.headers.get("Retry-After"))
-                delay = self._backoff(attempt) if retry_after is None else retry_after
+                delay = rt.backoff.delay(attempt) if retry_after is None else retry_after
                 reason = f"HTTP {status}"
             if failure is not None:
                 # Raised outside the except block: the driver's text (a URL with
@@ -496,10 +499,6 @@ class RestApiResource(NetworkResource):
         if seconds != seconds:  # NaN
             return None
         return min(max(seconds, 0.0), self.max_retry_after)
-
-    def _backoff(self, attempt: int) -> float:
-        base: float = min(self.max_backoff, self.backoff_factor * 2 ** (attempt - 1))
-        return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
 
     # ---- URLs -----------------------------------------------------------------------------
 
