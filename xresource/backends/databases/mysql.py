@@ -54,8 +54,15 @@ _TIMEOUT_CODES = {1205, 1969, 3024}  # lock wait, max_statement_time, max_execut
 
 MySqlSslMode = Literal["disable", "require", "verify-ca", "verify-full"]
 
-# aiomysql's plain tuple cursor, bound at first connect so the module imports without aiomysql.
-_TupleCursor: Any = None
+
+class MySqlRuntime(PoolRuntime):
+    """The aiomysql pool, and the driver's plain tuple cursor class (for single values)."""
+
+    __slots__ = ("tuple_cursor",)
+
+    def __init__(self, pool: Any, tuple_cursor: Any) -> None:
+        super().__init__(pool)
+        self.tuple_cursor: Any = tuple_cursor
 
 
 class MySQLResource(DatabaseResource):
@@ -77,6 +84,9 @@ class MySQLResource(DatabaseResource):
     ``sslmode`` other than ``disable``, connect fails when the server does not
     offer TLS (PyMySQL alone would quietly fall back to plain text).
     """
+
+    if TYPE_CHECKING:
+        _rt: MySqlRuntime | None
 
     type: Literal["mysql"] = "mysql"
     default_port: ClassVar[int | None] = 3306
@@ -138,9 +148,7 @@ class MySQLResource(DatabaseResource):
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        global _TupleCursor
         aiomysql = require("aiomysql", "mysql", type_name=self.type)
-        _TupleCursor = aiomysql.Cursor
         parts = self.url_parts()
         assert parts.host is not None  # checked by _check_url
         password = parts.password or self.password
@@ -172,7 +180,7 @@ class MySQLResource(DatabaseResource):
                 try:
                     await conn.ping(reconnect=False)
                     if sslmode != "disable":
-                        await self._check_tls(conn, sslmode)
+                        await self._check_tls(conn, aiomysql.Cursor, sslmode)
                 finally:
                     await pool.release(conn)
         except BaseException:
@@ -180,17 +188,17 @@ class MySQLResource(DatabaseResource):
                 pool.terminate()
                 await pool.wait_closed()
             raise
-        self._rt.pool = pool
+        self._rt = MySqlRuntime(pool, aiomysql.Cursor)
         self._log_connected()
 
-    async def _check_tls(self, conn: Any, sslmode: str) -> None:
+    async def _check_tls(self, conn: Any, tuple_cursor: Any, sslmode: str) -> None:
         """Fail when the session is not encrypted.
 
         PyMySQL skips TLS without a word when the server's greeting does not
         offer it, so ``require`` would silently mean plain text. The first
         connection is checked here; later ones use the same settings.
         """
-        cur = await conn.cursor(_TupleCursor)
+        cur = await conn.cursor(tuple_cursor)
         await cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
         row = await cur.fetchone()
         await cur.close()
@@ -201,9 +209,10 @@ class MySQLResource(DatabaseResource):
             )
 
     async def _disconnect(self) -> None:
-        pool, self._rt.pool = self._rt.pool, None
-        if pool is None:
+        rt, self._rt = self._rt, None
+        if rt is None:
             return
+        pool = rt.pool
 
         async def graceful() -> None:
             pool.close()  # idle connections close now, busy ones when they come back
@@ -216,7 +225,7 @@ class MySQLResource(DatabaseResource):
         await self._close_bounded(graceful, force)
 
     async def _validate_connection(self) -> bool:
-        if self._rt.pool is None:
+        if self._rt is None:
             return False
         return await self._round_trip(lambda: self.fetchval("SELECT 1"))
 
@@ -235,9 +244,10 @@ class MySQLResource(DatabaseResource):
     # ---- pool -----------------------------------------------------------------------------
 
     def get_pool_stats(self) -> PoolStats:
-        pool = self._rt.pool
-        if pool is None:
+        rt = self._rt
+        if rt is None:
             return super().get_pool_stats()
+        pool = rt.pool
         size = pool.size
         idle = pool.freesize
         in_use = max(0, size - idle)
@@ -259,6 +269,8 @@ class MySQLResource(DatabaseResource):
     async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
         """Run ``query`` and return all rows as dicts."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
@@ -279,6 +291,8 @@ class MySQLResource(DatabaseResource):
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
         """Run ``query`` and return its first row as a dict, or ``None``."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
@@ -299,12 +313,14 @@ class MySQLResource(DatabaseResource):
     async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
         """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
             conn = await pool.acquire()
             try:
-                cur = await conn.cursor(_TupleCursor)
+                cur = await conn.cursor(rt.tuple_cursor)
                 await cur.execute(query, args or None)
                 row = await cur.fetchone()
                 await cur.close()
@@ -319,12 +335,14 @@ class MySQLResource(DatabaseResource):
     async def execute(self, query: str, *args: Any) -> int:
         """Run a statement; returns the number of affected rows."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
             conn = await pool.acquire()
             try:
-                cur = await conn.cursor(_TupleCursor)
+                cur = await conn.cursor(rt.tuple_cursor)
                 count: int = await cur.execute(query, args or None)
                 await cur.close()
                 return count
@@ -338,12 +356,14 @@ class MySQLResource(DatabaseResource):
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> int:
         """Run a statement once per argument tuple (multi-row ``INSERT ... VALUES`` are batched)."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
             conn = await pool.acquire()
             try:
-                cur = await conn.cursor(_TupleCursor)
+                cur = await conn.cursor(rt.tuple_cursor)
                 count: int = await cur.executemany(query, list(args))
                 await cur.close()
                 return count

@@ -49,7 +49,6 @@ from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
     XResourceRequestError,
-    XResourceStateError,
     XResourceTimeoutError,
 )
 from xresource.secrets import mask_url_password
@@ -149,9 +148,10 @@ def encode_body(json: Any, data: Any) -> tuple[bytes | None, str | None]:
 
 
 @dataclass(slots=True)
-class _Runtime:
-    """What a connected resource needs per request, in one object: pydantic private
-    attributes cost a ``__getattr__`` call each, which shows at thousands of requests/s."""
+class HttpRuntime:
+    """What a connected resource needs per request, in one slotted object held in
+    ``XResource``'s slot ``_rt`` (pydantic private attributes cost a ``__getattr__``
+    call each, which shows at thousands of requests/s)."""
 
     session: aiohttp.ClientSession
     aiohttp: Any
@@ -197,9 +197,11 @@ class RestApiResource(NetworkResource):
     check_on_connect: bool = True
     """Make the health request at connect, so an unreachable API fails loudly."""
 
-    _rt: _Runtime | None = PrivateAttr(default=None)
-    _auth: PreparedAuth = PrivateAttr(default_factory=lambda: PreparedAuth(None))
+    # Request statistics outlive a reconnect, so they belong to the resource, not its runtime.
     _counters: RequestCounters = PrivateAttr(default_factory=RequestCounters)
+
+    if TYPE_CHECKING:
+        _rt: HttpRuntime | None
 
     @model_validator(mode="after")
     def _credentials_once(self) -> RestApiResource:
@@ -234,8 +236,7 @@ class RestApiResource(NetworkResource):
         """
         rt = self._rt
         if rt is None:
-            self.require_ready()  # raises, naming the state
-            raise XResourceStateError(f"{self.label} is not connected")
+            raise self._not_connected()
         response = await self._send(
             rt,
             method.upper(),
@@ -291,7 +292,7 @@ class RestApiResource(NetworkResource):
         yarl = require("yarl", "rest", type_name=self.type)
         base = yarl.URL(self.resolve(self.endpoint))
         headers = {key: self.resolve(value) for key, value in self.headers.items()}
-        auth = self._auth = prepare_auth(self.auth_params, self)
+        auth = prepare_auth(self.auth_params, self)
         if base.user is not None:
             # Credentials in the URL become a header, so no URL we print can carry them.
             headers["Authorization"] = basic_header(self, base.user, base.password or "")
@@ -306,7 +307,7 @@ class RestApiResource(NetworkResource):
             connector=connector, headers=headers, timeout=timeout, raise_for_status=False
         )
         base_url = base.with_query(None).with_fragment(None)
-        self._rt = _Runtime(
+        self._rt = HttpRuntime(
             session=session,
             aiohttp=aiohttp,
             url_class=yarl.URL,
@@ -339,7 +340,7 @@ class RestApiResource(NetworkResource):
     async def _health(self) -> HttpResponse:
         rt = self._rt
         if rt is None:
-            raise XResourceStateError(f"{self.label} is not connected")
+            raise self._not_connected()
         return await self._send(
             rt,
             self.health_method, self.health_path, params=None, json=None, data=None, headers=None,
@@ -359,7 +360,7 @@ class RestApiResource(NetworkResource):
 
     async def _send(
         self,
-        rt: _Runtime,
+        rt: HttpRuntime,
         method: str,
         path: str,
         *,
@@ -417,7 +418,7 @@ class RestApiResource(NetworkResource):
 
     async def _attempt(
         self,
-        rt: _Runtime,
+        rt: HttpRuntime,
         method: str,
         url: URL,
         body: bytes | None,
@@ -444,7 +445,7 @@ class RestApiResource(NetworkResource):
                 self.scrub,
             )
 
-    def _retryable(self, rt: _Runtime, exc: BaseException, idempotent: bool) -> bool:
+    def _retryable(self, rt: HttpRuntime, exc: BaseException, idempotent: bool) -> bool:
         aiohttp = rt.aiohttp
         if isinstance(exc, aiohttp.ClientSSLError):
             return False  # a certificate problem does not go away by asking again
@@ -462,7 +463,7 @@ class RestApiResource(NetworkResource):
         return False
 
     def _failure(
-        self, rt: _Runtime, exc: BaseException, method: str, url: URL, attempts: int, timeout: float | None
+        self, rt: HttpRuntime, exc: BaseException, method: str, url: URL, attempts: int, timeout: float | None
     ) -> XResourceError:
         where = f"{self.label}: {method} {self.scrub(str(url))}"
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
@@ -502,7 +503,7 @@ class RestApiResource(NetworkResource):
 
     # ---- URLs -----------------------------------------------------------------------------
 
-    def _url(self, rt: _Runtime, path: str, params: Mapping[str, Any] | None) -> URL:
+    def _url(self, rt: HttpRuntime, path: str, params: Mapping[str, Any] | None) -> URL:
         url = rt.url_cache.get(path)
         if url is None:
             url = self._join(rt, path)
@@ -517,7 +518,7 @@ class RestApiResource(NetworkResource):
             url = url.update_query({name: value})
         return url
 
-    def _join(self, rt: _Runtime, path: str) -> URL:
+    def _join(self, rt: HttpRuntime, path: str) -> URL:
         if not path:
             return rt.url_class(rt.base_url)  # type: ignore[no-any-return]
         if "://" in path.partition("?")[0]:
@@ -534,4 +535,6 @@ class RestApiResource(NetworkResource):
 
     def scrub(self, text: str) -> str:
         """Remove resolved secrets, URL passwords and the API key query value from ``text``."""
-        return self._auth.mask_url(super().scrub(text))
+        text = super().scrub(text)
+        rt = self._rt
+        return text if rt is None else rt.auth.mask_url(text)
