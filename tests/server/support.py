@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,14 +29,21 @@ rescan_interval = 0
 class Serve:
     """``xresource serve`` as a child process on a spare port.
 
-    ``settings`` is appended to fast ``[registry]`` settings (give whole sections).
+    ``registry`` lines go into the fast ``[registry]`` section; ``settings`` follows it
+    (whole sections, such as ``[server]``).
     """
 
     def __init__(
-        self, tmp_path: Path, folder: Path, *extra: str, settings: str = "", env: dict[str, str] | None = None
+        self,
+        tmp_path: Path,
+        folder: Path,
+        *extra: str,
+        registry: str = "",
+        settings: str = "",
+        env: dict[str, str] | None = None,
     ) -> None:
         settings_file = tmp_path / "settings.toml"
-        settings_file.write_text(FAST_REGISTRY + settings)
+        settings_file.write_text(FAST_REGISTRY + registry + settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("XRESOURCE_")}
@@ -88,16 +94,29 @@ class Serve:
 
 
 class SilentServer:
-    """A TCP port that accepts connections and never answers (a hung backend)."""
+    """A TCP port that accepts connections and never answers (a hung backend); counts them."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self.port = 0
 
-    def close(self) -> None:
-        self.sock.close()
+    async def start(self) -> SilentServer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)  # held open, never answered
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
 
 async def partial_header_clients(

@@ -106,14 +106,16 @@ async def serve(args: argparse.Namespace) -> int:
     probes.mark("stopping")
 
     budget = settings.registry.drain_timeout + settings.server.shutdown_timeout + STOP_MARGIN
-    try:
-        await asyncio.wait_for(_shutdown(http, registry, starting), budget)
-    except TimeoutError:
+    shutdown = asyncio.create_task(_shutdown(http, registry, starting), name="xresource-shutdown")
+    # asyncio.wait, not wait_for: a hard deadline even if something swallows a cancellation.
+    done, _ = await asyncio.wait({shutdown}, timeout=budget)
+    if not done:
         # Something does not end when asked (a reload stuck on a read, a driver ignoring
         # cancellation). Stopping was asked for and is what happens: leave without waiting
-        # for it, since the interpreter's exit would join the stuck worker thread forever.
+        # for it, since the interpreter's exit would join a stuck worker thread forever.
         log.warning("stop took longer than %.1f s; exiting without waiting for the rest", budget)
         _exit_now(0)
+    shutdown.result()
     log.info("stopped")
     return 0
 
