@@ -17,7 +17,14 @@ from aiohttp import web
 from xresource.registry import Registry, ReloadResult
 from xresource.server.coalesce import Coalescer
 from xresource.server.guard import Protection, Refusal
-from xresource.server.probes import METRICS_CONTENT_TYPE, Answer, RegistryProbes, dumps, reload_answer
+from xresource.server.probes import (
+    METRICS_CONTENT_TYPE,
+    Answer,
+    RegistryProbes,
+    clean_prefix,
+    dumps,
+    reload_answer,
+)
 from xresource.settings import ServerSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,7 +56,7 @@ def add_routes(
     protection: Protection | None = None,
 ) -> RegistryProbes:
     """Add the routes under ``prefix`` (``""`` or ``"/ops"``) and return the probes they answer from."""
-    prefix = _clean_prefix(prefix)
+    prefix = clean_prefix(prefix)
     probes = probes if probes is not None else RegistryProbes(registry)
     protection = protection or Protection.from_settings(settings or ServerSettings(), bound)
     reloads: Coalescer[ReloadResult] = Coalescer(registry.reload)
@@ -102,12 +109,3 @@ def respond(answer: Answer) -> web.Response:
 
 def refused(refusal: Refusal) -> web.Response:
     return web.json_response({"error": refusal.message}, status=refusal.status, headers=dict(refusal.headers))
-
-
-def _clean_prefix(prefix: str) -> str:
-    prefix = prefix.strip()
-    if prefix in ("", "/"):
-        return ""
-    if not prefix.startswith("/") or prefix.endswith("/") or "{" in prefix:
-        raise ValueError(f"prefix must look like '/ops' (a leading slash, none at the end), got {prefix!r}")
-    return prefix

@@ -9,7 +9,8 @@ Readiness has a phase besides the resources' states: ``starting`` until the
 registry's first connect round is over (liveness answers from the first
 moment, readiness says 503 "starting"), ``running``, then ``stopping`` once
 shutdown began (503, so a load balancer stops sending work before the
-resources close).
+resources close). ``failed`` is for a registry started in the background
+whose start raised (an invalid folder).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from xresource.registry import Registry, ReloadResult
 from xresource.server.metrics import RegistryCollector
 
-Phase = Literal["starting", "running", "stopping"]
+Phase = Literal["starting", "running", "stopping", "failed"]
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -116,3 +117,13 @@ def reload_answer(result: ReloadResult) -> Answer:
             "problems": [str(p) for p in result.problems],
         },
     )
+
+
+def clean_prefix(prefix: str) -> str:
+    """``""``, ``"/"`` -> ``""``; ``"/ops"`` stays; anything else is a ``ValueError``."""
+    prefix = prefix.strip()
+    if prefix in ("", "/"):
+        return ""
+    if not prefix.startswith("/") or prefix.endswith("/") or "{" in prefix or "}" in prefix:
+        raise ValueError(f"prefix must look like '/ops' (a leading slash, none at the end), got {prefix!r}")
+    return prefix
