@@ -58,8 +58,9 @@ def _metric_names(text: str) -> dict[tuple[str, str], float]:
     }
 
 
-async def _check_probe_routes(http: aiohttp.ClientSession, base: str) -> None:
+async def _check_probe_routes(http: aiohttp.ClientSession, url: str, prefix: str) -> None:
     """What every mount must answer, whatever the framework."""
+    base = url + prefix
     assert (await _get(http, f"{base}/healthz"))[0] == 200
     status, body = await _get(http, f"{base}/readyz")
     assert (status, body) == (200, {"status": "ready", "ready": True, "not_ready": {}})
@@ -75,6 +76,16 @@ async def _check_probe_routes(http: aiohttp.ClientSession, base: str) -> None:
     assert samples[("xresource_pool_max", "pg")] == 2.0
     assert samples[("xresource_resource_state", "orders")] in (0.0, 1.0)
     assert samples[("xresource_ready", "")] == 1.0
+    status, page = await _get(http, f"{base}/")
+    assert status == 200
+    assert "xresource status" in page
+    assert 'data-name="pg"' in page
+    assert f'src="{prefix}/status/static/status.js"' in page
+    status, script = await _get(http, f"{base}/status/static/status.js")
+    assert (status, "EventSource" in script) == (200, True)
+    status, fragments = await _get(http, f"{base}/status/fragments")
+    assert status == 200
+    assert 'data-name="orders"' in fragments["rows"]
     # The same protections as `serve`: a foreign Host name, a cross-site reload.
     foreign = {"Host": "rebind.attacker.example"}
     assert (await _get(http, f"{base}/resources", headers=foreign))[0] == 421
@@ -109,7 +120,7 @@ async def test_aiohttp_cleanup_ctx_and_routes(folder: Path, http: aiohttp.Client
         assert await _get(http, f"{server.url}/answer") == (200, {"answer": 42, "orders": 2})
         # The app's own routes are the app's business: no Host rule of ours applies to them.
         assert (await _get(http, f"{server.url}/answer", headers={"Host": "api.example"}))[0] == 200
-        await _check_probe_routes(http, f"{server.url}/ops")
+        await _check_probe_routes(http, server.url, "/ops")
         assert (await _get(http, f"{server.url}/healthz"))[0] == 404  # only under the prefix
     finally:
         await server.stop()
@@ -191,7 +202,7 @@ async def test_fastapi_lifespan_dependencies_and_routes(folder: Path, http: aioh
             {"answer": 42, "leases_while_handling": 1, "orders": 2},
         )
         assert registry.status()["pg"].leases == 0  # the lease ended with the request
-        await _check_probe_routes(http, f"{server.url}/ops")
+        await _check_probe_routes(http, server.url, "/ops")
     assert registry.names() == []  # the lifespan stopped it
 
 
@@ -214,6 +225,6 @@ async def test_starlette_routes_list_and_own_lifespan(folder: Path, http: aiohtt
 
     app = Starlette(routes=routes(registry), lifespan=lifespan)
     async with Uvicorn(app) as server:
-        await _check_probe_routes(http, server.url)
+        await _check_probe_routes(http, server.url, "")
     assert seen == ["started", "stopped"]
     assert registry.names() == []

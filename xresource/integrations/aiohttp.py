@@ -82,9 +82,11 @@ def add_routes(
     *,
     prefix: str = "",
     settings: ServerSettings | None = None,
+    status_page: bool = True,
 ) -> RegistryProbes:
-    """Add ``/healthz``, ``/readyz``, ``/resources``, ``/resources/{name}``, ``/metrics`` and
-    ``POST /reload`` under ``prefix`` (``""`` or like ``"/ops"``).
+    """Add ``/healthz``, ``/readyz``, ``/resources``, ``/resources/{name}``, ``/metrics``,
+    ``POST /reload`` and, with ``status_page``, the operator's status page at ``/`` (live over
+    Server-Sent Events), all under ``prefix`` (``""`` or like ``"/ops"``).
 
     ``settings`` are the ``[server]`` settings (``registry.settings.server`` when omitted):
     its ``allowed_hosts`` are the names besides IP addresses and ``localhost`` that the
@@ -92,7 +94,9 @@ def add_routes(
     Returns the probes, whose ``readiness()`` and ``metrics()`` can also be called directly.
     """
     server = settings if settings is not None else registry.settings.server
-    return _add_routes(app, registry, prefix=prefix, settings=server, bound="0.0.0.0")
+    return _add_routes(
+        app, registry, prefix=prefix, settings=server, bound="0.0.0.0", status_page=status_page
+    )
 
 
 def _mark(probes: RegistryProbes | None, phase: Phase) -> None:

@@ -33,7 +33,7 @@ from xresource._optional import require
 require("starlette", "starlette")
 
 from starlette.requests import Request  # noqa: E402 - after the friendly check above
-from starlette.responses import JSONResponse, Response  # noqa: E402
+from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
 from starlette.routing import BaseRoute, Route, Router  # noqa: E402
 
 from xresource.registry import Registry, ReloadResult  # noqa: E402
@@ -47,6 +47,15 @@ from xresource.server.probes import (  # noqa: E402
     clean_prefix,
     reload_answer,
 )
+from xresource.server.status.history import StatusHistory  # noqa: E402
+from xresource.server.status.pages import (  # noqa: E402
+    SECURITY_HEADERS,
+    STATIC_TYPES,
+    fragments_json,
+    page_html,
+    static_file,
+)
+from xresource.server.status.stream import HEADERS, StreamLimits, status_events  # noqa: E402
 from xresource.settings import ServerSettings  # noqa: E402
 
 __all__ = ["add_routes", "get_registry", "lease", "registry_lifespan", "resource", "routes"]
@@ -130,9 +139,14 @@ def routes(
     prefix: str = "",
     settings: ServerSettings | None = None,
     probes: RegistryProbes | None = None,
+    status_page: bool = True,
 ) -> list[BaseRoute]:
     """The routes (``/healthz``, ``/readyz``, ``/resources``, ``/resources/{name}``, ``/metrics``,
-    ``POST /reload``) under ``prefix``, for ``Starlette(routes=[*routes(registry), ...])``."""
+    ``POST /reload``, and with ``status_page`` the operator's page at ``/``) under ``prefix``,
+    for ``Starlette(routes=[*routes(registry), ...])``.
+
+    The page's charts are sampled while someone has it open (``xresource serve`` and the
+    aiohttp mount also sample in the background)."""
     prefix = clean_prefix(prefix)
     probes = probes if probes is not None else RegistryProbes(registry)
     server = settings if settings is not None else registry.settings.server
@@ -170,7 +184,7 @@ def routes(
             return _refused(refusal)
         return _respond(reload_answer(await reloads.run()))
 
-    return [
+    found: list[BaseRoute] = [
         Route(prefix + "/healthz", healthz, methods=["GET"]),
         Route(prefix + "/readyz", checked(readyz), methods=["GET"]),
         Route(prefix + "/resources", checked(resources), methods=["GET"]),
@@ -178,16 +192,64 @@ def routes(
         Route(prefix + "/metrics", checked(metrics), methods=["GET"]),
         Route(prefix + "/reload", checked(reload), methods=["POST"]),
     ]
+    if status_page:
+        found += _status_routes(registry, prefix, checked)
+    return found
+
+
+def _status_routes(
+    registry: Registry, prefix: str, checked: Callable[[Callable[[Request], Any]], Callable[[Request], Any]]
+) -> list[BaseRoute]:
+    history = StatusHistory(registry)
+    limits = StreamLimits(lifetime=60.0)  # uvicorn waits for open streams when it stops
+
+    async def page(request: Request) -> Response:
+        html = page_html(registry, history, prefix, dict(request.query_params))
+        return Response(html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+
+    async def fragments(request: Request) -> Response:
+        body = fragments_json(registry, history, prefix)
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["file"]
+        data = static_file(name)
+        if data is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        return Response(data, media_type=STATIC_TYPES[name], headers=headers)
+
+    async def events(request: Request) -> Response:
+        if limits.full():
+            return JSONResponse({"error": "too many open status streams"}, status_code=503)
+        return StreamingResponse(status_events(registry, history, prefix, limits), headers=HEADERS)
+
+    pages: list[BaseRoute] = [Route(prefix + "/", checked(page), methods=["GET"])]
+    if prefix:
+        pages.append(Route(prefix, checked(page), methods=["GET"]))
+    return [
+        *pages,
+        Route(prefix + "/status/fragments", checked(fragments), methods=["GET"]),
+        Route(prefix + "/status/events", checked(events), methods=["GET"]),
+        Route(prefix + "/status/static/{file}", checked(static), methods=["GET"]),
+    ]
 
 
 def add_routes(
-    app: Any, registry: Registry, *, prefix: str = "", settings: ServerSettings | None = None
+    app: Any,
+    registry: Registry,
+    *,
+    prefix: str = "",
+    settings: ServerSettings | None = None,
+    status_page: bool = True,
 ) -> RegistryProbes:
     """Add :func:`routes` to a Starlette or FastAPI ``app`` and return the probes they answer from
     (the lifespan marks them starting, running, stopping)."""
     probes = RegistryProbes(registry)
     router: Router = app.router
-    router.routes.extend(routes(registry, prefix=prefix, settings=settings, probes=probes))
+    router.routes.extend(
+        routes(registry, prefix=prefix, settings=settings, probes=probes, status_page=status_page)
+    )
     if getattr(app.state, STATE_PROBES, None) is None:
         setattr(app.state, STATE_PROBES, probes)
     return probes

@@ -54,8 +54,12 @@ def add_routes(
     bound: str | Iterable[str] | None = "0.0.0.0",
     probes: RegistryProbes | None = None,
     protection: Protection | None = None,
+    status_page: bool = True,
 ) -> RegistryProbes:
-    """Add the routes under ``prefix`` (``""`` or ``"/ops"``) and return the probes they answer from."""
+    """Add the routes under ``prefix`` (``""`` or ``"/ops"``) and return the probes they answer from.
+
+    With ``status_page``, the operator's page is at ``<prefix>/`` (see ``xresource.server.status``).
+    """
     prefix = clean_prefix(prefix)
     probes = probes if probes is not None else RegistryProbes(registry)
     protection = protection or Protection.from_settings(settings or ServerSettings(), bound)
@@ -100,6 +104,10 @@ def add_routes(
     app.router.add_get(prefix + "/resources/{name}", checked(resource))
     app.router.add_get(prefix + "/metrics", checked(metrics))
     app.router.add_post(prefix + "/reload", checked(reload))
+    if status_page:
+        from xresource.server.status.routes import add_status_routes
+
+        add_status_routes(app, registry, prefix=prefix, checked=checked)
     return probes
 
 
