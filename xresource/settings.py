@@ -63,7 +63,7 @@ class ServerSettings(XObjPrototype):
     keepalive_timeout: float = Field(default=15.0, gt=0)
     """Seconds an idle keep-alive connection stays open between requests."""
     max_connections: int = Field(default=100, ge=1, le=100_000)
-    """Open connections at most; at the cap a connection still waiting for its first header is closed to make room, or the new one is refused."""
+    """Open connections at most (for a moment, one accept batch of up to ``backlog`` more); at the cap a connection still waiting for its first header is closed to make room, or the new one is refused."""
     backlog: int = Field(default=128, ge=1)
     """Connections the kernel queues before they are accepted."""
     max_line_size: int = Field(default=8190, ge=256)

@@ -264,7 +264,8 @@ def test_page_scripts_and_event_stream_never_carry_a_secret(
     finally:
         code, err = running.stop(signal.SIGTERM)
     assert code == 0, err
-    assert "pg" in outputs["page (server)"]
+    assert 'data-name="pg"' in outputs["page (server)"]
+    assert "in use: <b>" in outputs["page (server)"]  # the pool's figures are on the page
     assert "xresource_pool" not in outputs["page (server)"]
     secrets = [*SECRETS.values(), "key-Status-5531-never-print"]
     for where, text in outputs.items():
