@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, BinaryIO, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
-from xresource import secrets
+from xresource import safe_files, secrets
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
@@ -28,6 +28,7 @@ from xresource.errors import (
     XResourceTimeoutError,
 )
 from xresource.prototype import ResourceMetadata, XObjPrototype
+from xresource.safe_files import FilePolicy, RefusedFileError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 
@@ -74,6 +75,7 @@ class XResource(XObjPrototype):
     _manifest_hash: str | None = PrivateAttr(default=None)
     _metadata: ResourceMetadata | None = PrivateAttr(default=None)
     _lifecycle_lock: asyncio.Lock | None = PrivateAttr(default=None)
+    _file_policy: FilePolicy = PrivateAttr(default_factory=FilePolicy)
 
     # ---- identity -------------------------------------------------------------------------
 
@@ -219,7 +221,24 @@ class XResource(XObjPrototype):
 
     def resolve(self, value: str) -> str:
         """Resolve secret references in ``value``; remember the secrets for scrubbing."""
-        return secrets.resolve(value, owner=self.label, found=self._resolved_secrets)
+        return secrets.resolve(
+            value, owner=self.label, found=self._resolved_secrets, policy=self._file_policy, origin=self
+        )
+
+    def bind_file_policy(self, policy: FilePolicy) -> None:
+        """Set the allowed roots and secret size cap (the loader binds ``[registry]`` settings)."""
+        self._file_policy = policy
+
+    def open_checked(self, path: Path | str, what: str) -> BinaryIO:
+        """Open a file this manifest names (field ``what``) for reading, checked at this open.
+
+        Only a regular file within the allowed roots is opened (see ``xresource.safe_files``);
+        otherwise ``XResourceConnectionError`` names the resource, the field and the reason.
+        """
+        try:
+            return safe_files.open_checked(path, self._file_policy)
+        except RefusedFileError as exc:
+            raise XResourceConnectionError(f"{self.label}: {what} {exc.path!r} {exc.reason}") from None
 
     def scrub(self, text: str) -> str:
         """Remove every secret this resource resolved from ``text``."""

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, WithJsonSchema
 
 from xresource.errors import XResourceSecretError
+from xresource.safe_files import FilePolicy, RefusedFileError, read_secret_file
 
 REFERENCE_RE = re.compile(r"\$\{(env|file):([^}]+)\}")
 REFERENCE_PATTERN = r"\$\{(env|file):[^}]+\}"
@@ -83,29 +84,75 @@ def _strings(values: Iterable[Any]) -> Iterator[str]:
             yield from _strings(value)
 
 
-def _resolve_one(kind: str, target: str, *, owner: str) -> str:
+def _resolve_one(kind: str, target: str, policy: FilePolicy) -> str:
+    """The value of one reference; ``LookupError`` says why not (never with a value)."""
     if kind == "env":
         value = os.environ.get(target)
         if value is None:
-            raise XResourceSecretError(f"{owner}: environment variable {target!r} is not set")
+            raise LookupError(f"environment variable {target!r} is not set")
         return value
     try:
-        return Path(target).read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise XResourceSecretError(
-            f"{owner}: secret file {target!r} cannot be read ({exc.strerror or type(exc).__name__})"
-        ) from None
+        return read_secret_file(target, policy)
+    except RefusedFileError as exc:
+        raise LookupError(f"secret file {target!r} {exc.reason}") from None
 
 
-def resolve(value: str, *, owner: str, found: list[str] | None = None) -> str:
+def reference_site(origin: Any, reference: str) -> str:
+    """``"db.yaml:3: field password: "``: where ``reference`` is written in ``origin``'s manifest.
+
+    Names the manifest file and line and the field(s) holding the reference, never a value.
+    """
+    if origin is None:
+        return ""
+    parts: list[str] = []
+    path = getattr(origin, "manifest_path", None)
+    if path is not None:
+        line = getattr(origin, "manifest_line", None) or getattr(origin, "_manifest_line", None)
+        parts.append(f"{path}:{line}" if line else str(path))
+    dump = getattr(origin, "model_dump", None)
+    if callable(dump):
+        fields = sorted(_fields_holding(dump(by_alias=True), reference))
+        if fields:
+            parts.append(("field " if len(fields) == 1 else "fields ") + ", ".join(fields))
+    return "".join(f"{p}: " for p in parts)
+
+
+def _fields_holding(value: Any, reference: str, path: str = "") -> Iterator[str]:
+    if isinstance(value, str):
+        if reference in value:
+            yield path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _fields_holding(item, reference, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _fields_holding(item, reference, f"{path}[{index}]")
+
+
+def resolve(
+    value: str,
+    *,
+    owner: str,
+    found: list[str] | None = None,
+    policy: FilePolicy | None = None,
+    origin: Any = None,
+) -> str:
     """Replace every reference in ``value`` with what it points to.
 
     The caller must treat the result as secret. Each resolved value is appended
-    to ``found`` so that error messages can be scrubbed of it later.
+    to ``found`` so that error messages can be scrubbed of it later. ``${file:}``
+    targets are read through :func:`xresource.safe_files.read_secret_file` under
+    ``policy`` (the default: no roots, the default size cap). ``origin`` (the
+    resource) lets an error name the manifest file, line and field.
     """
+    chosen = policy or FilePolicy()
 
     def substitute(match: re.Match[str]) -> str:
-        resolved = _resolve_one(match.group(1), match.group(2).strip(), owner=owner)
+        try:
+            resolved = _resolve_one(match.group(1), match.group(2).strip(), chosen)
+        except LookupError as exc:
+            site = reference_site(origin, match.group(0))
+            raise XResourceSecretError(f"{owner}: {site}{exc.args[0]}") from None
         if found is not None and resolved:
             found.append(resolved)
         return resolved

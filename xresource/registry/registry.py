@@ -42,6 +42,7 @@ from xresource.registry.events import EventHub, EventStream, ReloadEvent, Reload
 from xresource.registry.status import ResourceStatus
 from xresource.registry.watcher import FolderWatcher
 from xresource.resource import State, XResource
+from xresource.safe_files import FilePolicy, secret_files_digest
 from xresource.settings import Settings, load_settings
 
 log = logging.getLogger("xresource.registry")
@@ -397,6 +398,10 @@ class Registry:
     def _load(self) -> LoadResult:
         """Read the folder (in a worker thread); files whose bytes did not change are not parsed again."""
         loaded = load_manifests(self.path, self.settings, parse_cache=self._parse_cache)
+        policy = FilePolicy.from_settings(self.settings.registry)
+        for resource in loaded.resources.values():  # a rotated secret file is a change of its user
+            digest = secret_files_digest(resource.referenced_files(), policy)
+            resource._fingerprint = f"{resource.fingerprint}:{digest}"
         current = set(loaded.file_hashes.items())
         for key in [k for k in self._parse_cache if k not in current]:
             del self._parse_cache[key]  # old versions and deleted files
