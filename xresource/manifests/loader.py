@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,8 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
         return None, [
             Problem(file, doc.line, doc.column, f"a manifest must be a mapping of fields, got {kind}")
         ]
-    name = data.get("name") if isinstance(data.get("name"), str) else None
+    # A name is shown in problems only once it is a valid name (never a line break or a command).
+    name = data.get("name") if isinstance(data.get("name"), str) and _valid_name(data["name"]) else None
     type_name = data.get("type")
     if type_name is None:
         line, col = doc.line, doc.column
@@ -194,6 +196,10 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
     resource._fingerprint = _fingerprint(doc, resource._manifest_hash)
     resource.bind_file_policy(policy)
     return resource, []
+
+
+def _valid_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None
 
 
 def manifest_hash(merged: dict[str, Any]) -> str:
