@@ -54,7 +54,9 @@ def test_user_without_password_and_empty_password() -> None:
         ("postgresql//db/app", "must start with"),
         ("postgresql://app:secret@db/app", "literal password"),
         ("postgresql://app:pa$$word@db/app", "literal password"),
-        ("postgresql://app:x${env:PW}@db/app", None),  # a reference inside the value is fine
+        ("postgresql://app:x${env:PW}@db/app", "literal password"),  # a literal glued to a reference
+        ("postgresql://app:${env:PW}@db/app", None),
+        ("postgresql://app@db:${env:PG_PORT}/app", None),  # a port may be a reference
         ("postgresql://db:0/app", "port"),
         ("postgresql://db:abc/app", "port"),
     ],

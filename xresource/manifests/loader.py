@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from xresource.errors import ManifestError, Problem, UnknownResourceTypeError
 from xresource.factory import PluginLoadError, ResourceFactory
 from xresource.manifests.document import Document, format_path
-from xresource.manifests.paths import path_problems
+from xresource.manifests.paths import path_problems, unknown_scheme_problems
 from xresource.manifests.scan import iter_manifest_files
 from xresource.manifests.toml_reader import read_toml
 from xresource.manifests.yaml_reader import read_yaml
@@ -182,10 +182,15 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
         return None, [Problem(file, line, col, str(exc), name, "type", "plugin")]
     # "$schema" declares a schema for editors and `validate`; it is not a field.
     merged = {**settings.defaults_for(type_name), **{k: v for k, v in data.items() if k != "$schema"}}
+    scheme_problems = unknown_scheme_problems(doc, name)
     try:
         resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
     except ValidationError as exc:
-        return None, [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
+        problems = [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
+        reported = {(p.line, p.message) for p in problems}
+        return None, problems + [p for p in scheme_problems if (p.line, p.message) not in reported]
+    if scheme_problems:
+        return None, scheme_problems
     policy = FilePolicy.from_settings(settings.registry)
     path_issues = path_problems(doc, resource, policy)
     if path_issues:
@@ -211,6 +216,8 @@ def _problem_from_error(
     doc: Document, name: str | None, err: Any, resource_class: type[XResource]
 ) -> Problem:
     loc = doc.normalize(tuple(err["loc"]))
+    # A literal secret deep in an options map: point at its key, not at the map.
+    loc = (*loc, *((err.get("ctx") or {}).get("key_path") or ()))
     if err["type"] in ("extra_forbidden", "missing") and tuple(err["loc"])[-1:] != loc[-1:]:
         loc = (*loc, err["loc"][-1])
     kind = err["type"]

@@ -19,7 +19,7 @@ from typing import Any
 from xresource.errors import Problem
 from xresource.manifests.document import Document, FieldPath, format_path
 from xresource.safe_files import FilePolicy
-from xresource.secrets import iter_references
+from xresource.secrets import iter_references, unknown_scheme, unknown_scheme_message
 
 PATH_FIELDS = ("file_path", "json_schema", "ca_file")
 """Fields that name a file the process opens (besides ``${file:...}`` references anywhere)."""
@@ -82,3 +82,34 @@ def _not_a_regular_file(path: Path) -> str | None:
     }
     kind = "a folder" if stat.S_ISDIR(mode) else kinds.get(stat.S_IFMT(mode), "not a regular file")
     return f"is {kind}; only a regular file can be read"
+
+
+def unknown_scheme_problems(doc: Document, name: str | None) -> list[Problem]:
+    """``${vault:...}`` and other reference schemes we do not resolve, in any field.
+
+    Written where a reference is not required, such a value would be used as text as it
+    stands: never what the author meant.
+    """
+    problems: list[Problem] = []
+    for path, value in _strings(doc.data, ()):
+        scheme = unknown_scheme(value)
+        if scheme is not None and path != ("$schema",):
+            line, column = doc.mark_for(path, value=True)
+            problems.append(
+                Problem(
+                    str(doc.file), line, column, unknown_scheme_message(scheme), name,
+                    format_path(path) or None, "reference",
+                )
+            )  # fmt: skip
+    return problems
+
+
+def _strings(value: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))

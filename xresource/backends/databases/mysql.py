@@ -148,7 +148,7 @@ class MySQLResource(DatabaseResource):
         sslmode = self._effective_sslmode()
         kwargs: dict[str, Any] = {
             "host": self.resolve(parts.host),
-            "port": parts.port or self.default_port,
+            "port": parts.resolved_port(self.resolve, self.default_port),
             "user": self.resolve(parts.user) if parts.user else None,
             "password": self.resolve(password) if password else "",
             "db": self.resolve(parts.database) if parts.database else None,
