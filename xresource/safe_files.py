@@ -49,12 +49,20 @@ _PROC_FD = Path("/proc/self/fd")
 
 
 class RefusedFileError(OSError):
-    """A file a manifest names was not opened; ``reason`` says why (never its content)."""
+    """A file a manifest names was not opened; ``reason`` says why (never its content).
 
-    def __init__(self, path: Path | str, reason: str) -> None:
+    An ``OSError``, so that a backend's error translation treats it like any file that
+    cannot be read (a connection error naming the operation); ``what`` names the field.
+    """
+
+    def __init__(self, path: Path | str, reason: str, what: str | None = None) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path!r} {reason}")
+        self.what = what
+        super().__init__(f"{what + ' ' if what else ''}{self.path!r} {reason}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,11 @@ def read_checked(path: Path | str, policy: FilePolicy, max_bytes: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def ca_data(raw: bytes) -> str | bytes:
+    """CA certificates as ``ssl.create_default_context(cadata=...)`` takes them: PEM text or DER."""
+    return raw.decode("ascii", "replace") if b"-----BEGIN" in raw else raw
 
 
 def read_secret_file(path: Path | str, policy: FilePolicy) -> str:

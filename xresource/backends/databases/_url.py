@@ -28,13 +28,13 @@ def reject_managed_options(options: dict[str, Any], managed: set[str], owner: st
         )
 
 
-def tls_context(mode: str, ca_file: str | None) -> ssl.SSLContext:
+def tls_context(mode: str, ca_data: str | bytes | None) -> ssl.SSLContext:
     """An ``SSLContext`` for ``require``, ``verify-ca`` or ``verify-full`` (libpq meanings)."""
-    context = ssl.create_default_context(cafile=ca_file)
+    context = ssl.create_default_context(cadata=ca_data)  # CA data, read by XResource.read_ca_file
     if mode == "verify-full":
         return context
     context.check_hostname = False
-    if mode != "verify-ca" and ca_file is None:
+    if mode != "verify-ca" and ca_data is None:
         # "require": encrypt, but do not verify the server (libpq semantics);
         # with a CA file libpq verifies the chain, and so do we.
         context.verify_mode = ssl.CERT_NONE

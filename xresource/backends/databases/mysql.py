@@ -162,7 +162,7 @@ class MySQLResource(DatabaseResource):
             "program_name": f"xresource:{self.name}",
         }
         if sslmode != "disable":
-            kwargs["ssl"] = tls_context(sslmode, self.ca_file)
+            kwargs["ssl"] = tls_context(sslmode, self.read_ca_file(self.ca_file))
         kwargs.update(self._resolve_options(self.options))
 
         pool = None

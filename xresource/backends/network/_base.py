@@ -128,7 +128,7 @@ class TlsFields(XObjPrototype):
             if not path.is_file():
                 raise XResourceConnectionError(f"{owner.label}: ca_file {str(path)!r} does not exist")
             cafile = str(path)
-        context = ssl.create_default_context(cafile=cafile)
+        context = ssl.create_default_context(cadata=owner.read_ca_file(cafile))
         if not self.verify_ssl:
             log.warning("%s: TLS certificate verification is turned off (verify_ssl: false)", owner.label)
             context.check_hostname = False
