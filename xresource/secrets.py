@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from xresource.errors import XResourceSecretError
 from xresource.safe_files import FilePolicy, RefusedFileError, read_secret_file
+from xresource.scrubbing import scrubber
 
 REFERENCE_RE = re.compile(r"\$\{(env|file):([^}]+)\}")
 # Anything shaped like a reference, to tell an unknown scheme (${vault:...}) from a literal.
@@ -216,9 +217,14 @@ def resolve(
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Remove secret values, and any password in URL user-info, from ``text``."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "***")
+    """Mask resolved values, and any password in URL user-info, out of ``text``.
+
+    Parts, prefixes and re-encoded forms of a value are masked too; see
+    :mod:`xresource.scrubbing` for the rule (and for short values).
+    """
+    values = tuple(sorted({s for s in secrets if s}))
+    if values:
+        text = scrubber(values)(text)
     return mask_url_password(text)
 
 
