@@ -48,6 +48,11 @@ class RegistrySettings(XObjPrototype):
     """Write structured audit lines (connect, disconnect, reload, lease) to the ``xresource.audit`` logger."""
     max_manifest_bytes: int = Field(default=1_000_000, gt=0)
     """Larger manifest files are rejected unread."""
+    settle_ms: int = Field(default=100, ge=0, le=60_000)
+    """A manifest modified within this many milliseconds is still being written: a reload waits
+    until its size and modification time have been stable this long (0 applies files at once)."""
+    ready_requires_applied: bool = False
+    """``/readyz`` fails while any resource's desired version is not the one running (``pending``)."""
 
 
 class StreamSettings(XObjPrototype):

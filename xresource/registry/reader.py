@@ -1,0 +1,142 @@
+"""Reading the folder for the live registry: what the files say now, as the diff needs it.
+
+On top of :func:`load_manifests` it adds what only a running registry needs:
+
+- a parse cache, so files whose bytes did not change are not parsed again;
+- settling: a file modified within ``settle_ms`` (mtime) is held back, not
+  read, because a writer may still be filling it (shell ``>``, tools that
+  truncate and then write in pieces). It is read once its size and mtime
+  have been stable for the window (either by its mtime's age or as observed
+  across reads, which also copes with a clock that disagrees with the file
+  system's);
+- the digests of referenced secret files (:mod:`secret_files`), so a rotated
+  secret replaces the resource. Only the live registry reads secrets.
+
+It runs in a worker thread; everything it returns is plain data.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xresource.manifests import LoadResult, load_manifests
+from xresource.manifests.loader import FileLoad, ParseCache, load_file
+from xresource.registry import secret_files
+from xresource.registry.diff import Desired, Version
+from xresource.resource import XResource
+from xresource.settings import Settings
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One read of the folder."""
+
+    loaded: LoadResult
+    desired: Desired
+    settles_in: float
+    """Seconds until the youngest held-back file may be read (0: none held back)."""
+
+
+class FolderReader:
+    """Reads one registry's folder again and again, remembering what makes the next read cheap."""
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        self.path = path
+        self.settings = settings
+        self._parse_cache: ParseCache = {}
+        self._observed: dict[Path, tuple[tuple[int, int, int, int], float]] = {}
+
+    def read(self, *, settle: bool) -> Snapshot:
+        """Read and validate every manifest; with ``settle``, hold back files still being written."""
+        settles_in = 0.0
+        window = self.settings.registry.settle_ms / 1000
+
+        def load(file: Path) -> FileLoad | None:
+            nonlocal settles_in
+            if settle and window > 0:
+                remaining = self._unsettled_for(file, window)
+                if remaining > 0:
+                    settles_in = max(settles_in, remaining)
+                    return None
+            return load_file(file, self.settings, self._parse_cache)
+
+        loaded = load_manifests(self.path, self.settings, loader=load)
+        current = set(loaded.file_hashes.items())
+        for key in [k for k in self._parse_cache if k not in current and k[0] not in loaded.held]:
+            del self._parse_cache[key]  # old versions and deleted files
+        for file in [f for f in self._observed if f not in loaded.files]:
+            del self._observed[file]
+        return Snapshot(loaded, self._desired(loaded), settles_in)
+
+    def _unsettled_for(self, file: Path, window: float) -> float:
+        try:
+            info = file.stat()
+        except OSError:
+            return 0.0  # the reader reports what is wrong with it
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        now = time.monotonic()
+        seen = self._observed.get(file)
+        if seen is None or seen[0] != key:
+            self._observed[file] = (key, now)
+            stable_for = 0.0
+        else:
+            stable_for = now - seen[1]
+        age = time.time() - info.st_mtime
+        if age >= window or stable_for >= window:
+            return 0.0
+        return window - max(age, stable_for, 0.0)
+
+    def _desired(self, loaded: LoadResult) -> Desired:
+        roots = [r.resolve() for r in self.settings.registry.allowed_roots]
+        read_once: dict[str, str] = {}
+        versions: dict[str, Version] = {}
+        for name, resource in loaded.resources.items():
+            fields = loaded.fields.get(name, {})
+            references = secret_files.secret_references(fields)
+            secrets = secret_files.digests(references, roots, read_once) if references else {}
+            versions[name] = version_of(resource, fields, secrets=secrets)
+        return Desired(
+            versions=versions,
+            problems=list(loaded.problems),
+            names_by_file={str(f): names for f, names in loaded.names_by_file.items()},
+            held_files=frozenset(str(f) for f in loaded.held),
+        )
+
+
+def version_of(
+    resource: XResource,
+    fields: dict[str, Any],
+    *,
+    secrets: dict[str, str] | None = None,
+    folder: str | None = None,
+) -> Version:
+    """The diff's view of a loaded resource (``folder`` defaults to its manifest's folder)."""
+    path = resource.manifest_path
+    if folder is None and path is not None:
+        folder = os.path.dirname(os.path.abspath(path))
+    return Version(
+        name=resource.name,
+        type=resource.type,
+        path=str(path) if path is not None else None,
+        manifest_hash=resource.manifest_hash,
+        fields=fields,
+        folder=folder,
+        secrets=secrets,
+        live=live_names(type(resource)),
+    )
+
+
+@functools.cache
+def live_names(cls: type[XResource]) -> frozenset[str]:
+    """A type's live fields by name and by alias (manifests use aliases: ``connect``)."""
+    names = set(cls.live_fields())
+    for name in list(names):
+        alias = cls.model_fields[name].alias
+        if alias:
+            names.add(alias)
+    return frozenset(names)
