@@ -35,14 +35,26 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when every resource is ready (lazy ones that never connected count as ready)."""
+    """200 when every resource is ready (lazy ones that never connected count as ready)
+    and, with ``ready_requires_applied``, no change is pending."""
     registry = request.app[REGISTRY_KEY]
     not_ready = {
         name: {"state": s.state, "error": s.error}
         for name, s in registry.status().items()
         if s.state != "ready" and not (s.connect_mode == "lazy" and s.state == "new")
     }
-    body = {"ready": not not_ready, "not_ready": not_ready}
+    # Desired versions that are not running (a change that failed to apply, a failed reload):
+    # always shown; they fail readiness only with [registry] ready_requires_applied.
+    pending = registry.pending
+    if registry.settings.registry.ready_requires_applied:
+        for name, reason in pending.items():
+            not_ready.setdefault(name, {"state": "pending", "error": reason})
+    body = {
+        "ready": not not_ready,
+        "not_ready": not_ready,
+        "pending": pending,
+        "reload_error": registry.last_reload_error,
+    }
     return web.json_response(body, status=200 if not not_ready else 503)
 
 
@@ -66,6 +78,7 @@ async def reload_view(request: web.Request) -> web.Response:
             "outcome": result.outcome,
             "added": result.added,
             "replaced": result.replaced,
+            "updated": result.updated,
             "removed": result.removed,
             "rejected": result.rejected,
             "problems": [str(p) for p in result.problems],
