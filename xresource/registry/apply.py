@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 from collections.abc import Mapping
 
@@ -69,8 +70,13 @@ class Applier:
         for change in diff.of_kind("unchanged"):
             self._unchanged(change, resources.get(change.name), versions.get(change.name), result)
 
+        # Cosmetic changes go into the running instance: same object, same pool.
+        incoming = [*diff.of_kind("added"), *diff.of_kind("replaced")]
+        for change in diff.of_kind("updated"):
+            if not await self._update_in_place(change, resources[change.name], versions[change.name], result):
+                incoming.append(change)  # the instance refused the update: replace it instead
+
         # Build and connect new versions first; nothing running is touched yet.
-        incoming = [*diff.of_kind("added"), *diff.of_kind("replaced"), *diff.of_kind("updated")]
         new_entries: dict[str, Entry] = {}
         for change in incoming:
             running = self.entries.get(change.name)
@@ -127,7 +133,7 @@ class Applier:
             if reason is not None and change.name in self.entries:
                 failed, running = new_entries[change.name], self.entries[change.name]
                 running.error = f"new version not applied: {reason}"
-                running.set_pending(reason, tuple(f.describe() for f in change.fields))
+                running.set_pending(reason, pending_changes(change))
                 self.hub.emit(_event("rejected", failed, change, (reason,)))
         for name in result.removed:
             self.hub.emit(ReloadEvent("removed", name, changes=changes[name].fields))
@@ -141,15 +147,51 @@ class Applier:
 
     async def _prepare(self, change: Change, entry: Entry) -> str | None:
         """Connect a new version and let it take over from the old; ``None`` when it may be swapped in."""
-        if change.kind == "added":
-            if not await self.supervisor.connect(entry):
-                return None  # added anyway: failed, and retried in the background
+        old = self.entries.get(change.name)
+        if old is None:
+            await self.supervisor.connect(entry)  # added even if it fails: then retried in the background
             return None
-        if not await self.supervisor.connect(entry):
+        if entry.resource.connect_mode == "lazy" and old.resource.state is not State.READY:
+            return None  # nothing runs that could be handed over; it connects on first use
+        if not await self.supervisor.connect_now(entry):
             reason = f"new version failed to connect: {entry.error}"
             await entry.close()
             return reason
+        try:
+            await entry.resource.take_over(old.resource)
+        except Exception as exc:  # noqa: BLE001 - a refusal of any kind keeps the old version
+            reason = (
+                f"new version failed to take over: {type(exc).__name__}: {entry.resource.scrub(str(exc))}"
+            )
+            log.warning("%s: %s", entry.resource.label, reason)
+            await entry.close()
+            return reason
         return None
+
+    async def _update_in_place(
+        self, change: Change, desired: XResource, version: Version, result: ReloadResult
+    ) -> bool:
+        """Apply live fields to the running instance; False when it refuses (then it is replaced)."""
+        entry = self.entries[change.name]
+        names = _field_names(type(entry.resource))
+        values = {names.get(f.field, f.field): None for f in change.fields}
+        values = {name: getattr(desired, name) for name in values}
+        try:
+            await entry.resource.apply_live_update(values)
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot take it gets a new instance
+            log.warning("%s: live update refused (%s); replacing it instead", entry.resource.label, exc)
+            return False
+        entry.generation += 1
+        origin = desired.manifest_origin
+        if origin is not None:
+            entry.resource.bind_manifest(origin)
+        entry.rebind(version)
+        if entry.error and entry.state is State.READY:
+            entry.error = None
+        entry.set_pending(None)
+        result.updated.append(change.name)
+        self.hub.emit(_event("updated", entry, change))
+        return True
 
     def _unchanged(
         self, change: Change, desired: XResource | None, version: Version | None, result: ReloadResult
@@ -189,6 +231,18 @@ def _event(kind: EventKind, entry: Entry, change: Change, errors: tuple[str, ...
         changes=change.fields,
         secrets_rotated=change.secrets_rotated,
     )
+
+
+def pending_changes(change: Change) -> tuple[str, ...]:
+    """What a version that is not running would change, whole values (``field: old -> new``)."""
+    rotated = tuple(f"secret {ref} rotated" for ref in change.secrets_rotated)
+    return tuple(f.describe(limit=None) for f in change.fields) + rotated
+
+
+@functools.cache
+def _field_names(cls: type[XResource]) -> dict[str, str]:
+    """Manifest key (alias or name) -> model field name."""
+    return {(info.alias or name): name for name, info in cls.model_fields.items()}
 
 
 def _path(entry: Entry) -> str | None:

@@ -85,8 +85,9 @@ class FieldChange:
     def as_dict(self) -> dict[str, Any]:
         return {"field": self.field, "old": self.old, "new": self.new, "live": self.live}
 
-    def describe(self) -> str:
-        return f"{self.field}: {_short(self.old)} -> {_short(self.new)}"
+    def describe(self, limit: int | None = 80) -> str:
+        """``field: old -> new`` with values as JSON, each cut to ``limit`` characters (None: whole)."""
+        return f"{self.field}: {_short(self.old, limit)} -> {_short(self.new, limit)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,9 +306,9 @@ def mask_literal_password(text: str) -> str:
     return _QUERY_RE.sub(query, _USERINFO_RE.sub(userinfo, text))
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def _short(value: Any, limit: int | None) -> str:
     text = json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def problem_dict(problem: Problem) -> dict[str, Any]:

@@ -95,6 +95,8 @@ class Registry:
         }
         self.last_reload_at: float | None = None
         self.last_reload_seconds: float | None = None
+        self.rescans = 0
+        """Safety-net rescans done; one that changes nothing is not counted as a reload."""
         self.last_reload_error: str | None = None
         """Why the last reload failed as a whole (``None`` after one that did not)."""
 
@@ -292,6 +294,7 @@ class Registry:
                 self._reload_failed(exc)
                 raise
             self.last_reload_error = None
+            self.rescans += reason == "rescan"
             if reason != "rescan" or outcome.changed:
                 # The safety-net rescan counts only when it found something to do.
                 self.last_reload_at = time.time()

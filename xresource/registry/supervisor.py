@@ -61,6 +61,13 @@ class Supervisor:
             self.audit.resource("connect", entry)
         return ok
 
+    async def connect_now(self, entry: Entry) -> bool:
+        """Connect now, lazy or not (a new version that must take over from a running one)."""
+        ok = await entry.connect(self.settings.connect_timeout)
+        if ok:
+            self.audit.resource("connect", entry)
+        return ok
+
     async def bring_up(self, entry: Entry) -> None:
         """Connect at start or when added; on failure, retry in the background."""
         if not await self.connect(entry):
