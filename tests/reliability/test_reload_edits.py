@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.registry.support import csv_manifest, eventually, fast_settings, stays, swapped
+from tests.registry.support import csv_manifest, eventually, fast_settings, stays, swapped, write_atomic
 from tests.support.http_servers import start_app
 from xresource.registry import Registry, ReloadEvent
 from xresource.server.app import create_app
@@ -181,3 +181,15 @@ async def test_a_file_still_changing_is_held_and_applied_once_settled(manifests:
         assert await registry.get("a").read() == [{"id": "1", "city": "paris"}]
         await stays(lambda: registry.status()["a"].generation == 2, duration=0.05)
         assert a is not registry.get("a")
+
+
+@pytest.mark.timeout(20)  # a hang guard: waiting out a 60 s settle window would exceed it
+async def test_a_file_renamed_into_place_is_complete_and_not_waited_for(manifests: Path, data: Path) -> None:
+    path = manifests / "a.yaml"
+    path.write_text(csv_manifest("a", data / "a.csv"))
+    async with Registry(manifests, settings=fast_settings(settle_ms=60_000)) as registry:
+        for round_, target in enumerate(["b.csv", "a.csv"], start=2):
+            write_atomic(path, csv_manifest("a", data / target))
+            result = await registry.reload()
+            assert result.replaced == ["a"]
+            assert registry.status()["a"].generation == round_

@@ -42,12 +42,19 @@ MIN_RELOADS = 100
 
 
 def _manifest(name: str, version: int, data: Path, api: ApiServer) -> str:
+    # Each version changes a field that needs a new instance (a description alone would be
+    # applied in place), so every edit is a real swap.
     description = f"description: version {version}"
     if name == "api":
-        return rest_manifest("api", api.url, description, "max_connections: 4")
+        return rest_manifest(
+            "api", api.url, description, "max_connections: 4", f"timeout: {20 + version % 2}"
+        )
     if name == "doc":
-        return f"name: doc\ntype: json\nfile_path: {data / 'doc.json'}\n{description}\n"
-    return csv_manifest(name, data / f"{name}.csv", description)
+        encoding = "utf-8" if version % 2 else "UTF-8"
+        return f"name: doc\ntype: json\nfile_path: {data / 'doc.json'}\nencoding: {encoding}\n{description}\n"
+    return csv_manifest(
+        name, data / f"{name}.csv", description, f'quotechar: "{"|" if version % 2 else "~"}"'
+    )
 
 
 @pytest.mark.slow

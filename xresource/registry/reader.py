@@ -8,7 +8,14 @@ On top of :func:`load_manifests` it adds what only a running registry needs:
   truncate and then write in pieces). It is read once its size and mtime
   have been stable for the window (either by its mtime's age or as observed
   across reads, which also copes with a clock that disagrees with the file
-  system's);
+  system's). A name that now leads to another file (device and inode
+  changed since the last read) was renamed into place, complete, and is
+  read at once;
+- identity: a file whose device, inode, size, mtime and ctime are what they
+  were when it was last read (and not within the racy window) is not read
+  again; when the identity changed, the content hash decides (a ConfigMap
+  swap changes every identity: each file is then read and hashed once, and
+  unchanged content is not parsed again);
 - the digests of referenced secret files (:mod:`secret_files`), so a rotated
   secret replaces the resource. Only the live registry reads secrets.
 
@@ -50,6 +57,7 @@ class FolderReader:
         self.settings = settings
         self._parse_cache: ParseCache = {}
         self._observed: dict[Path, tuple[tuple[int, int, int, int], float]] = {}
+        self._by_identity: dict[Path, tuple[tuple[int, ...], FileLoad]] = {}
 
     def read(self, *, settle: bool) -> Snapshot:
         """Read and validate every manifest; with ``settle``, hold back files still being written."""
@@ -58,29 +66,44 @@ class FolderReader:
 
         def load(file: Path) -> FileLoad | None:
             nonlocal settles_in
-            if settle and window > 0:
-                remaining = self._unsettled_for(file, window)
-                if remaining > 0:
-                    settles_in = max(settles_in, remaining)
-                    return None
-            return load_file(file, self.settings, self._parse_cache)
+            info = _stat(file)
+            remaining = self._unsettled_for(file, info, window)  # also records what it saw
+            if settle and remaining > 0:
+                settles_in = max(settles_in, remaining)
+                return None
+            identity = _identity(info)
+            cached = self._by_identity.get(file)
+            if identity is not None and cached is not None and cached[0] == identity:
+                return cached[1]  # the same file, untouched since it was read: not read again
+            loaded = load_file(file, self.settings, self._parse_cache)
+            if identity is not None and _settled_long_ago(info):
+                self._by_identity[file] = (identity, loaded)
+            else:
+                self._by_identity.pop(file, None)
+            return loaded
 
         loaded = load_manifests(self.path, self.settings, loader=load)
         current = set(loaded.file_hashes.items())
         for key in [k for k in self._parse_cache if k not in current and k[0] not in loaded.held]:
             del self._parse_cache[key]  # old versions and deleted files
-        for file in [f for f in self._observed if f not in loaded.files]:
+        present = set(loaded.files)
+        for file in [f for f in self._observed if f not in present]:
             del self._observed[file]
+        for file in [f for f in self._by_identity if f not in present]:
+            del self._by_identity[file]
         return Snapshot(loaded, self._desired(loaded), settles_in)
 
-    def _unsettled_for(self, file: Path, window: float) -> float:
-        try:
-            info = file.stat()
-        except OSError:
+    def _unsettled_for(self, file: Path, info: os.stat_result | None, window: float) -> float:
+        if info is None:
             return 0.0  # the reader reports what is wrong with it
         key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
         now = time.monotonic()
         seen = self._observed.get(file)
+        if seen is not None and seen[0][:2] != key[:2]:
+            # Another file under this name: renamed into place (editors, ConfigMap and git-sync
+            # swaps, most config tools), so it was complete before it appeared.
+            self._observed[file] = (key, now - window)
+            return 0.0
         if seen is None or seen[0] != key:
             self._observed[file] = (key, now)
             stable_for = 0.0
@@ -106,6 +129,32 @@ class FolderReader:
             names_by_file={str(f): names for f, names in loaded.names_by_file.items()},
             held_files=frozenset(str(f) for f in loaded.held),
         )
+
+
+RACY_SECONDS = 2.0
+"""A file changed less than this long ago is read again even if its identity looks unchanged:
+two writes within one tick of the file system's clock can leave size and times equal (git's
+"racy" rule)."""
+
+
+def _stat(file: Path) -> os.stat_result | None:
+    try:
+        return file.stat()
+    except OSError:
+        return None
+
+
+def _identity(info: os.stat_result | None) -> tuple[int, ...] | None:
+    """(device, inode, size, mtime, ctime): a change of content changes at least one of them."""
+    if info is None:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _settled_long_ago(info: os.stat_result | None) -> bool:
+    if info is None:
+        return False
+    return time.time() - max(info.st_mtime, info.st_ctime) > RACY_SECONDS
 
 
 def version_of(
