@@ -143,7 +143,8 @@ class Diff:
     """Running names whose file is still being written (kept as they are, decided later)."""
 
     def of_kind(self, kind: ChangeKind) -> list[Change]:
-        return [c for _, c in sorted(self.changes.items()) if c.kind == kind]
+        """The changes of one kind, by name (filtered first: most reloads change few names)."""
+        return sorted((c for c in self.changes.values() if c.kind == kind), key=_by_name)
 
     def names(self, kind: ChangeKind) -> list[str]:
         return [c.name for c in self.of_kind(kind)]
@@ -163,6 +164,10 @@ class Diff:
         data["held"] = sorted(self.held)
         data["problems"] = [problem_dict(p) for p in self.problems]
         return data
+
+
+def _by_name(change: Change) -> str:
+    return change.name
 
 
 def diff(running: Mapping[str, Version], desired: Desired) -> Diff:

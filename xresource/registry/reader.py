@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class FolderReader:
         self._parse_cache: ParseCache = {}
         self._observed: dict[Path, tuple[tuple[int, int, int, int], float]] = {}
         self._by_identity: dict[Path, tuple[tuple[int, ...], FileLoad]] = {}
+        self._versions: dict[int, tuple[XResource, Version, list[str]]] = {}
 
     def read(self, *, settle: bool) -> Snapshot:
         """Read and validate every manifest; with ``settle``, hold back files still being written."""
@@ -118,11 +119,23 @@ class FolderReader:
         roots = [r.resolve() for r in self.settings.registry.allowed_roots]
         read_once: dict[str, str] = {}
         versions: dict[str, Version] = {}
+        known, self._versions = self._versions, {}
         for name, resource in loaded.resources.items():
-            fields = loaded.fields.get(name, {})
-            references = secret_files.secret_references(fields)
-            secrets = secret_files.digests(references, roots, read_once) if references else {}
-            versions[name] = version_of(resource, fields, secrets=secrets)
+            # A resource read from an untouched file is the same object as last time: so is its
+            # version, but for the secret files' digests, which are read on every reload.
+            cached = known.get(id(resource))
+            if cached is None or cached[0] is not resource:
+                fields = loaded.fields.get(name, {})
+                cached = (
+                    resource,
+                    version_of(resource, fields, secrets={}),
+                    secret_files.secret_references(fields),
+                )
+            self._versions[id(resource)] = cached
+            version, references = cached[1], cached[2]
+            if references:
+                version = replace(version, secrets=secret_files.digests(references, roots, read_once))
+            versions[name] = version
         return Desired(
             versions=versions,
             problems=list(loaded.problems),
