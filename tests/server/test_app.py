@@ -71,6 +71,8 @@ async def test_readyz_goes_from_503_to_200_when_a_failed_resource_recovers(
             assert json.loads((await _get(http, f"{server.url}/readyz"))[1]) == {
                 "ready": True,
                 "not_ready": {},
+                "pending": {},
+                "reload_error": None,
             }
         finally:
             await server.stop()

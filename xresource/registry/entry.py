@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from xresource.errors import XResourceConnectionError, XResourceError
+from xresource.errors import XResourceConnectionError, XResourceError, XResourceStateError
 from xresource.registry.diff import Version, shown
 from xresource.registry.tasks import TaskSet
 from xresource.resource import State, XResource
@@ -139,6 +140,24 @@ class Entry:
         if not ok:
             raise XResourceConnectionError(self.error or f"{self.resource.label} failed to connect")
 
+    async def ensure_lazy_connected(self, timeout: float) -> None:
+        """Connect a lazy (or failed, not retrying) version now; join a connect in flight."""
+        if self.state in (State.NEW, State.CONNECTING) or (
+            self.state is State.FAILED and self.retry_task is None
+        ):
+            await self.wait_connected(timeout)
+
+    def not_ready_error(self) -> XResourceConnectionError | XResourceStateError:
+        """What ``get()`` raises for this version while it is not ready."""
+        resource = self.resource
+        if self.state is State.NEW and resource.connect_mode == "lazy":
+            return XResourceStateError(
+                f"{resource.label} connects lazily and is not connected yet; "
+                f"use `await registry.aget({resource.name!r})` or `registry.lease(...)`"
+            )
+        detail = self.error or f"state is {self.state.value}"
+        return XResourceConnectionError(f"{resource.label} is not ready ({self.state.value}): {detail}")
+
     # ---- leases and draining ------------------------------------------------------------------
 
     def acquire(self) -> None:
@@ -204,3 +223,16 @@ class Entry:
             fields = self.version.fields or {}
             self._shown = {str(k): shown(v, str(k)) for k, v in fields.items()}
         return self._shown
+
+
+class ReadyMap(dict[str, XResource]):
+    """name -> ready, current instance; a missing name asks ``fallback`` (which raises why)."""
+
+    __slots__ = ("_fallback",)
+
+    def __init__(self, fallback: Callable[[str], Any]) -> None:
+        super().__init__()
+        self._fallback = fallback
+
+    def __missing__(self, name: str) -> Any:
+        return self._fallback(name)

@@ -40,13 +40,13 @@ from xresource.manifests import LoadResult
 from xresource.registry.apply import Applier
 from xresource.registry.audit import Audit
 from xresource.registry.diff import Desired, diff
-from xresource.registry.entry import Entry
+from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
 from xresource.registry.reader import FolderReader, Snapshot
 from xresource.registry.status import ResourceStatus, status_of
 from xresource.registry.supervisor import Supervisor
 from xresource.registry.watcher import FolderWatcher, watch_folders
-from xresource.resource import State, XResource
+from xresource.resource import State
 from xresource.settings import Settings, load_settings
 
 log = logging.getLogger("xresource.registry")
@@ -72,7 +72,7 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         # What get() returns: the ready, current instance of each name. A miss falls back to
         # _get_slow, which explains why (unknown, failed, lazy, connecting, stopped).
-        self._ready = _ReadyMap(self._get_slow)
+        self._ready = ReadyMap(self._get_slow)
         # get() is this map's own __getitem__: a lookup in C with no Python frame, which is
         # what keeps it within a small factor of a plain dict lookup.
         self.get = self._ready.__getitem__  # type: ignore[method-assign,assignment]
@@ -188,7 +188,7 @@ class Registry:
             raise XResourceNotFoundError(name, list(self._entries))
         if entry.state is _READY:  # pragma: no cover - the ready map is kept in step
             return entry.resource
-        raise self._not_ready(entry)
+        raise entry.not_ready_error()
 
     def _stopped_error(self) -> XResourceStateError:
         return XResourceStateError(f"the registry of {self.path} is stopped; it serves no resource")
@@ -360,16 +360,6 @@ class Registry:
             raise XResourceNotFoundError(name, list(self._entries))
         return entry
 
-    def _not_ready(self, entry: Entry) -> XResourceConnectionError | XResourceStateError:
-        resource = entry.resource
-        if entry.state is State.NEW and resource.connect_mode == "lazy":
-            return XResourceStateError(
-                f"{resource.label} connects lazily and is not connected yet; "
-                f"use `await registry.aget({resource.name!r})` or `registry.lease(...)`"
-            )
-        detail = entry.error or f"state is {entry.state.value}"
-        return XResourceConnectionError(f"{resource.label} is not ready ({entry.state.value}): {detail}")
-
     async def _current_ready(self, name: str) -> Entry:
         """The current version of ``name``, connected (a lazy one connects now).
 
@@ -381,7 +371,7 @@ class Registry:
             if entry.state is _READY:
                 return entry
             try:
-                await self._ensure_lazy(entry)
+                await entry.ensure_lazy_connected(self.settings.registry.connect_timeout)
             except asyncio.CancelledError:
                 # The connect we waited on was cancelled by its retirement, unless we are.
                 task = asyncio.current_task()
@@ -395,14 +385,8 @@ class Registry:
             if not entry.current:
                 continue
             if entry.state is not _READY:
-                raise self._not_ready(entry)
+                raise entry.not_ready_error()
             return entry
-
-    async def _ensure_lazy(self, entry: Entry) -> None:
-        if entry.state in (State.NEW, State.CONNECTING) or (
-            entry.state is State.FAILED and entry.retry_task is None
-        ):
-            await entry.wait_connected(self.settings.registry.connect_timeout)
 
     # ---- watching -------------------------------------------------------------------------
 
@@ -464,16 +448,3 @@ def _is_under(path: Path, base: Path) -> bool:
     except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
         return False
     return True
-
-
-class _ReadyMap(dict[str, XResource]):
-    """name -> ready, current instance; a missing name asks ``fallback`` (which raises why)."""
-
-    __slots__ = ("_fallback",)
-
-    def __init__(self, fallback: Callable[[str], Any]) -> None:
-        super().__init__()
-        self._fallback = fallback
-
-    def __missing__(self, name: str) -> Any:
-        return self._fallback(name)
