@@ -58,12 +58,7 @@ def run(quick: bool = False) -> list[Row]:
     repeat = 3 if quick else 5
     ours = _time([str(BIN / "xresource"), "validate", str(folder)], repeat)
     theirs = _time(
-        [
-            str(BIN / "check-jsonschema"),
-            "--schemafile",
-            str(ROOT / "schemas" / "resource.schema.json"),
-            *files,
-        ],
+        [str(BIN / "check-jsonschema"), "--schemafile", str(ROOT / "schemas" / "resource.schema.json"), *files],
         repeat,
     )
     ratio = ours / theirs

@@ -68,19 +68,13 @@ def main() -> int:
             rows.extend(module.run(quick=args.quick))
         except Exception as exc:
             traceback.print_exc()
-            rows.append(
-                Row(f"{name}: did not run", 0.0, None, None, "", "-", False, f"{type(exc).__name__}: {exc}")
-            )
+            rows.append(Row(f"{name}: did not run", 0.0, None, None, "", "-", False, f"{type(exc).__name__}: {exc}"))
         print(f"   {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     info = machine()
-    print(
-        f"\nmachine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}"
-    )
+    print(f"\nmachine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}")
     print_rows(rows)
     missed = [r for r in rows if r.ok is False]
-    print(
-        f"\n{len(rows)} figures, {len(missed)} missing their target, {time.perf_counter() - started:.0f} s in all"
-    )
+    print(f"\n{len(rows)} figures, {len(missed)} missing their target, {time.perf_counter() - started:.0f} s in all")
     (HERE / "results.json").write_text(
         json.dumps({"machine": info, "at": time.time(), "rows": [r.as_dict() for r in rows]}, indent=2)
     )

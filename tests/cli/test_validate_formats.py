@@ -12,12 +12,8 @@ import pytest
 from xresource.cli.main import main
 
 GOOD = "name: orders\ntype: postgresql\nconnection_string: postgresql://app@db:5432/app\n"
-BAD = (
-    "name: users\ntype: postgresql\nconnection_string: postgresql://app@db/app\nmax_pool_size: many\nfoo: 1\n"
-)
-ANNOTATION = re.compile(
-    r"^::error file=(?P<file>[^,]+),line=(?P<line>\d+),col=(?P<col>\d+),title=(?P<title>[^:]+)::(?P<msg>.+)$"
-)
+BAD = "name: users\ntype: postgresql\nconnection_string: postgresql://app@db/app\nmax_pool_size: many\nfoo: 1\n"
+ANNOTATION = re.compile(r"^::error file=(?P<file>[^,]+),line=(?P<line>\d+),col=(?P<col>\d+),title=(?P<title>[^:]+)::(?P<msg>.+)$")
 
 
 @pytest.fixture

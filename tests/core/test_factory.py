@@ -14,20 +14,8 @@ from xresource.errors import MissingDependencyError
 from xresource.factory import BUILTIN_TYPES, PluginLoadError
 
 ALL_TYPES = {
-    "csv",
-    "excel",
-    "json",
-    "yaml",
-    "mongodb",
-    "postgresql",
-    "mysql",
-    "rest_api",
-    "websocket",
-    "redis_pubsub",
-    "kafka",
-    "rabbitmq",
-    "mqtt",
-    "sse",
+    "csv", "excel", "json", "yaml", "mongodb", "postgresql", "mysql", "rest_api", "websocket",
+    "redis_pubsub", "kafka", "rabbitmq", "mqtt", "sse",
 }
 
 

@@ -66,12 +66,10 @@ def _examples() -> list[dict[str, Any]]:
 def _mutations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Variants of a valid manifest, some valid and most not."""
     out: list[tuple[str, dict[str, Any]]] = [("as is", doc)]
-
     def variant(label: str, change: Any) -> None:
         new = copy.deepcopy(doc)
         change(new)
         out.append((label, new))
-
     variant("unknown field", lambda d: d.update(no_such_field=1))
     variant("no name", lambda d: d.pop("name"))
     variant("no type", lambda d: d.pop("type"))
@@ -91,9 +89,7 @@ def _mutations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             variant(f"{key} as a number", lambda d, k=key: d.update({k: 12}))
             if "://" in value:
                 scheme = value.split("://", 1)[0]
-                variant(
-                    f"{key} literal password", lambda d, k=key, s=scheme: d.update({k: f"{s}://u:pw@h:1/x"})
-                )
+                variant(f"{key} literal password", lambda d, k=key, s=scheme: d.update({k: f"{s}://u:pw@h:1/x"}))
         elif isinstance(value, bool):
             variant(f"{key} as a string", lambda d, k=key: d.update({k: "maybe"}))
         elif isinstance(value, int | float):
