@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import islice
 from typing import Any, ClassVar, Literal, Self, TextIO
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from xresource.backends.files import arrow
 from xresource.backends.files._base import Chunks, Row, TextFileResource
 from xresource.backends.files.columns import (
     Columns,
@@ -166,6 +167,22 @@ class CsvResource(TextFileResource):
             if len(out) - before + blank < wanted:
                 break
         return out
+
+    # ---- columnar (the arrow extra) ---------------------------------------------------------
+
+    def read_batches(self, batch_size: int = arrow.DEFAULT_BATCH_ROWS) -> AsyncIterator[Any]:
+        """Yield Arrow record batches (``pyarrow.RecordBatch``) of at most ``batch_size`` rows each.
+
+        Memory is bounded by a block of the file and the batch, not by the file. Parsed by
+        Arrow's streaming CSV reader with this resource's dialect, encoding and
+        header; ``columns`` give the Arrow types, other columns are strings.
+        Needs ``pip install 'xresource[arrow]'``.
+        """
+        return arrow.stream(self, batch_size, arrow.csv_batches)
+
+    async def read_frame(self, library: arrow.FrameLibrary = "pandas") -> Any:
+        """The whole file as a pandas or polars ``DataFrame``, or a ``pyarrow.Table`` (``"arrow"``)."""
+        return await arrow.read_frame(self, library, arrow.csv_batches)
 
     # ---- writing --------------------------------------------------------------------------
 
