@@ -126,10 +126,16 @@ async def test_row_wider_or_shorter_than_header_names_its_line(tmp_path: Path) -
 
 
 async def test_arrow_only_strictness_still_names_the_column(tmp_path: Path) -> None:
-    async with csv_resource(tmp_path / "d.csv", "p\n1.0000000001\n", {"p": "decimal"}) as resource:
-        assert await resource.read() == [{"p": Decimal("1.0000000001")}]
+    async with csv_resource(tmp_path / "d.csv", "p\n1.5\n1.0000000001\n", {"p": "decimal"}) as resource:
+        assert await resource.read() == [{"p": Decimal("1.5")}, {"p": Decimal("1.0000000001")}]
         error = await batch_error(resource)
-    assert "column 'p': Rescaling Decimal value would cause data loss (after data row 0)" in str(error)
+    assert (error.line, error.column) == (3, 1)
+    assert "d.csv:3:1: column 'p' (decimal): '1.0000000001': Rescaling Decimal value would cause" in str(error)
+    # Blank lines and a value over two lines: Arrow counts records, the error still names the line.
+    text = 'p,q\n1.5,"a\nb"\n\n2.5,c\n1.0000000001,d\n'
+    async with csv_resource(tmp_path / "d.csv", text, {"p": "decimal"}) as resource:
+        error = await batch_error(resource)
+    assert (error.line, error.column) == (6, 1)
 
 
 async def test_declared_column_missing_from_header(tmp_path: Path) -> None:
@@ -285,3 +291,20 @@ async def test_stopping_early_closes_the_file(tmp_path: Path) -> None:
             assert open_fds_to(path)  # the reader holds the file while the stream runs
             break
         await wait_closed(path)
+
+
+async def test_a_row_longer_than_a_block_is_read_with_larger_blocks(tmp_path: Path) -> None:
+    long_text = "y" * (3 * arrow.BLOCK_BYTES)
+    rows = [[i, f"row {i}"] for i in range(20_000)]
+    rows[15_000][1] = long_text  # several blocks in: the rows before it are not repeated
+    path = tmp_path / "long.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["id", "text"], *rows])
+    async with CsvResource(name="long", file_path=path, columns={"id": "int"}) as resource:
+        got = rows_of(await batches_of(resource, 4096))
+    assert got == [{"id": i, "text": text} for i, text in rows]
+
+    lines = tmp_path / "long.jsonl"
+    lines.write_text("".join(json.dumps({"id": i, "text": text}) + "\n" for i, text in rows))
+    async with JsonResource(name="long", file_path=lines, lines=True) as resource:
+        assert rows_of(await batches_of(resource)) == [{"id": i, "text": text} for i, text in rows]

@@ -3,10 +3,12 @@
 ``read_batches(batch_size)`` parses the file with Arrow's streaming readers on a thread of
 its own (the parsers are C++ and release the GIL; the next batch is parsed while the caller
 uses the current one), one block of ``BLOCK_BYTES`` at a time, and yields batches of at most
-``batch_size`` rows: memory is bounded by the block and the batch, not by the file. Arrow's
-own threads are not used (``use_threads=False``): on small machines they did not read
-faster, and each thread's allocator kept memory of its own. ``read_frame()`` gathers the
-batches into one ``pyarrow.Table``, a pandas ``DataFrame`` or a polars ``DataFrame``.
+``batch_size`` rows: memory is bounded by the block size (Arrow reads a bounded number of
+blocks ahead) and the batch, not by the file. A row longer than a block is read again with
+larger blocks. Arrow's own threads are not used (``use_threads=False``): on small machines
+they did not read faster, and with them its errors lose the record number. ``read_frame()``
+gathers the batches into one ``pyarrow.Table``, a pandas ``DataFrame`` or a polars
+``DataFrame``.
 
 CSV (``pyarrow.csv.open_csv``) follows the resource: ``delimiter``, ``quotechar``,
 ``encoding``, ``has_header`` (without a header the columns are named ``f0``, ``f1`` ...)
@@ -18,7 +20,7 @@ column's type from the first block and fail on a later block that does not fit t
 guess. As in ``read()``, an empty cell is null in a typed column and ``""`` in a string
 one, and blank lines are skipped. Unlike ``read()``, a row with fewer fields than the header
 is an error (Arrow cannot pad it), and Arrow's number parsers are stricter than Python's
-(no spaces or ``_`` around digits).
+(no spaces or ``_`` around digits; at most 9 decimal places).
 
 JSON lines (``lines: true``, ``pyarrow.json.open_json``) are read block by block too; Arrow
 infers the schema from the first block, so a field that first appears, or changes type,
@@ -27,8 +29,8 @@ reader in Arrow: its items come from the bounded ``read_stream()`` parser (ijson
 ``RecordBatch.from_pylist`` per batch, in the schema of the first batch: slower, still
 bounded.
 
-Arrow's errors do not say where in the file they are: on one, the file is read again with
-Python's parser from the first row Arrow had not delivered, to name the line and column.
+Arrow's errors name a column and a record but not a line: on one, the file is read again
+with Python's parser from the first row Arrow had not delivered, to name the line.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing, contextmanager
 from itertools import islice
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
@@ -59,12 +61,18 @@ if TYPE_CHECKING:
     from xresource.errors import XResourceDataError
 
 DEFAULT_BATCH_ROWS = 65_536
-BLOCK_BYTES = 1 << 20  # Arrow parses this much at a time; measured as fast as larger blocks
+# Arrow parses a block at a time and reads up to 32 blocks ahead of the parser (on its I/O
+# threads): the block size bounds memory. 128 KiB measured as fast as 1 MiB on the benchmark
+# file, with 2 MiB of peak memory added against 20-60 MiB. A row longer than a block is read
+# again with larger blocks, up to MAX_BLOCK_BYTES.
+BLOCK_BYTES = 128 << 10
+MAX_BLOCK_BYTES = 64 << 20
 SNIFF_ROWS = 100  # rows looked at to tell whether a datetime column carries offsets
 FrameLibrary = Literal["arrow", "pandas", "polars"]
 Batches = Generator[Any, None, None]
 
 _COLUMN = re.compile(r"In CSV column #(\d+): (.*)", re.DOTALL)
+_RECORD = re.compile(r"Row #(\d+): (.*)", re.DOTALL)
 _INVALID_VALUE = re.compile(r"invalid value '(.*)'$", re.DOTALL)
 _WIDTH = re.compile(r"Expected (\d+) columns, got (\d+)")
 
@@ -212,70 +220,119 @@ def csv_batches(resource: CsvResource, batch_size: int) -> Batches:
     columns = resource.columns or {}
     types = {name: pa.string() for name in header}
     types.update({n: _arrow_type(pa, t, zones.get(n, False)) for n, t in columns.items()})
-    delivered = 0
-    try:
-        # A (checked) Python file, not the path: given a path, Arrow read ahead on its I/O threads
-        # (measured: its pool peaked at 14 MiB for a 10 MB file, 42 MiB for 100 MB; 8 MiB for
-        # both this way). Opening reads the first block, so it can fail like any later read.
+    convert = pacsv.ConvertOptions(
+        column_types=types,
+        null_values=[""],
+        strings_can_be_null=False,
+        true_values=TRUE_TEXTS,
+        false_values=FALSE_TEXTS,
+    )
+    parse = pacsv.ParseOptions(
+        delimiter=resource.delimiter,
+        quote_char=resource.quotechar,
+        newlines_in_values=True,
+        ignore_empty_lines=True,
+    )
+
+    @contextmanager
+    def reader(block_size: int) -> Iterator[Any]:
+        read = pacsv.ReadOptions(
+            block_size=block_size,
+            use_threads=False,
+            encoding="utf8" if resource.is_utf8 else resource.encoding,
+            autogenerate_column_names=not resource.has_header,
+        )
         with (
             resource.open_checked(resource.file_path, "file_path") as raw,
-            pacsv.open_csv(
-                raw,
-                read_options=pacsv.ReadOptions(
-                    block_size=BLOCK_BYTES,
-                    encoding="utf8" if resource.is_utf8 else resource.encoding,
-                    autogenerate_column_names=not resource.has_header,
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=resource.delimiter,
-                    quote_char=resource.quotechar,
-                    newlines_in_values=True,
-                    ignore_empty_lines=True,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=types,
-                    null_values=[""],
-                    strings_can_be_null=False,
-                    true_values=TRUE_TEXTS,
-                    false_values=FALSE_TEXTS,
-                ),
-            ) as reader,
+            pacsv.open_csv(raw, read, parse, convert) as batches,
         ):
-            for batch in _sliced(reader, batch_size):
-                delivered += batch.num_rows
-                yield batch
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise _locate_csv_error(resource, header, delivered, str(exc)) from None
+            yield batches
+
+    yield from _blockwise(
+        pa, reader, batch_size, lambda done, message: _locate_csv_error(resource, header, done, message)
+    )
+
+
+def _blockwise(
+    pa: ModuleType,
+    reader: Callable[[int], AbstractContextManager[Iterator[Any]]],
+    batch_size: int,
+    locate: Callable[[int, str], XResourceDataError],
+) -> Batches:
+    """Batches from ``reader(block_size)``, growing the block for a row that does not fit one.
+
+    Arrow parses whole rows within a block and fails on a row longer than the block: then the
+    file is read again with blocks 8 times larger, past the rows already delivered.
+    """
+    delivered = 0
+    block_size = BLOCK_BYTES
+    while True:
+        try:
+            # Opening reads the first block, so it can fail like any later read.
+            with reader(block_size) as batches:
+                for batch in _sliced(_skipped(batches, delivered), batch_size):
+                    delivered += batch.num_rows
+                    yield batch
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            message = str(exc)
+            if "straddl" in message and block_size < MAX_BLOCK_BYTES:
+                block_size *= 8
+                continue
+            if "straddl" in message:
+                message = f"a row is longer than {MAX_BLOCK_BYTES >> 20} MiB, the largest block read"
+            raise locate(delivered, message) from None
+
+
+def _skipped(batches: Iterator[Any], rows: int) -> Iterator[Any]:
+    """``batches`` without their first ``rows`` rows."""
+    for batch in batches:
+        if rows >= batch.num_rows:
+            rows -= batch.num_rows
+            continue
+        yield batch.slice(rows) if rows else batch
+        rows = 0
 
 
 def _locate_csv_error(
     resource: CsvResource, header: list[str], delivered: int, message: str
 ) -> XResourceDataError:
-    """Arrow's error, with the line and column Python's parser finds it at."""
+    """Arrow's error, with the line and column Python's parser finds it at.
+
+    Arrow names the column (``In CSV column #2``), often the record (``Row #7``, counting the
+    header, not blank lines) and the value: the rows after those Arrow delivered are read
+    again until one matches.
+    """
     message = message.strip()
     found = _COLUMN.match(message)
     index = int(found.group(1)) if found else None
     detail = found.group(2) if found else message
+    numbered = _RECORD.match(detail)
+    record = int(numbered.group(1)) if numbered else None
+    detail = numbered.group(2) if numbered else detail
     invalid = _INVALID_VALUE.search(detail)
     bad_value = invalid.group(1) if invalid else None
-    types = resource.columns or {}
+    name = header[index] if index is not None and index < len(header) else None
+    type_name = (resource.columns or {}).get(name or "", "str")
+    first = delivered + (1 if resource.has_header else 0)  # records before the rows to look at
     with resource._open_text(newline="") as handle:
         reader = resource._reader(handle)
-        data = (row for row in reader if row)
-        if resource.has_header:
-            next(data, None)
-        for row in islice(data, delivered, None):
+        records = (row for row in reader if row)
+        for number, row in enumerate(islice(records, first, None), start=first + 1):
             line = getattr(reader, "line_num", None)
             if len(row) != len(header):
                 return resource.data_error(
                     f"row has {len(row)} fields but the header has {len(header)}", line=line
                 )
-            if index is not None and bad_value is not None and row[index] == bad_value:
-                name = header[index]
-                return value_error(
-                    resource, name, types.get(name, "str"), bad_value, line=line, column=index + 1
+            if index is None or name is None:
+                continue
+            if bad_value is not None and row[index] == bad_value:
+                return value_error(resource, name, type_name, bad_value, line=line, column=index + 1)
+            if bad_value is None and number == record:
+                return resource.data_error(
+                    f"column {name!r} ({type_name}): {row[index]!r}: {detail}", line=line, column=index + 1
                 )
-    where = f"column {header[index]!r}: " if index is not None and index < len(header) else ""
+    where = f"column {name!r}: " if name is not None else ""
     return resource.data_error(f"{where}{detail} (after data row {delivered})")
 
 
@@ -292,23 +349,20 @@ def json_batches(resource: JsonResource, batch_size: int) -> Batches:
 def _json_lines_batches(resource: JsonResource, batch_size: int) -> Batches:
     pa = pyarrow(resource)
     pajson = require("pyarrow.json", "arrow", type_name=resource.type)
-    delivered = 0
-    try:
-        # A Python file, as for CSV (bounded read-ahead); Arrow reads UTF-8 only, so another
-        # encoding is transcoded on the way in.
+
+    @contextmanager
+    def reader(block_size: int) -> Iterator[Any]:
+        options = pajson.ReadOptions(block_size=block_size, use_threads=False)
         with resource.open_checked(resource.file_path, "file_path") as raw:
-            source = (
-                raw
-                if resource.is_utf8
-                else pa.transcoding_input_stream(pa.PythonFile(raw, mode="r"), resource.encoding, "utf-8")
-            )
-            options = pajson.ReadOptions(block_size=BLOCK_BYTES, use_threads=False)
-            reader = pajson.open_json(source, read_options=options)
-            for batch in _sliced(reader, batch_size):
-                delivered += batch.num_rows
-                yield batch
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise _locate_json_error(resource, delivered, str(exc)) from None
+            # Arrow reads UTF-8 only: another encoding is transcoded on the way in.
+            source = raw
+            if not resource.is_utf8:
+                source = pa.transcoding_input_stream(pa.PythonFile(raw, mode="r"), resource.encoding, "utf-8")
+            yield pajson.open_json(source, read_options=options)
+
+    yield from _blockwise(
+        pa, reader, batch_size, lambda done, message: _locate_json_error(resource, done, message)
+    )
 
 
 def _locate_json_error(resource: JsonResource, delivered: int, message: str) -> XResourceDataError:
