@@ -110,7 +110,7 @@ async def test_empty_file_and_header_only(tmp_path: Path) -> None:
 
 async def test_csv_value_that_does_not_parse_names_line_column_and_name(tmp_path: Path) -> None:
     good = "".join(f"{i},{i}\n" for i in range(50_000))  # the bad row is in a later block
-    text = f"id,qty\n{good}\n50000,\"lots\"\n"
+    text = f'id,qty\n{good}\n50000,"lots"\n'
     async with csv_resource(tmp_path / "bad.csv", text, {"qty": "int"}) as resource:
         error = await batch_error(resource, 1000)
     assert (error.line, error.column) == (50_003, 2)
@@ -130,7 +130,9 @@ async def test_arrow_only_strictness_still_names_the_column(tmp_path: Path) -> N
         assert await resource.read() == [{"p": Decimal("1.5")}, {"p": Decimal("1.0000000001")}]
         error = await batch_error(resource)
     assert (error.line, error.column) == (3, 1)
-    assert "d.csv:3:1: column 'p' (decimal): '1.0000000001': Rescaling Decimal value would cause" in str(error)
+    assert "d.csv:3:1: column 'p' (decimal): '1.0000000001': Rescaling Decimal value would cause" in str(
+        error
+    )
     # Blank lines and a value over two lines: Arrow counts records, the error still names the line.
     text = 'p,q\n1.5,"a\nb"\n\n2.5,c\n1.0000000001,d\n'
     async with csv_resource(tmp_path / "d.csv", text, {"p": "decimal"}) as resource:
@@ -308,3 +310,30 @@ async def test_a_row_longer_than_a_block_is_read_with_larger_blocks(tmp_path: Pa
     lines.write_text("".join(json.dumps({"id": i, "text": text}) + "\n" for i, text in rows))
     async with JsonResource(name="long", file_path=lines, lines=True) as resource:
         assert rows_of(await batches_of(resource)) == [{"id": i, "text": text} for i, text in rows]
+
+
+@pytest.mark.parametrize(("kind", "text"), [("csv", "id\n1\n"), ("json", '{"id": 1}\n')])
+async def test_read_batches_opens_only_files_within_the_allowed_roots(
+    tmp_path: Path, kind: str, text: str
+) -> None:
+    from xresource.errors import XResourceConnectionError
+    from xresource.registry import Registry
+    from xresource.settings import RegistrySettings, Settings
+
+    root = tmp_path / "root"
+    (root / "m").mkdir(parents=True)
+    outside = tmp_path / "outside.data"
+    outside.write_text(text.replace("1", "4711"))
+    data = root / f"a.{kind}"
+    data.write_text(text)
+    lines = "lines: true\n" if kind == "json" else ""
+    (root / "m" / "a.yaml").write_text(f"name: a\ntype: {kind}\nfile_path: {data}\n{lines}")
+    settings = Settings(registry=RegistrySettings(allowed_roots=[root], health_interval=0, retry_initial=60))
+    async with Registry(root / "m", settings=settings) as registry:
+        resource = registry.get("a")
+        assert rows_of(await batches_of(resource)) == [{"id": "1" if kind == "csv" else 1}]
+        data.unlink()
+        data.symlink_to(outside)
+        with pytest.raises(XResourceConnectionError, match="outside the allowed roots") as caught:
+            await batches_of(resource)
+        assert "4711" not in str(caught.value)
