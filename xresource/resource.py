@@ -1,9 +1,20 @@
 """``XResource``: the model and lifecycle every resource type shares.
 
-A resource is a pydantic model of its manifest (the fields) plus runtime state
-held in private attributes (pools, clients, the connection state). Backend
-modules import their driver only inside ``_connect``, so every model, and so
-every JSON Schema, is available without any optional extra installed.
+A resource is a pydantic model of its manifest (the fields) plus a runtime:
+the driver objects a connection needs (pool, client, tasks) live in one
+slotted object per family, held in the real slot ``_rt`` (a slot is read in
+nanoseconds; a pydantic private attribute in microseconds, which matters on
+per-query and per-message paths). Backend modules import their driver only
+inside ``_connect``, so every model, and so every JSON Schema, is available
+without any optional extra installed.
+
+Hooks the live registry uses (see docs/architecture.md):
+
+- ``bind_manifest(origin)``: where the resource was read from;
+- ``live_fields()`` and ``apply_live_update(changes)``: fields marked
+  :data:`Live` change on a running instance without a reconnect;
+- ``take_over(previous)``: a new version adopts what user code registered on
+  the version it replaces (stream subscriptions, handlers, iterators).
 """
 
 from __future__ import annotations
@@ -11,16 +22,19 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import copy
 import enum
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
-from xresource import secrets
+from xresource import safe_files, secrets
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
@@ -28,6 +42,7 @@ from xresource.errors import (
     XResourceTimeoutError,
 )
 from xresource.prototype import ResourceMetadata, XObjPrototype
+from xresource.safe_files import FilePolicy, RefusedFileError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 
@@ -44,6 +59,37 @@ class State(enum.StrEnum):
     CLOSED = "closed"
 
 
+class _LiveMarker:
+    """Type of :data:`Live`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Live"
+
+
+Live = _LiveMarker()
+"""Marks a field that a running instance can take without reconnecting::
+
+    description: Annotated[str | None, Live] = None
+
+A reload that changes only such fields updates the running instance in place
+(same pool, same connections; event ``updated``) instead of replacing it.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestOrigin:
+    """Where a resource was read from, bound by the loader."""
+
+    path: Path
+    line: int
+    manifest_hash: str
+    """Hash of the fields as written (with settings defaults); safe to show."""
+    fingerprint: str
+    """What decides "changed" on reload; internal, never shown."""
+
+
 class XResource(XObjPrototype):
     """Base of every resource type.
 
@@ -58,9 +104,9 @@ class XResource(XObjPrototype):
     """The resource type; selects the backend."""
     name: str = Field(pattern=NAME_PATTERN)
     """Unique name of the resource across the whole directory."""
-    description: str | None = None
+    description: Annotated[str | None, Live] = None
     """What the resource is for, for people."""
-    tags: list[str] = Field(default_factory=list)
+    tags: Annotated[list[str], Live] = Field(default_factory=list)
     """Labels for selecting groups of resources (``registry.select(tag=...)``)."""
     connect_mode: Literal["eager", "lazy"] = Field(default="eager", alias="connect")
     """``eager`` connects at registry start; ``lazy`` on first ``get``/``lease``."""
@@ -68,12 +114,47 @@ class XResource(XObjPrototype):
     _state: State = PrivateAttr(default=State.NEW)
     _last_error: str | None = PrivateAttr(default=None)
     _resolved_secrets: list[str] = PrivateAttr(default_factory=list)
-    _manifest_path: Path | None = PrivateAttr(default=None)
-    _manifest_line: int | None = PrivateAttr(default=None)
-    _fingerprint: str | None = PrivateAttr(default=None)
-    _manifest_hash: str | None = PrivateAttr(default=None)
+    _origin: ManifestOrigin | None = PrivateAttr(default=None)
     _metadata: ResourceMetadata | None = PrivateAttr(default=None)
     _lifecycle_lock: asyncio.Lock | None = PrivateAttr(default=None)
+    _file_policy: FilePolicy = PrivateAttr(default_factory=FilePolicy)
+
+    # The connection runtime, in a real slot (see the module docstring): None until
+    # ``_connect`` builds it, None again after ``disconnect()``. Annotated for mypy only
+    # (an annotation pydantic saw would make it a private attribute); families narrow it.
+    __slots__ = ("_rt",)
+    if TYPE_CHECKING:
+        _rt: object | None
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self._init_slots()
+
+    def _init_slots(self) -> None:
+        """Give every slot its initial value (families with slots of their own extend this)."""
+        self._rt = None
+
+    def __copy__(self) -> Self:
+        # A copy is a new, unconnected resource with the same fields: pydantic would
+        # share the private attributes (driver, tasks, locks) and leave slots unset.
+        copied = super().__copy__()
+        private = copied.__pydantic_private__
+        if private is not None:
+            for name, attribute in type(self).__private_attributes__.items():
+                private[name] = attribute.get_default(call_default_factory=True)
+            private["_origin"] = self._origin  # where it came from and which files it may read
+            private["_file_policy"] = self._file_policy
+        copied._init_slots()
+        copied._copied_from(self)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        copied = self.__copy__()  # sockets and tasks cannot be deep-copied, and need not be
+        object.__setattr__(copied, "__dict__", copy.deepcopy(self.__dict__, memo))
+        return copied
+
+    def _copied_from(self, source: Self) -> None:
+        """Take what a copy keeps of ``source`` beyond its fields (streams: subscriptions)."""
 
     # ---- identity -------------------------------------------------------------------------
 
@@ -94,19 +175,60 @@ class XResource(XObjPrototype):
     def last_error(self) -> str | None:
         return self._last_error
 
+    def bind_manifest(self, origin: ManifestOrigin) -> None:
+        """Record where this resource was read from (the loader and the registry call this)."""
+        self._origin = origin
+
+    @property
+    def manifest_origin(self) -> ManifestOrigin | None:
+        return self._origin
+
     @property
     def manifest_path(self) -> Path | None:
-        return self._manifest_path
+        return self._origin.path if self._origin is not None else None
+
+    @property
+    def manifest_line(self) -> int | None:
+        return self._origin.line if self._origin is not None else None
 
     @property
     def fingerprint(self) -> str | None:
-        """Content hash of the manifest and the secret files it references (set by the loader)."""
-        return self._fingerprint
+        """What decides "changed" on reload (set by the loader); internal, never shown."""
+        return self._origin.fingerprint if self._origin is not None else None
 
     @property
     def manifest_hash(self) -> str | None:
         """Hash of the manifest's fields as written; safe to show (no secret file content)."""
-        return self._manifest_hash
+        return self._origin.manifest_hash if self._origin is not None else None
+
+    # ---- live updates and hand-over -----------------------------------------------------------
+
+    @classmethod
+    def live_fields(cls) -> frozenset[str]:
+        """Fields marked :data:`Live`: a change to only these is applied without a reconnect."""
+        return _live_fields(cls)
+
+    async def apply_live_update(self, changes: dict[str, Any]) -> None:
+        """Set live fields on this (possibly running) instance.
+
+        Backends whose driver holds a copy of such a field (default headers in
+        an HTTP session, say) extend this to push the new value into it.
+        """
+        unknown = set(changes) - self.live_fields()
+        if unknown:
+            raise ValueError(f"{self.label}: not live-updatable: {', '.join(sorted(unknown))}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self._metadata = None
+
+    async def take_over(self, previous: XResource) -> None:
+        """Adopt what user code registered on ``previous``, the version this one replaces.
+
+        The registry calls this on a newly connected instance before the swap;
+        raising rejects the new version and ``previous`` keeps running. Streams
+        move handlers, subscriptions and open iterators (make before break);
+        other families hold nothing of the user's, so the default does nothing.
+        """
 
     @property
     def metadata(self) -> ResourceMetadata:
@@ -159,6 +281,7 @@ class XResource(XObjPrototype):
                 self._last_error = str(exc) if isinstance(exc, XResourceError) else type(exc).__name__
                 with contextlib.suppress(Exception):  # best-effort cleanup of a half-open client
                     await self._disconnect()
+                self._rt = None
                 raise
             self._state = State.READY
             self._last_error = None
@@ -173,6 +296,7 @@ class XResource(XObjPrototype):
                 async with self.translate_errors("disconnect"):
                     await self._disconnect()
             finally:
+                self._rt = None
                 self._state = State.CLOSED
 
     async def validate_connection(self) -> bool:
@@ -205,21 +329,76 @@ class XResource(XObjPrototype):
     # ---- for backends ---------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        """Open the driver's connection or pool (backends override)."""
+        """Open the driver's connection or pool and keep what it needs in ``self._rt`` (backends override)."""
 
     async def _disconnect(self) -> None:
-        """Close what ``_connect`` opened; must tolerate a half-open state."""
+        """Close what ``_connect`` opened; must tolerate a half-open state (``connect`` and
+        ``disconnect`` set ``self._rt`` to None afterwards)."""
 
     async def _validate_connection(self) -> bool:
         return True
 
     def require_ready(self) -> None:
         if self._state is not State.READY:
-            raise XResourceStateError(f"{self.label} is not connected (state: {self._state.value})")
+            raise self._not_connected()
+
+    def _not_connected(self) -> XResourceStateError:
+        """The error for an operation that needs a connected resource."""
+        return XResourceStateError(f"{self.label} is not connected (state: {self.state.value})")
 
     def resolve(self, value: str) -> str:
         """Resolve secret references in ``value``; remember the secrets for scrubbing."""
-        return secrets.resolve(value, owner=self.label, found=self._resolved_secrets)
+        return secrets.resolve(
+            value, owner=self.label, found=self._resolved_secrets, policy=self._file_policy, origin=self
+        )
+
+    def bind_file_policy(self, policy: FilePolicy) -> None:
+        """Set the allowed roots and secret size cap (the loader binds ``[registry]`` settings)."""
+        self._file_policy = policy
+
+    def open_checked(self, path: Path | str, what: str) -> BinaryIO:
+        """Open a file this manifest names (field ``what``) for reading, checked at this open.
+
+        Only a regular file within the allowed roots is opened (see ``xresource.safe_files``);
+        otherwise ``RefusedFileError`` (an ``OSError``, translated like any unreadable file)
+        names the field, the path and the reason.
+        """
+        try:
+            return safe_files.open_checked(path, self._file_policy)
+        except RefusedFileError as exc:
+            raise RefusedFileError(exc.path, exc.reason, what) from None
+
+    def read_checked(self, path: Path | str, what: str) -> bytes:
+        """The whole of a small file this manifest names (a schema, a CA bundle), checked as above."""
+        try:
+            return safe_files.read_checked(path, self._file_policy, safe_files.DEFAULT_MAX_SMALL_FILE_BYTES)
+        except RefusedFileError as exc:
+            raise RefusedFileError(exc.path, exc.reason, what) from None
+
+    def read_ca_file(self, ca_file: str | None) -> str | bytes | None:
+        """``ca_file`` read through the checked open, as ``SSLContext(cadata=...)`` takes it.
+
+        References are resolved; a relative path is relative to the manifest's folder.
+        """
+        if not ca_file:
+            return None
+        path = Path(self.resolve(ca_file)).expanduser()
+        if not path.is_absolute() and self.manifest_path is not None:
+            path = self.manifest_path.parent / path
+        return safe_files.ca_data(self.read_checked(path, "ca_file"))
+
+    def check_within_roots(self, path: Path | str, what: str) -> None:
+        """Refuse a path outside the allowed roots (for writes, and drivers that open paths themselves)."""
+        why = self._file_policy.outside_roots(path)
+        if why is not None:
+            raise RefusedFileError(path, why, what)
+
+    def remember_secrets(self, *values: str) -> None:
+        """Also scrub these values (encodings of a resolved secret, say) from messages."""
+        found = self._resolved_secrets
+        for value in values:
+            if value and value not in found:
+                found.append(value)
 
     def scrub(self, text: str) -> str:
         """Remove every secret this resource resolved from ``text``."""
@@ -247,3 +426,8 @@ class XResource(XObjPrototype):
             raise
         except Exception as exc:
             raise self.translate(exc, operation) from exc
+
+
+@functools.cache
+def _live_fields(cls: type[XResource]) -> frozenset[str]:
+    return frozenset(name for name, info in cls.model_fields.items() if any(m is Live for m in info.metadata))

@@ -9,10 +9,11 @@ Schema validators ignore:
   fails ``pattern`` / any other check of that schema, instead of "String does
   not match the pattern of ...".
 
-A literal password in a URL was described with ``not: {pattern: ...}``, and a
-failed ``not`` only ever says "Matches a schema that is not allowed.". It is
-rewritten as the equivalent positive pattern (a negative lookahead at the
-start: no match anywhere) that can carry its message. The messages repeat the
+Literal secrets are described with ``not`` (``not: {pattern: P}``: P matches
+nowhere; ``not: {type: string, not: {pattern: P}}``: every string matches P),
+and a failed ``not`` only ever says "Matches a schema that is not allowed.".
+Each is rewritten as the equivalent positive pattern (for "nowhere", a
+negative lookahead at the start) that can carry its message. The messages repeat the
 CLI's wording (``xresource.manifests.loader`` and ``xresource.secrets``); the
 schema tests check that editors, validators and the models still agree.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from xresource.resource import NAME_PATTERN
-from xresource.secrets import LITERAL_URL_PASSWORD_PATTERN, REFERENCE_PATTERN
+from xresource.secrets import LITERAL_URL_PASSWORD_PATTERN, REFERENCE_PATTERN, SCHEMED_REFERENCES_PATTERN
 
 FIELD_REFERENCE_MESSAGE = (
     "literal secret; write a reference instead, e.g. {field}: ${{env:NAME}} or ${{file:/run/secrets/name}}"
@@ -31,8 +32,15 @@ URL_REFERENCE_MESSAGE = (
     "the URL holds a literal password; write a reference instead, e.g. scheme://user:${env:NAME}@host"
 )
 NAME_MESSAGE = f"invalid name: must match {NAME_PATTERN} (lower case, starts with a letter, at most 63 chars)"
-NO_LITERAL_URL_PASSWORD = rf"^(?![\s\S]*{LITERAL_URL_PASSWORD_PATTERN})"
-"""Matches a string with no literal URL password anywhere: ``not: {pattern: P}`` as a pattern."""
+
+
+def matches_nowhere(pattern: str) -> str:
+    """``not: {pattern: P}`` as a pattern: a string in which ``P`` matches at no position."""
+    return rf"^(?![\s\S]*(?:{pattern}))"
+
+
+NO_LITERAL_URL_PASSWORD = matches_nowhere(LITERAL_URL_PASSWORD_PATTERN)
+"""Matches a string with no literal URL credential anywhere."""
 
 
 def add_editor_extensions(schema: dict[str, Any]) -> dict[str, Any]:
@@ -74,18 +82,33 @@ def _visit(node: Any, field: str | None) -> None:
 
 
 def _rewrite_not_pattern(node: dict[str, Any]) -> None:
-    negated = node.get("not")
-    if negated != {"pattern": LITERAL_URL_PASSWORD_PATTERN}:
+    positive = _positive_pattern(node.get("not"))
+    if positive is None:
         return
     del node["not"]
     if "pattern" in node:  # keep both: the other pattern moves into allOf
-        node.setdefault("allOf", []).append({"pattern": NO_LITERAL_URL_PASSWORD})
+        node.setdefault("allOf", []).append({"pattern": positive})
     else:
-        node["pattern"] = NO_LITERAL_URL_PASSWORD
+        node["pattern"] = positive
+
+
+def _positive_pattern(negated: Any) -> str | None:
+    """The pattern equivalent to ``not: negated`` (``pattern`` applies to strings only), if any."""
+    if not isinstance(negated, dict):
+        return None
+    rest = {k: v for k, v in negated.items() if k != "type"}
+    if negated.get("type", "string") != "string":
+        return None
+    if set(rest) == {"pattern"} and isinstance(rest["pattern"], str):
+        return matches_nowhere(rest["pattern"])  # not (a string matching P)
+    inner = rest.get("not")
+    if set(rest) == {"not"} and isinstance(inner, dict) and set(inner) == {"pattern"}:
+        return str(inner["pattern"])  # not (a string not matching P)
+    return None
 
 
 def _pattern_message(pattern: str, field: str | None) -> str:
-    if pattern == REFERENCE_PATTERN:
+    if pattern in (REFERENCE_PATTERN, SCHEMED_REFERENCES_PATTERN):
         return FIELD_REFERENCE_MESSAGE.format(field=field or "field")
     if pattern == NO_LITERAL_URL_PASSWORD:
         return URL_REFERENCE_MESSAGE

@@ -26,6 +26,7 @@ from xresource.errors import (
     XResourceStateError,
     XResourceTimeoutError,
 )
+from xresource.resource import ManifestOrigin
 
 SECRETS = [hs.BEARER_TOKEN, hs.BASIC_PASSWORD, hs.API_KEY, hs.HMAC_SECRET]
 
@@ -515,7 +516,7 @@ async def test_https_with_ca_file(tls_server, certificate):
 
 async def test_https_ca_file_relative_to_manifest(tls_server, certificate):
     api = make(tls_server.url, ca_file=certificate[0].name)
-    api._manifest_path = certificate[0].parent / "api.yaml"
+    api.bind_manifest(ManifestOrigin(certificate[0].parent / "api.yaml", 1, "", ""))
     async with api:
         assert (await api.get("/echo"))["method"] == "GET"
 

@@ -72,17 +72,20 @@ def test_a_typo_in_a_file_reference_and_an_unset_variable_fail(
     monkeypatch.setenv("XR_PREFLIGHT_DB_PW", SECRET_VALUE)
     monkeypatch.delenv("XR_PREFLIGHT_API_HOST", raising=False)
     code, out = run(capsys, "validate", str(folder))
-    assert code == 0, out  # validation alone reads no secret
+    # Validation alone reads no secret: it sees only what a look at the path shows (a folder).
+    assert code == 1, out
+    assert f"headers.X-Api-Key: {secrets}/a_folder is a folder" in out
+    assert "db_pasword" not in out
     code, out = run(capsys, "validate", "--preflight", str(folder))
     assert code == 1
     api = folder / "api.yaml"
     assert out.splitlines() == [
         f"{api}:3:11: api: endpoint: environment variable 'XR_PREFLIGHT_API_HOST' is not set",
         f"{api}:5:17: api: auth_params.bearer_token: secret file '{secrets}/db_pasword' does not exist",
-        f"{api}:7:14: api: headers.X-Api-Key: secret file '{secrets}/a_folder' is a folder, not a regular file",
+        f"{api}:7:14: api: headers.X-Api-Key: {secrets}/a_folder is a folder; only a regular file can be read",
         f"{api}:8:12: api: headers.X-Other: secret file '{secrets}/big' is 70,000 bytes; the limit is 65,536"
         " ([registry] max_secret_bytes)",
-        "invalid: 2 files, 2 resources, 4 problems in 1 file",
+        "invalid: 2 files, 1 resource, 4 problems in 1 file",  # api is invalid without reading
     ]
     assert SECRET_VALUE not in out
 

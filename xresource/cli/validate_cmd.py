@@ -39,11 +39,17 @@ def run(args: argparse.Namespace) -> int:
     result = load_manifests(paths, settings, parse_cache=parsed)
     problems = list(result.problems)
     if not args.no_declared_schema:
-        problems.extend(check_declared_schemas(result))
+        problems.extend(check_declared_schemas(result, settings))
     if args.preflight:
         from xresource.manifests.preflight import preflight
 
-        problems.extend(preflight([doc for docs, _ in parsed.values() for doc in docs], settings))
+        # Loading already reports what it can see without reading (a FIFO, a folder): once.
+        seen = {(p.file, p.line, p.field) for p in problems}
+        problems.extend(
+            p
+            for p in preflight([doc for docs, _ in parsed.values() for doc in docs], settings)
+            if (p.file, p.line, p.field) not in seen
+        )
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
     output = render(args.format, result.files, len(result.resources), problems)
     stream = sys.stdout

@@ -13,36 +13,22 @@ the manifest already shows, never what they hold.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from xresource.errors import Problem
 from xresource.manifests.document import Document, FieldPath, format_path
+from xresource.safe_files import FilePolicy, RefusedFileError, open_fd
 from xresource.secrets import iter_references
 from xresource.settings import Settings
-
-DEFAULT_MAX_SECRET_BYTES = 64 * 1024
-"""Used until the settings carry ``[registry] max_secret_bytes`` (the runtime reader's cap)."""
-
-_OPEN_FLAGS = (
-    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-)
-_KINDS = {
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a folder",
-}
 
 
 def check_reference(kind: str, target: str, settings: Settings) -> str | None:
     """Why the reference ``${kind:target}`` would not resolve here; None when it would.
 
-    The checks mirror what the registry's secret reader enforces at connect
-    time; when that reader exposes a check-only entry point, this calls it.
+    The file checks are the registry's own (``xresource.safe_files.open_fd``):
+    a regular file within the allowed roots, under the size cap.
     """
     if kind == "env":
         return None if target in os.environ else f"environment variable {target!r} is not set"
@@ -52,30 +38,19 @@ def check_reference(kind: str, target: str, settings: Settings) -> str | None:
 
 
 def _check_secret_file(path: Path, settings: Settings) -> str | None:
-    real = Path(os.path.realpath(path))
-    roots = [Path(os.path.realpath(r)) for r in settings.registry.allowed_roots]
-    if roots and not any(real == root or root in real.parents for root in roots):
-        shown = ", ".join(map(str, roots))
-        return (
-            f"secret file {str(path)!r} is outside the allowed roots ({shown}); see [registry] allowed_roots"
-        )
+    # The registry's own checked open: the same verdict as at connect, minus the read.
+    policy = FilePolicy.from_settings(settings.registry)
     try:
-        fd = os.open(real, _OPEN_FLAGS)
-    except FileNotFoundError:
-        return f"secret file {str(path)!r} does not exist"
-    except OSError as exc:
-        return f"secret file {str(path)!r} cannot be opened ({exc.strerror or type(exc).__name__})"
+        fd = open_fd(path, policy)
+    except RefusedFileError as exc:
+        return f"secret file {exc.path!r} {exc.reason}"
     try:
-        info = os.fstat(fd)  # the file opened, not whatever the path names a moment later
+        size = os.fstat(fd).st_size  # the file opened, not whatever the path names a moment later
     finally:
         os.close(fd)
-    if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        return f"secret file {str(path)!r} is {kind}, not a regular file"
-    limit: int = getattr(settings.registry, "max_secret_bytes", DEFAULT_MAX_SECRET_BYTES)
-    if info.st_size > limit:
+    if size > policy.max_secret_bytes:
         return (
-            f"secret file {str(path)!r} is {info.st_size:,} bytes; the limit is {limit:,}"
+            f"secret file {str(path)!r} is {size:,} bytes; the limit is {policy.max_secret_bytes:,}"
             " ([registry] max_secret_bytes)"
         )
     return None

@@ -75,7 +75,13 @@ def _walk(root: Path, rules: IgnoreRules) -> Iterator[Path]:
         )
         for name in files:
             file = here / name
-            if is_manifest(file) and not rules.ignored(file, is_dir=False, top=root) and file.is_file():
+            # A manifest-named link that leads nowhere (a loop, a missing target) is yielded too:
+            # the reader reports it, so the resources it defined are kept, not silently removed.
+            if (
+                is_manifest(file)
+                and not rules.ignored(file, is_dir=False, top=root)
+                and (file.is_file() or file.is_symlink())
+            ):
                 yield file
 
 

@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import PrivateAttr, ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator
 
 from xresource._optional import require
-from xresource.backends.files._base import Chunks, TextFileResource, resolve_against_base
+from xresource.backends.files import _jsonlines as jsonlines
+from xresource.backends.files._base import Chunks, FileRuntime, TextFileResource, resolve_against_base
 from xresource.errors import XResourceConnectionError, XResourceDataError
+
+if TYPE_CHECKING:
+    from xresource.backends.files.arrow import FrameLibrary
 
 # Keywords about an array as a whole or its items, left out of the check of the array's
 # shape at the start of a stream (items are checked one by one, the rest only by read()).
@@ -58,9 +62,12 @@ class JsonResource(TextFileResource):
 
     json_schema: dict[str, Any] | Path | None = None
     """A JSON Schema the data must match: inline, or a schema file's path (relative to the manifest)."""
+    lines: bool = False
+    """The file is JSON lines (``.jsonl``, ``.ndjson``): one document per line; ``read()`` returns
+    the list of documents, and ``json_schema`` applies to each of them."""
 
-    _validator: Any = PrivateAttr(default=None)
-    _best_match: Callable[[Any], Any] | None = PrivateAttr(default=None)
+    if TYPE_CHECKING:
+        _rt: JsonRuntime | None
 
     @field_validator("json_schema", mode="after")
     @classmethod
@@ -74,16 +81,20 @@ class JsonResource(TextFileResource):
 
     # ---- lifecycle ------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
-        await super()._connect()
-        if self.json_schema is not None:
-            # Importing jsonschema and reading a schema file are slow enough to keep off the loop.
-            self._validator = await asyncio.to_thread(self._build_validator)
+    async def _build_runtime(self) -> JsonRuntime:
+        if self.json_schema is None:
+            return JsonRuntime(None, None)
+        # Importing jsonschema and reading a schema file are slow enough to keep off the loop.
+        return await asyncio.to_thread(self._build_validator)
 
-    async def _disconnect(self) -> None:
-        self._validator = None
+    def _validator(self) -> Any:
+        """The compiled ``json_schema`` validator (None without a schema)."""
+        rt = self._rt
+        if rt is None:
+            raise self._not_connected()
+        return rt.validator
 
-    def _build_validator(self) -> Any:
+    def _build_validator(self) -> JsonRuntime:
         jsonschema = require("jsonschema", "jsonschema", type_name=self.type)
         schema = self._load_schema()
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
@@ -94,8 +105,7 @@ class JsonResource(TextFileResource):
             raise XResourceDataError(
                 f"{self.label}: json_schema is not a valid JSON Schema at {where}: {_short(exc.message)}"
             ) from None
-        self._best_match = jsonschema.exceptions.best_match
-        return cls(schema, format_checker=cls.FORMAT_CHECKER)
+        return JsonRuntime(cls(schema, format_checker=cls.FORMAT_CHECKER), jsonschema.exceptions.best_match)
 
     def _load_schema(self) -> Any:
         schema = self.json_schema
@@ -104,7 +114,7 @@ class JsonResource(TextFileResource):
         if not schema.is_file():
             raise XResourceConnectionError(f"{self.label}: json_schema file {str(schema)!r} does not exist")
         try:
-            return json.loads(schema.read_text(encoding="utf-8-sig"))
+            return json.loads(self.read_checked(schema, "json_schema").decode("utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise XResourceDataError(
                 f"{self.label}: {schema}:{exc.lineno}:{exc.colno}: json_schema file is not valid JSON: "
@@ -117,6 +127,8 @@ class JsonResource(TextFileResource):
     # ---- reading --------------------------------------------------------------------------
 
     def _read_sync(self) -> Any:
+        if self.lines:
+            return jsonlines.read_all(self)
         with self._open_text() as handle:
             try:
                 document = json.load(handle)
@@ -124,25 +136,30 @@ class JsonResource(TextFileResource):
                 raise self.data_error(f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
             except RecursionError:
                 raise self.data_error("invalid JSON: nested too deeply") from None
-        if self._validator is not None:
-            self._check(self._validator, document, "data")
+        validator = self._validator()
+        if validator is not None:
+            self._check(validator, document, "data")
         return document
 
     def _iter_chunks(self, chunk_size: int) -> Chunks:
+        if self.lines:
+            yield from jsonlines.chunks(self, chunk_size)
+            return
         if self._first_character() != "[":
             yield [self._read_sync()]
             return
         import ijson
 
         item_validator = None
-        if self._validator is not None:
-            schema = self._validator.schema
+        validator = self._validator()
+        if validator is not None:
+            schema = validator.schema
             if isinstance(schema, dict):
                 shell = {key: value for key, value in schema.items() if key not in _ARRAY_KEYWORDS}
-                self._check(self._validator.evolve(schema=shell), [], "the top-level array")
+                self._check(validator.evolve(schema=shell), [], "the top-level array")
                 if isinstance(schema.get("items"), dict | bool):
                     # evolve keeps the root's reference resolver, so "$ref": "#/$defs/..." works.
-                    item_validator = self._validator.evolve(schema=schema["items"])
+                    item_validator = validator.evolve(schema=schema["items"])
         with closing(self._array_items()) as items:
             index = 0
             while True:
@@ -192,7 +209,7 @@ class JsonResource(TextFileResource):
     def _open_utf8(self) -> Iterator[IO[bytes] | _Utf8Reader]:
         """The file as UTF-8 bytes (what ijson parses), past any byte order mark."""
         if self.is_utf8:
-            with open(self.file_path, "rb") as raw:
+            with self.open_checked(self.file_path, "file_path") as raw:
                 if raw.read(len(_BOM)) != _BOM:
                     raw.seek(0)
                 yield raw
@@ -201,23 +218,57 @@ class JsonResource(TextFileResource):
                 yield _Utf8Reader(text)
 
     def _check(self, validator: Any, instance: Any, what: str, prefix: Sequence[Any] = ()) -> None:
-        assert self._best_match is not None
-        error = self._best_match(validator.iter_errors(instance))
+        rt = self._rt
+        if rt is None or rt.best_match is None:
+            raise self._not_connected()
+        error = rt.best_match(validator.iter_errors(instance))
         if error is not None:
             where = _json_path([*prefix, *error.absolute_path])
             raise self.data_error(f"{what} does not match json_schema at {where}: {_short(error.message)}")
 
+    # ---- columnar (the arrow extra) ---------------------------------------------------------
+
+    def read_batches(self, batch_size: int = 65_536) -> AsyncIterator[Any]:
+        """Yield Arrow record batches (``pyarrow.RecordBatch``) of at most ``batch_size`` rows each.
+
+        JSON lines are parsed by Arrow block by block; a top-level array of objects is parsed
+        by ``read_stream``'s parser, one batch at a time. Needs ``pip install 'xresource[arrow]'``.
+        """
+        from xresource.backends.files import arrow  # pyarrow's glue, loaded on first use
+
+        return arrow.stream(self, batch_size, arrow.json_batches)
+
+    async def read_frame(self, library: FrameLibrary = "pandas") -> Any:
+        """The whole file as a pandas or polars ``DataFrame``, or a ``pyarrow.Table`` (``"arrow"``)."""
+        from xresource.backends.files import arrow
+
+        return await arrow.read_frame(self, library, arrow.json_batches)
+
     # ---- writing --------------------------------------------------------------------------
 
     def _write_sync(self, data: Any) -> None:
-        if self._validator is not None:
-            self._check(self._validator, data, "cannot write: data")
+        if self.lines:
+            jsonlines.write(self, data)
+            return
+        validator = self._validator()
+        if validator is not None:
+            self._check(validator, data, "cannot write: data")
         try:
             text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
             encoded = text.encode(self.encoding)
         except (TypeError, ValueError, RecursionError) as exc:
             raise self.data_error(f"cannot write: {exc}") from None
         self._atomic_write(lambda handle: handle.write(encoded))
+
+
+class JsonRuntime(FileRuntime):
+    """The compiled ``json_schema`` validator and jsonschema's ``best_match`` (both None without a schema)."""
+
+    __slots__ = ("best_match", "validator")
+
+    def __init__(self, validator: Any, best_match: Callable[[Any], Any] | None) -> None:
+        self.validator = validator
+        self.best_match = best_match
 
 
 class _Utf8Reader:

@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import copy
 import inspect
 import json
 import logging
@@ -460,43 +459,17 @@ class EventStreamResource(XResource):
         _conn_state: State
         _pipe: _Pipeline | None
 
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        self._init_slots()
-
     def _init_slots(self) -> None:
-        """Give every slot its initial value (backends with slots of their own extend this)."""
+        super()._init_slots()
         self._conn_state = State.NEW
         self._pipe = None
 
-    def __copy__(self) -> Self:
-        # pydantic would share the private attributes (driver, tasks, buffers)
-        # between original and copy, and leave slots unset: a copy starts
-        # unconnected instead, like a new model, with the same subscriptions.
-        copied = super().__copy__()
-        copied._fresh_runtime(self)
-        return copied
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
-        copied = self.__copy__()  # tasks and sockets cannot be deep-copied, and need not be
-        object.__setattr__(copied, "__dict__", copy.deepcopy(self.__dict__, memo))
-        return copied
-
-    def _fresh_runtime(self, source: EventStreamResource) -> None:
+    def _copied_from(self, source: Self) -> None:
+        # A copy starts unconnected, like a new model, with the same subscriptions.
         private = self.__pydantic_private__
         assert private is not None
-        kept = set(XResource.__private_attributes__) - {
-            "_state",
-            "_last_error",
-            "_lifecycle_lock",
-            "_resolved_secrets",
-        }
-        for name, attribute in type(self).__private_attributes__.items():
-            if name not in kept:
-                private[name] = attribute.get_default(call_default_factory=True)
         private["_handlers"] = {event: list(found) for event, found in source._handlers.items()}
         private["_subscriptions"] = {channel: dict(o) for channel, o in source._subscriptions.items()}
-        self._init_slots()
 
     if not TYPE_CHECKING:  # as in pydantic: keeps mypy from allowing any attribute
 
@@ -964,6 +937,6 @@ def url_target(url: str, default_port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """An SSL context that verifies the server, trusting ``ca_file`` if given (else the system CAs)."""
-    return ssl.create_default_context(cafile=ca_file)
+def tls_context(ca_data: str | bytes | None) -> ssl.SSLContext:
+    """An SSL context that verifies the server, trusting ``ca_data`` if given (else the system CAs)."""
+    return ssl.create_default_context(cadata=ca_data)  # CA data, read by XResource.read_ca_file
