@@ -150,3 +150,21 @@ def test_allowed_roots_confine_data_and_secret_files(tmp_path: Path) -> None:
     assert messages["escape"].line == 3
     assert "/etc/shadow" in messages["sec"].message
     assert load_manifests(tmp_path / "m").ok  # no roots configured: no confinement
+
+
+def test_a_file_deleted_between_listing_and_reading_is_as_if_not_listed(tmp_path: Path) -> None:
+    from xresource.manifests.loader import load_file
+    from xresource.settings import default_settings
+
+    write(tmp_path / "a.yaml", "name: a\ntype: csv\nfile_path: a.csv\n")
+    write(tmp_path / "b.yaml", "name: b\ntype: csv\nfile_path: b.csv\n")
+
+    def delete_then_read(file: Path):  # the file goes away after the scan listed it
+        if file.name == "b.yaml":
+            file.unlink()
+        return load_file(file, default_settings())
+
+    result = load_manifests(tmp_path, loader=delete_then_read)
+    assert result.ok, result.problems
+    assert list(result.resources) == ["a"]
+    assert [f.name for f in result.files] == ["a.yaml"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -193,3 +194,49 @@ async def test_a_file_renamed_into_place_is_complete_and_not_waited_for(manifest
             result = await registry.reload()
             assert result.replaced == ["a"]
             assert registry.status()["a"].generation == round_
+
+
+_REWRITER = """
+import sys, time
+path, bodies, until = sys.argv[1], sys.argv[2:4], time.monotonic() + float(sys.argv[4])
+turn = 0
+while time.monotonic() < until:
+    time.sleep(0.25)  # longer than the settle window: the file looks settled when read
+    turn += 1
+    with open(path, "w") as handle:  # truncate, then write: an in-place save
+        handle.write(bodies[turn % 2])
+print(turn)
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_file_rewritten_in_place_while_it_is_read_is_never_seen_half_written(tmp_path: Path) -> None:
+    """Checked as settled, then truncated before the read: that read must not count.
+
+    Another process saves the file in place now and then while reloads run back to
+    back; a reload that looked at the settled file and then read the truncated one
+    would report it emptied (or apply half of it).
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("one.csv", "two.csv"):
+        (data / name).write_text("id\n1\n")
+    folder = tmp_path / "resources.d"
+    folder.mkdir()
+    manifest = folder / "a.yaml"
+    bodies = [f"name: a\ntype: csv\nfile_path: {data / n}\n" for n in ("one.csv", "two.csv")]
+    manifest.write_text(bodies[0])
+    async with Registry(folder, settings=fast_settings(settle_ms=200)) as registry:
+        events: list[ReloadEvent] = []
+        registry.on_event(events.append)
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _REWRITER, str(manifest), *bodies, "5", stdout=asyncio.subprocess.PIPE
+        )
+        while writer.returncode is None:
+            await registry.reload()
+            await asyncio.sleep(0)
+        rewrites = int((await writer.communicate())[0])
+        assert rewrites >= 10
+        assert not [e for e in events if e.kind == "rejected"], [e.errors for e in events]
+        generations = [e.generation or 0 for e in events]
+        assert generations == sorted(generations)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -161,8 +162,10 @@ def load_manifests(
     read = loader or (lambda file: load_file(file, settings, parse_cache))
     first_seen: dict[str, Document] = {}
     for file in iter_manifest_files(r for r in roots if r.exists()):
-        result.files.append(file)
         loaded = read(file)
+        if loaded is not None and loaded.problems and not os.path.lexists(file):
+            continue  # deleted between the listing and the read: as if it had not been listed
+        result.files.append(file)
         if loaded is None:
             result.held.append(file)
             continue

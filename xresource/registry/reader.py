@@ -78,6 +78,13 @@ class FolderReader:
             if identity is not None and cached is not None and cached[0] == identity:
                 return cached[1]  # the same file, untouched since it was read: not read again
             loaded = load_file(file, self.settings, self._parse_cache)
+            after = _stat(file)
+            if settle and _identity(after) != identity:
+                # Written to while we read it (the check above saw the old, settled file; an
+                # in-place save truncated it since): what we read may be half a file.
+                self._unsettled_for(file, after, window)
+                settles_in = max(settles_in, window)
+                return None
             if identity is not None and _settled_long_ago(info):
                 self._by_identity[file] = (identity, loaded)
             else:
@@ -106,6 +113,12 @@ class FolderReader:
             # swaps, most config tools), so it was complete before it appeared.
             self._observed[file] = (key, now - window)
             return 0.0
+        if seen is not None and seen[0][2] != key[2] and seen[0][3] == key[3]:
+            # The size moved but the modification time did not (yet): Linux can show a
+            # truncation or a write a moment before its timestamp, so the file's age would
+            # be its previous version's. It is being written now.
+            self._observed[file] = (key, now)
+            return window
         if seen is None or seen[0] != key:
             self._observed[file] = (key, now)
             stable_for = 0.0
