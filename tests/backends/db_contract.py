@@ -28,8 +28,11 @@ from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
+    XResourceIntegrityError,
     XResourcePoolExhaustedError,
+    XResourceQueryError,
     XResourceStateError,
+    XResourceSyntaxError,
     XResourceTimeoutError,
 )
 from xresource.resource import State
@@ -105,6 +108,9 @@ class DatabaseContract:
     - ``ping(res)``, ``make_table(res, name)``, ``drop_table(res, name)``;
     - ``provoke_error(res, text)``: an operation that fails with a server
       error quoting ``text``;
+    - ``bad_syntax(res)``: a query the server cannot parse;
+    - ``insert_twice(res, table)``: write the same unique key twice into the
+      (empty) table ``make_table`` made, the second write violating uniqueness;
     - ``slow_query(res, seconds)``: an operation taking that long, or ``None``.
     """
 
@@ -128,6 +134,12 @@ class DatabaseContract:
         raise NotImplementedError
 
     async def provoke_error(self, res: Any, text: str) -> None:
+        raise NotImplementedError
+
+    async def bad_syntax(self, res: Any) -> None:
+        raise NotImplementedError
+
+    async def insert_twice(self, res: Any, table: str) -> None:
         raise NotImplementedError
 
     def slow_query(self, res: Any, seconds: float) -> Awaitable[object] | None:
@@ -185,6 +197,28 @@ class DatabaseContract:
             await self.ping(res)
         assert res._rt is None
         assert set(res.__pydantic_private__ or {}) == set(private_before)
+
+    # ---- errors -----------------------------------------------------------------------------
+
+    async def test_bad_requests_are_query_errors_not_connection_errors(self, make: Make) -> None:
+        """Retrying a connection error may help; retrying these will not, so they are not one."""
+        async with make() as res:
+            with pytest.raises(XResourceSyntaxError) as syntax:
+                await self.bad_syntax(res)
+            name = unique()
+            await self.make_table(res, name)
+            try:
+                with pytest.raises(XResourceIntegrityError) as integrity:
+                    await self.insert_twice(res, name)
+            finally:
+                await self.drop_table(res, name)
+            for info in (syntax, integrity):
+                assert isinstance(info.value, XResourceQueryError)
+                assert not isinstance(info.value, XResourceConnectionError)
+                assert info.value.code is not None  # the server's own code, to program against
+                assert info.value.__cause__ is not None  # the driver's exception, chained
+                assert res.name in str(info.value)
+            await self.ping(res)  # the pool is fine afterwards
 
     async def test_list_collections_or_tables(self, make: Make) -> None:
         name = unique()

@@ -115,6 +115,15 @@ class TestMongoContract(DatabaseContract):
     async def drop_table(self, res: MongoResource, name: str) -> None:
         await res.db.drop_collection(name)
 
+    async def bad_syntax(self, res: MongoResource) -> None:
+        async with res.translate_errors("find_one"):
+            await res.get_collection("c").find_one({"$nosuchoperator": 1})
+
+    async def insert_twice(self, res: MongoResource, table: str) -> None:
+        async with res.translate_errors("insert_one"):
+            await res.get_collection(table).insert_one({"_id": 1})
+            await res.get_collection(table).insert_one({"_id": 1})
+
     async def provoke_error(self, res: MongoResource, text: str) -> None:
         async with res.translate_errors("find_one"):  # "unknown top level operator: $x<text>"
             await res.get_collection("c").find_one({f"$x{text}": 1})

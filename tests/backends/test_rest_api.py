@@ -21,6 +21,7 @@ from xresource.backends.network.rest_api import HttpResponse, RestApiResource
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
+    XResourceQueryError,
     XResourceRequestError,
     XResourceSecretError,
     XResourceStateError,
@@ -232,7 +233,7 @@ async def test_credentials_in_the_endpoint_url_become_basic_auth(server, monkeyp
     url = server.url.replace("://", f"://{hs.BASIC_USER}:${{env:API_PASSWORD}}@")
     async with make(url) as api:
         assert await api.get("/secure/basic") == {"ok": True, "kind": "basic"}
-        with pytest.raises(XResourceRequestError) as info:
+        with pytest.raises(XResourceQueryError) as info:
             await api.get("/status/404")
     assert hs.BASIC_USER + ":" not in str(info.value)
     assert not leaked(str(info.value))
@@ -308,17 +309,40 @@ async def test_requests_need_a_connected_resource(server):
 # ---- errors and retries ---------------------------------------------------------------------
 
 
-async def test_404_is_a_request_error_with_status(server, state):
+async def test_404_is_a_query_error_with_status(server, state):
     async with make(server.url) as api:
-        with pytest.raises(XResourceRequestError) as info:
+        with pytest.raises(XResourceQueryError) as info:
             await api.get("/status/404")
     assert info.value.status == 404
-    assert not isinstance(info.value, XResourceAuthenticationError)
+    assert not isinstance(info.value, XResourceConnectionError)  # retrying will not help
     assert "GET" in str(info.value)
     assert "/status/404" in str(info.value)
     assert "404" in str(info.value)
     assert "rest_api resource 'api'" in str(info.value)
     assert state.attempts["/status/404"] == 1  # client errors are not retried
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "retry_may_help"),
+    [
+        (400, XResourceQueryError, False),
+        (404, XResourceQueryError, False),
+        (409, XResourceQueryError, False),
+        (422, XResourceQueryError, False),
+        (401, XResourceAuthenticationError, True),
+        (403, XResourceAuthenticationError, True),
+        (408, XResourceRequestError, True),
+        (429, XResourceRequestError, True),
+        (500, XResourceRequestError, True),
+        (503, XResourceRequestError, True),
+    ],
+)
+async def test_error_statuses_follow_the_retry_rule(server, status, expected, retry_may_help):
+    async with make(server.url, retries=0) as api:
+        with pytest.raises(expected) as info:
+            await api.get(f"/status/{status}")
+    assert info.value.status == status  # type: ignore[attr-defined]
+    assert isinstance(info.value, XResourceConnectionError) is retry_may_help
 
 
 async def test_retries_503_then_succeeds(server, state):
@@ -451,7 +475,7 @@ async def test_secrets_never_leak(server, caplog, kind):
     outputs = [repr(api), str(api.get_metadata()), api.model_dump_json()]
     async with api:
         outputs += [repr(api), str(api.get_metadata()), str(api.model_dump())]
-        with pytest.raises(XResourceRequestError) as info:
+        with pytest.raises(XResourceQueryError) as info:
             await api.get("/leaky", params={"note": "x"})
         outputs.append(str(info.value))
         with pytest.raises(XResourceRequestError) as info:

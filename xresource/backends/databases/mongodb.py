@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import errno
+import functools
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -18,18 +19,23 @@ from xresource._optional import require
 from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
+    ErrorTable,
     PoolRuntime,
     PoolStats,
     Release,
+    classify,
 )
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
+    XResourceIntegrityError,
+    XResourcePermissionError,
     XResourcePoolExhaustedError,
-    XResourceRequestError,
+    XResourceQueryError,
     XResourceStateError,
+    XResourceSyntaxError,
     XResourceTimeoutError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
@@ -40,7 +46,6 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
 _SCHEMES = ("mongodb", "mongodb+srv")
-_AUTH_CODES = {13, 18}  # Unauthorized, AuthenticationFailed
 _COLLECTION_CACHE_LIMIT = 1024
 
 # Motor-era (PyMongo URI option) names accepted for our fields: alias -> (field, scale).
@@ -390,24 +395,78 @@ class MongoResource(DatabaseResource):
     def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
         if isinstance(exc, XResourceStateError):
             return type(exc)
-        if not type(exc).__module__.startswith(("pymongo", "bson")):
-            if isinstance(exc, TimeoutError):
-                return XResourceTimeoutError
-            return XResourceConnectionError if isinstance(exc, OSError) else XResourceRequestError
-        from pymongo import errors
-
-        if isinstance(exc, errors.WaitQueueTimeoutError):
-            return XResourcePoolExhaustedError
-        if isinstance(exc, errors.ServerSelectionTimeoutError):
-            # Raised for every unreachable server; the details tell refusal from silence.
-            return XResourceConnectionError if _says_refused(str(exc)) else XResourceTimeoutError
-        if isinstance(exc, errors.OperationFailure) and exc.code in _AUTH_CODES:
-            return XResourceAuthenticationError
-        if isinstance(exc, errors.PyMongoError) and exc.timeout:
-            return XResourceTimeoutError
-        if isinstance(exc, errors.ConnectionFailure | errors.ConfigurationError | errors.InvalidOperation):
+        found = classify(error_table(), exc)
+        if found is XResourceQueryError or found is XResourceConnectionError:
+            # PyMongo raises one class for many server answers; the code tells them apart.
+            code = self._error_code(exc)
+            if code is not None:
+                return _BY_CODE.get(code, found)
+        elif found is XResourceTimeoutError and _says_refused(str(exc)):
+            # A server selection timeout is raised for every unreachable server; its
+            # details tell a refused connection (fails at once) from a silent server.
             return XResourceConnectionError
-        return XResourceRequestError
+        return found
+
+    def _error_code(self, exc: BaseException) -> int | None:
+        """The server's error code; for a bulk write, that of its first failed write."""
+        code = getattr(exc, "code", None)
+        details = getattr(exc, "details", None)
+        writes = details.get("writeErrors") if isinstance(details, dict) else None
+        if writes and isinstance(writes[0], dict):
+            code = writes[0].get("code")  # a bulk write's own code (65) says only "some failed"
+        return code if isinstance(code, int) else None
+
+
+# MongoDB server error codes (https://www.mongodb.com/docs/manual/reference/error-codes/)
+# that decide the class of an OperationFailure or write error.
+_BY_CODE: dict[int, type[XResourceError]] = {
+    18: XResourceAuthenticationError,  # AuthenticationFailed
+    13: XResourcePermissionError,  # Unauthorized: the user may not run this
+    **dict.fromkeys(
+        (11000, 11001, 12582, 121), XResourceIntegrityError
+    ),  # duplicate key; document validation
+    # BadValue, FailedToParse, TypeMismatch, DollarPrefixedFieldName, CommandNotFound,
+    # InvalidOptions, InvalidNamespace, InvalidPipelineOperator
+    **dict.fromkeys((2, 9, 14, 52, 59, 72, 73, 168), XResourceSyntaxError),
+    **dict.fromkeys(
+        (50, 202, 262), XResourceTimeoutError
+    ),  # MaxTimeMSExpired, NetworkInterfaceExceededTimeLimit, ExceededTimeLimit
+    # Host unreachable or not found, shutdown, not primary, stepped down, interrupted: retrying helps.
+    **dict.fromkeys((6, 7, 89, 91, 189, 10107, 11600, 11602, 13435, 13436), XResourceConnectionError),
+}
+
+
+@functools.cache
+def error_table() -> ErrorTable:
+    """PyMongo's and BSON's exception classes mapped to ours; ``_BY_CODE`` refines server answers."""
+    from bson import errors as bson_errors
+    from pymongo import errors
+
+    return {
+        errors.WaitQueueTimeoutError: XResourcePoolExhaustedError,
+        errors.ServerSelectionTimeoutError: XResourceTimeoutError,  # or refused: see error_class_for
+        errors.NetworkTimeout: XResourceTimeoutError,
+        errors.ExecutionTimeout: XResourceTimeoutError,
+        errors.WTimeoutError: XResourceTimeoutError,
+        errors.ConnectionFailure: XResourceConnectionError,  # AutoReconnect, NotPrimaryError, ...
+        errors.ConfigurationError: XResourceConnectionError,  # includes InvalidURI
+        errors.InvalidOperation: XResourceConnectionError,  # e.g. the client was closed
+        errors.ProtocolError: XResourceConnectionError,
+        errors.WriteConcernError: XResourceConnectionError,  # replication did not confirm in time
+        errors.CursorNotFound: XResourceConnectionError,  # the server dropped the cursor: query again
+        errors.DuplicateKeyError: XResourceIntegrityError,
+        errors.OperationFailure: XResourceQueryError,  # refined by code (auth, permission, syntax, ...)
+        errors.WriteError: XResourceQueryError,
+        errors.BulkWriteError: XResourceQueryError,
+        errors.ClientBulkWriteException: XResourceQueryError,
+        errors.CollectionInvalid: XResourceQueryError,
+        errors.InvalidName: XResourceSyntaxError,
+        errors.DocumentTooLarge: XResourceQueryError,
+        errors.EncryptionError: XResourceQueryError,
+        errors.EncryptedCollectionError: XResourceQueryError,
+        errors.PyMongoError: XResourceQueryError,
+        bson_errors.BSONError: XResourceQueryError,  # a value BSON cannot encode, a bad ObjectId
+    }
 
 
 def _says_refused(text: str) -> bool:

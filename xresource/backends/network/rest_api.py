@@ -19,10 +19,12 @@ Retries (``retries`` of them, so ``retries + 1`` attempts at most):
 - a read timeout is not retried (the server may still be at work, and retrying
   would multiply the wait): it raises ``XResourceTimeoutError`` at once.
 
-Errors: 401/403 raise ``XResourceAuthenticationError`` (also an
-``XResourceRequestError``), other answers >= 400 ``XResourceRequestError``
-with ``.status``, timeouts ``XResourceTimeoutError``, unreachable servers
-``XResourceConnectionError``. Messages never hold a resolved secret, and the
+Errors, all with ``.status`` when the server answered: 401/403 raise
+``XResourceAuthenticationError`` (also an ``XResourceRequestError``); other
+4xx answers ``XResourceQueryError`` (the request is wrong: retrying will not
+help), except 408 and 429, which like 5xx answers raise
+``XResourceRequestError`` (a connection error: retrying may help); timeouts
+raise ``XResourceTimeoutError``, unreachable servers ``XResourceConnectionError``. Messages never hold a resolved secret, and the
 API key query parameter shows as ``***``.
 """
 
@@ -231,8 +233,10 @@ class RestApiResource(NetworkResource):
         form-encoded (a mapping). ``timeout`` and ``retries`` override the
         resource's for this request. Returns parsed JSON for a JSON answer, text
         for any other, ``None`` for an empty body; with ``raw=True`` an
-        :class:`HttpResponse` whatever its status. Raises ``XResourceRequestError``
-        (with ``.status``) for an answer >= 400.
+        :class:`HttpResponse` whatever its status. An answer >= 400 raises an error
+        with ``.status``: ``XResourceQueryError`` for a 4xx (authentication for
+        401/403, ``XResourceRequestError`` for 408/429), ``XResourceRequestError``
+        for a 5xx.
         """
         rt = self._rt
         if rt is None:
