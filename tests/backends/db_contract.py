@@ -23,6 +23,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.services import free_port
+from tests.support.waiting import SLACK, eventually
 from xresource.backends.databases._base import DatabaseResource, PoolRuntime
 from xresource.errors import (
     XResourceAuthenticationError,
@@ -37,29 +38,12 @@ from xresource.errors import (
 )
 from xresource.resource import State
 
-# The machine is shared with other test runs and servers: timing bounds allow this much on top.
-SLACK = 1.5
-
 Make = Callable[..., DatabaseResource]
 
 
 def unique(prefix: str = "xr") -> str:
     """A table/collection name no concurrent test run uses."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
-async def poll(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 async def run_with_sampling(
@@ -260,7 +244,7 @@ class DatabaseContract:
             async with res.acquire():
                 # A second caller waits, and counts as a waiter while it does.
                 waiter = asyncio.create_task(self._acquire_once(res, timeout=10))
-                await poll(lambda: res.get_pool_stats()["waiters"] >= 1)
+                await eventually(lambda: res.get_pool_stats()["waiters"] >= 1)
                 start = time.monotonic()
                 with pytest.raises(XResourcePoolExhaustedError) as info:
                     async with res.acquire(timeout=0.3):
@@ -379,7 +363,7 @@ class DatabaseContract:
             await res.disconnect()
             pytest.skip("no slow server-side operation to hold a connection with")
         task = asyncio.ensure_future(slow)
-        await poll(lambda: res.get_pool_stats()["in_use"] >= 1)
+        await eventually(lambda: res.get_pool_stats()["in_use"] >= 1)
         start = time.monotonic()
         await res.disconnect()
         assert time.monotonic() - start >= 0.3  # it waited for the query
@@ -409,7 +393,7 @@ class DatabaseContract:
             await res.disconnect()
             pytest.skip("no slow server-side operation to hold a connection with")
         task = asyncio.ensure_future(slow)
-        await poll(lambda: res.get_pool_stats()["in_use"] >= 1)
+        await eventually(lambda: res.get_pool_stats()["in_use"] >= 1)
         start = time.monotonic()
         await res.disconnect()
         assert time.monotonic() - start < 0.3 + SLACK

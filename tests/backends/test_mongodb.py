@@ -14,8 +14,9 @@ import pytest
 from pydantic import ValidationError
 from pymongo import AsyncMongoClient, MongoClient
 
-from tests.backends.db_contract import SLACK, DatabaseContract, Make, poll, run_with_sampling, unique
+from tests.backends.db_contract import DatabaseContract, Make, run_with_sampling, unique
 from tests.support.mongo_server import SecantusServer, private_secantus, secantus, secantus_binary
+from tests.support.waiting import SLACK, eventually
 from xresource.backends.databases.mongodb import MongoResource
 from xresource.errors import XResourceConnectionError, XResourceError, XResourcePoolExhaustedError
 from xresource.resource import State
@@ -237,7 +238,7 @@ async def test_recovers_by_itself_after_the_server_is_killed(private_secantus: S
             assert res.state is State.READY
         finally:
             private_secantus.start()  # same port; in-memory storage starts empty
-        await poll(res.validate_connection, timeout=15)
+        await eventually(res.validate_connection, timeout=15)
         await items.insert_one({"_id": 2})
         assert await items.find_one({"_id": 2}) == {"_id": 2}
 

@@ -12,9 +12,10 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from tests.backends.db_contract import SLACK, DatabaseContract, Make, poll, run_with_sampling, unique
+from tests.backends.db_contract import DatabaseContract, Make, run_with_sampling, unique
 from tests.support.pg_server import PrivatePostgres, private_pg
 from tests.support.services import require_service
+from tests.support.waiting import SLACK, eventually
 from xresource.backends.databases.postgresql import PostgresResource
 from xresource.errors import (
     XResourceConnectionError,
@@ -317,7 +318,7 @@ async def test_recovers_by_itself_after_the_server_crashes(
         assert res.state is State.READY  # still in service: it heals when the server returns
     finally:
         private_pg.start()
-    await poll(res.validate_connection, timeout=15)
+    await eventually(res.validate_connection, timeout=15)
     results = await asyncio.gather(*(res.fetchval("SELECT $1::int", i) for i in range(20)))
     assert results == list(range(20))
     assert res.get_pool_stats()["size"] <= 3

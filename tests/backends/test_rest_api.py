@@ -9,15 +9,18 @@ import logging
 import time
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.network_contract import NetworkContract
 from tests.support import http_servers as hs
 from tests.support.services import free_port
+from tests.support.waiting import SLACK
 from xresource.backends.network import signing
-from xresource.backends.network.rest_api import HttpResponse, RestApiResource
+from xresource.backends.network.rest_api import HttpResponse, HttpRuntime, RestApiResource
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
@@ -64,6 +67,20 @@ def leaked(text: str) -> list[str]:
     for secret in SECRETS:
         forms |= {secret, quote(secret, safe=""), quote_plus(secret)}
     return [s for s in forms if s in text]
+
+
+class TestRestContract(NetworkContract):
+    type_name = "rest_api"
+    runtime_class = HttpRuntime
+
+    def make(self, url: str, **fields: Any) -> RestApiResource:
+        return make(url, **fields)
+
+    async def call(self, res: RestApiResource, path: str, **options: Any) -> Any:
+        return await res.get(path, **options)
+
+    def bearer(self) -> dict[str, Any]:
+        return {"auth_params": {"bearer_token": "${env:API_TOKEN}"}}
 
 
 # ---- round trips ----------------------------------------------------------------------------
@@ -322,29 +339,6 @@ async def test_404_is_a_query_error_with_status(server, state):
     assert state.attempts["/status/404"] == 1  # client errors are not retried
 
 
-@pytest.mark.parametrize(
-    ("status", "expected", "retry_may_help"),
-    [
-        (400, XResourceQueryError, False),
-        (404, XResourceQueryError, False),
-        (409, XResourceQueryError, False),
-        (422, XResourceQueryError, False),
-        (401, XResourceAuthenticationError, True),
-        (403, XResourceAuthenticationError, True),
-        (408, XResourceRequestError, True),
-        (429, XResourceRequestError, True),
-        (500, XResourceRequestError, True),
-        (503, XResourceRequestError, True),
-    ],
-)
-async def test_error_statuses_follow_the_retry_rule(server, status, expected, retry_may_help):
-    async with make(server.url, retries=0) as api:
-        with pytest.raises(expected) as info:
-            await api.get(f"/status/{status}")
-    assert info.value.status == status  # type: ignore[attr-defined]
-    assert isinstance(info.value, XResourceConnectionError) is retry_may_help
-
-
 async def test_retries_503_then_succeeds(server, state):
     async with make(server.url, retries=3) as api:
         assert await api.get("/flaky/2") == {"attempts": 3}
@@ -385,7 +379,7 @@ async def test_retry_after_seconds_is_honoured(server, state):
     async with make(server.url, backoff_factor=0) as api:
         assert await api.get("/throttled") == {"attempts": 2}
     first, second = state.attempt_times["/throttled"]
-    assert 0.95 <= second - first < 2.0
+    assert 0.95 <= second - first < 1.0 + SLACK
 
 
 async def test_retry_after_http_date_is_honoured(server, state):
@@ -393,7 +387,7 @@ async def test_retry_after_http_date_is_honoured(server, state):
     async with make(server.url, backoff_factor=0) as api:
         assert await api.get("/throttled") == {"attempts": 2}
     first, second = state.attempt_times["/throttled"]
-    assert 0.9 <= second - first < 2.5
+    assert 0.9 <= second - first < 2.0 + SLACK
 
 
 async def test_retry_after_is_capped(server, state):
@@ -401,7 +395,7 @@ async def test_retry_after_is_capped(server, state):
     async with make(server.url, max_retry_after=0.2) as api:
         assert await api.get("/throttled") == {"attempts": 2}
     first, second = state.attempt_times["/throttled"]
-    assert 0.15 <= second - first < 1.0
+    assert 0.15 <= second - first < 0.2 + SLACK  # far below the 3600 s asked for
 
 
 async def test_garbage_retry_after_falls_back_to_backoff(server, state):
@@ -409,17 +403,17 @@ async def test_garbage_retry_after_falls_back_to_backoff(server, state):
     async with make(server.url, backoff_factor=0.01) as api:
         assert await api.get("/throttled") == {"attempts": 2}
     first, second = state.attempt_times["/throttled"]
-    assert second - first < 0.5
+    assert second - first < 0.01 + SLACK  # the backoff, not a misread Retry-After
 
 
 async def test_timeout_raises_timeout_error_without_retry(server, state):
     async with make(server.url, timeout=0.2, retries=3) as api:
         started = time.monotonic()
         with pytest.raises(XResourceTimeoutError, match=r"within 0\.2s"):
-            await api.get("/slow", params={"delay": 3})
-        assert time.monotonic() - started < 1.0
+            await api.get("/slow", params={"delay": 5})
+        assert time.monotonic() - started < 0.2 + SLACK  # gave up at the timeout, not at the answer
         with pytest.raises(XResourceTimeoutError, match=r"within 0\.1s"):
-            await api.get("/slow", params={"delay": 3}, timeout=0.1)
+            await api.get("/slow", params={"delay": 5}, timeout=0.1)
         assert await api.get("/slow", params={"delay": 0.01}) == {"slow": True}
     assert state.attempts["/slow"] == 3
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,9 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.registry.support import ApiServer, csv_manifest, eventually, fast_settings, rest_manifest
+from tests.registry.support import ApiServer, csv_manifest, fast_settings, rest_manifest
 from tests.support.http_servers import start_app
 from tests.support.services import free_port
+from tests.support.waiting import eventually, stays
 from xresource.cli.main import main
 from xresource.registry import Registry
 from xresource.server.app import create_app
@@ -93,8 +95,9 @@ async def test_serve_reloads_on_sighup_and_exits_0_on_sigterm(
         assert list(await serve.resources(http)) == ["a"]
         (manifests / "b.yaml").write_text(csv_manifest("b", data / "b.csv"))
         (manifests / "a.yaml").write_text(csv_manifest("a", data / "b.csv", "description: v2"))
-        await asyncio.sleep(0.1)
-        assert list(await serve.resources(http)) == ["a"]  # not watching: nothing yet
+        await stays(  # not watching: nothing changes until SIGHUP
+            lambda: _rows_are(serve, http, ["a"]), duration=0.1, what="no reload without SIGHUP"
+        )
         serve.proc.send_signal(signal.SIGHUP)
         rows = await _until(lambda rows: "b" in rows, serve, http)
         assert rows["a"]["generation"] == 2
@@ -136,13 +139,30 @@ async def test_serve_refuses_an_invalid_folder(tmp_path: Path, manifests: Path) 
 async def _until(
     predicate: Any, serve: Serve, http: aiohttp.ClientSession, timeout: float = 10
 ) -> dict[str, dict[str, Any]]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    seen: list[dict[str, dict[str, Any]]] = []
+
+    async def matches() -> dict[str, dict[str, Any]] | None:
         rows = await serve.resources(http)
-        if predicate(rows):
-            return rows
-        assert asyncio.get_running_loop().time() < deadline, rows
-        await asyncio.sleep(0.03)
+        seen[:] = [rows]
+        return rows if predicate(rows) else None
+
+    found = await eventually(matches, timeout=timeout, interval=0.03, what=f"/resources to match; last {seen}")
+    assert found is not None
+    return found
+
+
+def _accepts(listener: socket.socket, held: list[socket.socket]) -> bool:
+    """True once a client connected to ``listener`` (kept open, silent, in ``held``)."""
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        return False
+    held.append(conn)
+    return True
+
+
+async def _rows_are(serve: Serve, http: aiohttp.ClientSession, names: list[str]) -> bool:
+    return list(await serve.resources(http)) == names
 
 
 # ---- check ----------------------------------------------------------------------------------
@@ -319,12 +339,12 @@ async def test_plan_against_serve_with_markdown(
 
 async def test_serve_stops_cleanly_on_sigterm_while_still_connecting(tmp_path: Path) -> None:
     """A resource whose server accepts and never answers keeps start() busy; SIGTERM still wins."""
-    import socket
     import time
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
+    held: list[socket.socket] = []
     folder = tmp_path / "resources.d"
     folder.mkdir()
     port = silent.getsockname()[1]
@@ -334,12 +354,15 @@ async def test_serve_stops_cleanly_on_sigterm_while_still_connecting(tmp_path: P
     (tmp_path / "settings.toml").write_text("[registry]\nconnect_timeout = 60\n")
     serve = Serve(tmp_path, folder)
     try:
-        await asyncio.sleep(1.5)  # the child is importing, then connecting (it cannot finish)
-        assert serve.proc.poll() is None
+        silent.setblocking(False)
+        await eventually(lambda: _accepts(silent, held), timeout=30, what="serve connecting to the silent server")
+        assert serve.proc.poll() is None  # connecting, and it cannot finish
         started = time.monotonic()
         code, err = serve.stop(signal.SIGTERM)
         assert code == 0, err
         assert time.monotonic() - started < 15
         assert "Traceback" not in err
     finally:
+        for conn in held:
+            conn.close()
         silent.close()
