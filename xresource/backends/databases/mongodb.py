@@ -139,10 +139,11 @@ class MongoResource(DatabaseResource):
         _rt: MongoRuntime | None
 
     type: Literal["mongodb"] = "mongodb"
+    example_name: ClassVar[str | None] = "catalog"
     default_port: ClassVar[int | None] = 27017
     install_extra: ClassVar[str | None] = "mongodb"
 
-    connection_string: UrlText
+    connection_string: UrlText = Field(examples=["mongodb://app:${env:DB_PASSWORD}@localhost:27017/app"])
     """``mongodb://[user[:${env:PW}]@]host[:port][,host2...][/database][?options]`` or ``mongodb+srv://``."""
     password: SecretText | None = None
     """The password, as a reference, when the connection string does not carry one."""

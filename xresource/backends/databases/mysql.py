@@ -108,10 +108,11 @@ class MySQLResource(DatabaseResource):
         _rt: MySqlRuntime | None
 
     type: Literal["mysql"] = "mysql"
+    example_name: ClassVar[str | None] = "orders_db"
     default_port: ClassVar[int | None] = 3306
     install_extra: ClassVar[str | None] = "mysql"
 
-    connection_string: UrlText
+    connection_string: UrlText = Field(examples=["mysql://app:${env:DB_PASSWORD}@localhost:3306/app"])
     """``mysql://user[:${env:PW}]@host[:port][/database][?charset=...]`` (``mariadb://`` works too)."""
     password: SecretText | None = None
     """The password, as a reference, when the connection string does not carry one."""

@@ -79,10 +79,11 @@ class PostgresResource(DatabaseResource):
     """
 
     type: Literal["postgresql"] = "postgresql"
+    example_name: ClassVar[str | None] = "user_db"
     default_port: ClassVar[int | None] = 5432
     install_extra: ClassVar[str | None] = "postgres"
 
-    connection_string: UrlText
+    connection_string: UrlText = Field(examples=["postgresql://app:${env:DB_PASSWORD}@localhost:5432/app"])
     """``postgresql://user[:${env:PW}]@host[:port]/database[?param=value]``; libpq URL parameters are honoured."""
     password: SecretText | None = None
     """The password, as a reference, when the connection string does not carry one."""

@@ -34,6 +34,8 @@ class CsvResource(TextFileResource):
     """A CSV (or other delimiter-separated) file; rows are dicts keyed by the header."""
 
     type: Literal["csv"] = "csv"
+    example_name: ClassVar[str | None] = "orders"
+    file_suffix: ClassVar[str] = "csv"
     supports_write: ClassVar[bool] = True
 
     delimiter: str = Field(default=",", min_length=1, max_length=1, pattern=_NOT_A_LINE_BREAK)

@@ -36,7 +36,7 @@ class NetworkResource(XResource, TlsFields):
 
     family: ClassVar[str] = "network"
 
-    endpoint: HttpUrl
+    endpoint: HttpUrl = Field(examples=["https://api.example.com/v1"])
     """Base URL; request paths are relative to it."""
     timeout: float = Field(default=30.0, gt=0)
     """Seconds allowed for one request, retries not included."""

@@ -175,6 +175,7 @@ class RestApiResource(NetworkResource):
     install_extra: ClassVar[str | None] = "rest"
 
     type: Literal["rest_api"] = "rest_api"
+    example_name: ClassVar[str | None] = "payments_api"
     """The resource type; selects the backend."""
     auth_params: AuthParams | None = None
     """Credentials: bearer_token; username + password; api_key; or hmac_secret (request signing)."""
