@@ -1,4 +1,4 @@
-"""Settings, layered with Dynaconf and validated by pydantic (DESIGN.md section 5).
+"""Settings, layered with Dynaconf and validated by pydantic (see docs/architecture.md).
 
 Layers, later wins: built-in defaults (the models below), then ``settings.toml``
 (from ``--settings`` or ``XRESOURCE_SETTINGS_FILE``), then environment

@@ -1,4 +1,4 @@
-"""Hot reload, rule by rule (DESIGN.md section 4), with a real watcher on real files.
+"""Hot reload, rule by rule (docs/architecture.md, "Reload rules"), with a real watcher on real files.
 
 Rescanning is off in these settings (``rescan_interval=0``), so a change that
 is picked up was seen by the watcher, not by the safety-net rescan.

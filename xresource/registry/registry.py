@@ -1,6 +1,6 @@
 """``Registry``: named, connected resources from a folder of manifests, reloaded live.
 
-Rules (DESIGN.md section 4):
+Rules (docs/architecture.md, "Reload rules"):
 
 - ``start()`` validates everything first (``ManifestError`` with every problem,
   nothing connects), then connects every eager resource concurrently, each
