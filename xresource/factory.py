@@ -184,8 +184,9 @@ def _dotted(resource_class: type[Any]) -> str:
 
 @cache
 def _union_adapter() -> TypeAdapter[Any]:
-    from typing import Union
+    import functools
+    import operator
 
-    classes = tuple(ResourceFactory.all_classes().values())
-    union = Union[classes]  # type: ignore[valid-type]  # noqa: UP007 - built at run time
+    # A | B | ... built at run time (a single class stays itself, as Union[(A,)] would).
+    union: Any = functools.reduce(operator.or_, ResourceFactory.all_classes().values())
     return TypeAdapter(Annotated[union, Field(discriminator="type")])

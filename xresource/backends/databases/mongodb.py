@@ -41,9 +41,12 @@ from xresource.errors import (
 from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
+    from contextlib import _AsyncGeneratorContextManager
+
     from pymongo.asynchronous.client_session import AsyncClientSession
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
+    from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 _SCHEMES = ("mongodb", "mongodb+srv")
 _COLLECTION_CACHE_LIMIT = 1024
@@ -81,6 +84,8 @@ class MongoRuntime(PoolRuntime):
     """
 
     __slots__ = ("collections", "db", "lease_waiting", "leases")
+    if TYPE_CHECKING:
+        pool: AsyncMongoClient[Any]
 
     def __init__(self, client: Any, db: AsyncDatabase[Any], max_leases: int) -> None:
         super().__init__(client)
@@ -274,11 +279,11 @@ class MongoResource(DatabaseResource):
         self._log_connected()
 
     @staticmethod
-    def _refusal(client: Any) -> Exception | None:
+    def _refusal(client: AsyncMongoClient[Any]) -> Exception | None:
         """The monitor's error for a server that refused the connection, if any."""
         for server in client.topology_description.server_descriptions().values():
             if server.error is not None and _says_refused(str(server.error)):
-                return server.error  # type: ignore[no-any-return]
+                return server.error
         return None
 
     async def _disconnect(self) -> None:
@@ -311,7 +316,7 @@ class MongoResource(DatabaseResource):
         return rt.db
 
     @property
-    def client(self) -> Any:
+    def client(self) -> AsyncMongoClient[Any]:
         """The underlying ``AsyncMongoClient`` (for other databases or admin commands)."""
         rt = self._rt
         if rt is None:
@@ -337,6 +342,11 @@ class MongoResource(DatabaseResource):
         return {name: self.get_collection(name) for name in names}
 
     # ---- pool -----------------------------------------------------------------------------
+
+    if TYPE_CHECKING:
+
+        def acquire(self, timeout: float | None = None) -> _AsyncGeneratorContextManager[AsyncClientSession]:
+            """Lease one of ``max_pool_size`` slots as a PyMongo ``AsyncClientSession``."""
 
     def get_pool_stats(self) -> PoolStats:
         """Occupancy summed over the servers' pools.

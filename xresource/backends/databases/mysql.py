@@ -34,6 +34,9 @@ from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from contextlib import _AsyncGeneratorContextManager
+
+    from aiomysql import Connection
 
 _SCHEMES = ("mysql", "mariadb")
 _URL_PARAMS = {"charset"}
@@ -262,6 +265,11 @@ class MySQLResource(DatabaseResource):
         return [row["name"] for row in rows]
 
     # ---- pool -----------------------------------------------------------------------------
+
+    if TYPE_CHECKING:
+
+        def acquire(self, timeout: float | None = None) -> _AsyncGeneratorContextManager[Connection]:
+            """Borrow a pooled aiomysql ``Connection`` (see ``DatabaseResource.acquire``)."""
 
     def get_pool_stats(self) -> PoolStats:
         rt = self._rt

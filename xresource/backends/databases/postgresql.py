@@ -35,6 +35,9 @@ from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from contextlib import _AsyncGeneratorContextManager
+
+    from asyncpg import Connection, Record
 
 _SCHEMES = ("postgresql", "postgres")
 # Keyword arguments of asyncpg.create_pool that the manifest's own fields set.
@@ -191,6 +194,11 @@ class PostgresResource(DatabaseResource):
 
     # ---- pool -----------------------------------------------------------------------------
 
+    if TYPE_CHECKING:
+
+        def acquire(self, timeout: float | None = None) -> _AsyncGeneratorContextManager[Connection]:
+            """Borrow a pooled asyncpg ``Connection`` (see ``DatabaseResource.acquire``)."""
+
     def get_pool_stats(self) -> PoolStats:
         rt = self._rt
         if rt is None:
@@ -214,20 +222,21 @@ class PostgresResource(DatabaseResource):
 
     # ---- queries: the hot path. Keep these thin (see the module docstring of _base). ------
 
-    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Record]:
         """Run ``query`` and return all rows as asyncpg ``Record`` objects."""
         rt = self._rt
         if rt is None:
             raise self._not_connected()
         rt.inflight += 1
         try:
-            return await rt.pool.fetch(query, *args, timeout=timeout)  # type: ignore[no-any-return]
+            rows: list[Record] = await rt.pool.fetch(query, *args, timeout=timeout)
+            return rows
         except Exception as exc:
             raise self._op_error(exc, "fetch") from exc
         finally:
             rt.inflight -= 1
 
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Record | None:
         """Run ``query`` and return its first row, or ``None``."""
         rt = self._rt
         if rt is None:
@@ -260,7 +269,8 @@ class PostgresResource(DatabaseResource):
             raise self._not_connected()
         rt.inflight += 1
         try:
-            return await rt.pool.execute(query, *args, timeout=timeout)  # type: ignore[no-any-return]
+            status: str = await rt.pool.execute(query, *args, timeout=timeout)
+            return status
         except Exception as exc:
             raise self._op_error(exc, "execute") from exc
         finally:

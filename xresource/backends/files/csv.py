@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import islice
-from typing import Any, ClassVar, Literal, Self, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TextIO
 
 from pydantic import Field, model_validator
 
 from xresource.backends.files._base import Chunks, Row, TextFileResource
 from xresource.errors import XResourceDataError
+
+CsvRow = dict[str, str | None] | list[str]
+"""A CSV row: with ``has_header``, a dict by column name (``None`` pads a short row); else a list."""
 
 # One character that is not a line break (the schema says so too, so editors flag it).
 _NOT_A_LINE_BREAK = r"^[^\r\n]$"
@@ -57,6 +60,14 @@ class CsvResource(TextFileResource):
         return {**super()._metadata_details(), "delimiter": self.delimiter, "has_header": self.has_header}
 
     # ---- reading --------------------------------------------------------------------------
+
+    if TYPE_CHECKING:  # the row type, for type checkers; the methods are FileResource's
+
+        async def read(self) -> list[CsvRow]:
+            """Read the whole file: a list of rows."""
+
+        def read_stream(self, chunk_size: int = 1000) -> AsyncIterator[list[CsvRow]]:
+            """Yield chunks of ``chunk_size`` rows; memory is bounded by the chunk."""
 
     def _reader(self, handle: TextIO) -> Iterator[list[str]]:
         return csv.reader(handle, delimiter=self.delimiter, quotechar=self.quotechar)

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
@@ -57,6 +58,8 @@ from xresource.secrets import mask_url_password
 
 if TYPE_CHECKING:
     import aiohttp
+    from aiohttp import ClientTimeout
+    from multidict import MultiDictProxy
     from yarl import URL
 
 log = logging.getLogger("xresource.network.rest_api")
@@ -156,13 +159,13 @@ class HttpRuntime:
     call each, which shows at thousands of requests/s)."""
 
     session: aiohttp.ClientSession
-    aiohttp: Any
-    url_class: Any
+    aiohttp: ModuleType
+    url_class: type[URL]
     base: str
-    base_url: Any
-    base_query: Any
+    base_url: URL
+    base_query: MultiDictProxy[str] | None
     auth: PreparedAuth
-    timeout: Any
+    timeout: ClientTimeout
     retry_set: frozenset[str]
     backoff: Backoff
     counters: RequestCounters
@@ -525,7 +528,7 @@ class RestApiResource(NetworkResource):
 
     def _join(self, rt: HttpRuntime, path: str) -> URL:
         if not path:
-            return rt.url_class(rt.base_url)  # type: ignore[no-any-return]
+            return rt.url_class(rt.base_url)
         if "://" in path.partition("?")[0]:
             url = rt.url_class(path)
             base = rt.base_url
@@ -535,8 +538,8 @@ class RestApiResource(NetworkResource):
             if not inside:
                 # Credentials must not follow a URL to another service.
                 raise ValueError(f"{self.label}: {mask_url_password(path)!r} is outside {self.target()}")
-            return url  # type: ignore[no-any-return]
-        return rt.url_class(f"{rt.base}/{path.lstrip('/')}")  # type: ignore[no-any-return]
+            return url
+        return rt.url_class(f"{rt.base}/{path.lstrip('/')}")
 
     def scrub(self, text: str) -> str:
         """Remove resolved secrets, URL passwords and the API key query value from ``text``."""
