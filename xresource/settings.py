@@ -51,6 +51,11 @@ class RegistrySettings(XObjPrototype):
     """Larger manifest files are rejected unread."""
     max_secret_bytes: int = Field(default=65_536, gt=0)
     """Larger ``${file:...}`` secret files are refused unread (secrets are small; devices and logs are not)."""
+    settle_ms: int = Field(default=100, ge=0, le=60_000)
+    """A manifest modified within this many milliseconds is still being written: a reload waits
+    until its size and modification time have been stable this long (0 applies files at once)."""
+    ready_requires_applied: bool = False
+    """``/readyz`` fails while any resource's desired version is not the one running (``pending``)."""
 
 
 class ServerSettings(XObjPrototype):

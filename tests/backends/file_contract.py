@@ -170,9 +170,8 @@ class FileContract:
         manifests = tmp_path / "manifests"
         manifests.mkdir()
         relative = Path("..") / resource.file_path.name
-        made = cls.model_validate(
-            {"name": "rel", "file_path": str(relative)}, context={"base_dir": manifests}
-        )
+        fields = {**resource.model_dump(by_alias=True, exclude={"file_path"}), "name": "rel"}
+        made = cls.model_validate({**fields, "file_path": str(relative)}, context={"base_dir": manifests})
         assert made.file_path == manifests / relative
         async with made:
             assert await made.read() == expected

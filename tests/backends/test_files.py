@@ -175,6 +175,29 @@ class TestJsonContract(FileContract):
         return UNWRITABLE_ROW
 
 
+class TestJsonLinesContract(FileContract):
+    type_name = "json"
+
+    def sample(self, folder: Path) -> tuple[FileResource, Any]:
+        records = [{"id": i, "name": f"name {i}"} for i in range(10)]
+        path = folder / "people.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return JsonResource(name="people", file_path=path, lines=True), records
+
+    def big_sample(self, folder: Path) -> FileResource:
+        path = folder / "big.jsonl"
+        path.write_text("".join(json.dumps({"a": i}) + "\n" for i in range(50_000)))
+        return JsonResource(name="big", file_path=path, lines=True)
+
+    def malformed(self, folder: Path) -> FileResource:
+        path = folder / "bad.jsonl"
+        path.write_text('{"a": 1}\n{"b": ,}\n')
+        return JsonResource(name="bad", file_path=path, lines=True)
+
+    def unwritable(self) -> list[Any]:
+        return UNWRITABLE_ROW
+
+
 class TestYamlContract(FileContract):
     type_name = "yaml"
 

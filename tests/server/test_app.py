@@ -74,6 +74,8 @@ async def test_readyz_goes_from_503_to_200_when_a_failed_resource_recovers(
                 "status": "ready",
                 "ready": True,
                 "not_ready": {},
+                "pending": {},
+                "reload_error": None,
             }
         finally:
             await server.stop()

@@ -41,5 +41,7 @@ def _walk(root: Path) -> Iterator[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             file = Path(folder) / name
-            if is_manifest(file) and file.is_file():
+            # A manifest-named link that leads nowhere (a loop, a missing target) is yielded too:
+            # the reader reports it, so the resources it defined are kept, not silently removed.
+            if is_manifest(file) and (file.is_file() or file.is_symlink()):
                 yield file

@@ -39,10 +39,18 @@ class RegistryCollector(Collector):
             "xresource_stream_dropped", "Messages dropped by the drop_oldest overflow policy", labels=["name"]
         )
         reconnects = CounterMetricFamily("xresource_stream_reconnects", "Reconnects", labels=["name"])
+        pending = GaugeMetricFamily(
+            "xresource_resource_pending",
+            "1 while the files' version of the resource is not the one running (see status pending)",
+            labels=["name"],
+        )
+        pending_count = 0
         for name, status in reg.status().items():
             for value in STATES:
                 state.add_metric([name, status.type, value], 1.0 if status.state == value else 0.0)
             generation.add_metric([name], status.generation)
+            pending.add_metric([name], 1.0 if status.pending else 0.0)
+            pending_count += 1 if status.pending else 0
             leases.add_metric([name], status.leases)
             stats = status.metadata.get("pool")
             if isinstance(stats, dict):
@@ -61,6 +69,12 @@ class RegistryCollector(Collector):
         yield received
         yield dropped
         yield reconnects
+        yield pending
+        pending_total = GaugeMetricFamily(
+            "xresource_resources_pending", "Resources whose desired version is not the one running"
+        )
+        pending_total.add_metric([], float(pending_count))
+        yield pending_total
         reloads = CounterMetricFamily("xresource_reloads", "Reloads by outcome", labels=["outcome"])
         for outcome, count in sorted(reg.reload_counts.items()):
             reloads.add_metric([outcome], float(count))

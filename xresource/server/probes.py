@@ -77,16 +77,33 @@ class RegistryProbes:
         return Answer(200, {"status": "ok", "time": time.time()})
 
     def readiness(self) -> Answer:
-        """200 when running and every eager resource is ready; 503 otherwise, saying why."""
+        """200 when running and every eager resource is ready; 503 otherwise, saying why.
+
+        Desired versions that are not running (a change that failed to apply, a failed
+        reload) are always shown under ``pending``; they fail readiness only with
+        ``[registry] ready_requires_applied``.
+        """
+        registry = self.registry
         phase = self.phase
         not_ready = {
             name: {"state": s.state, "error": s.error}
-            for name, s in self.registry.status().items()
+            for name, s in registry.status().items()
             if s.state != "ready" and not (s.connect_mode == "lazy" and s.state == "new")
         }
+        pending = registry.pending
+        if registry.settings.registry.ready_requires_applied:
+            for name, reason in pending.items():
+                not_ready.setdefault(name, {"state": "pending", "error": reason})
         ready = phase == "running" and not not_ready
         status = phase if phase != "running" else ("ready" if ready else "not_ready")
-        return Answer(200 if ready else 503, {"status": status, "ready": ready, "not_ready": not_ready})
+        body = {
+            "status": status,
+            "ready": ready,
+            "not_ready": not_ready,
+            "pending": pending,
+            "reload_error": registry.last_reload_error,
+        }
+        return Answer(200 if ready else 503, body)
 
     def resources(self) -> Answer:
         """Every resource's status (no secrets: ``status()`` never holds one)."""
@@ -112,6 +129,7 @@ def reload_answer(result: ReloadResult) -> Answer:
             "outcome": result.outcome,
             "added": result.added,
             "replaced": result.replaced,
+            "updated": result.updated,
             "removed": result.removed,
             "rejected": result.rejected,
             "problems": [str(p) for p in result.problems],

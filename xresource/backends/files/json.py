@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from itertools import islice
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import ValidationInfo, field_validator
 
 from xresource._optional import require
+from xresource.backends.files import arrow, jsonlines
 from xresource.backends.files._base import Chunks, FileRuntime, TextFileResource, resolve_against_base
 from xresource.errors import XResourceConnectionError, XResourceDataError
 
@@ -60,6 +61,9 @@ class JsonResource(TextFileResource):
 
     json_schema: dict[str, Any] | Path | None = None
     """A JSON Schema the data must match: inline, or a schema file's path (relative to the manifest)."""
+    lines: bool = False
+    """The file is JSON lines (``.jsonl``, ``.ndjson``): one document per line; ``read()`` returns
+    the list of documents, and ``json_schema`` applies to each of them."""
 
     if TYPE_CHECKING:
         _rt: JsonRuntime | None
@@ -122,6 +126,8 @@ class JsonResource(TextFileResource):
     # ---- reading --------------------------------------------------------------------------
 
     def _read_sync(self) -> Any:
+        if self.lines:
+            return jsonlines.read_all(self)
         with self._open_text() as handle:
             try:
                 document = json.load(handle)
@@ -135,6 +141,9 @@ class JsonResource(TextFileResource):
         return document
 
     def _iter_chunks(self, chunk_size: int) -> Chunks:
+        if self.lines:
+            yield from jsonlines.chunks(self, chunk_size)
+            return
         if self._first_character() != "[":
             yield [self._read_sync()]
             return
@@ -216,9 +225,26 @@ class JsonResource(TextFileResource):
             where = _json_path([*prefix, *error.absolute_path])
             raise self.data_error(f"{what} does not match json_schema at {where}: {_short(error.message)}")
 
+    # ---- columnar (the arrow extra) ---------------------------------------------------------
+
+    def read_batches(self, batch_size: int = arrow.DEFAULT_BATCH_ROWS) -> AsyncIterator[Any]:
+        """Yield Arrow record batches (``pyarrow.RecordBatch``) of at most ``batch_size`` rows each.
+
+        JSON lines are parsed by Arrow block by block; a top-level array of objects is parsed
+        by ``read_stream``'s parser, one batch at a time. Needs ``pip install 'xresource[arrow]'``.
+        """
+        return arrow.stream(self, batch_size, arrow.json_batches)
+
+    async def read_frame(self, library: arrow.FrameLibrary = "pandas") -> Any:
+        """The whole file as a pandas or polars ``DataFrame``, or a ``pyarrow.Table`` (``"arrow"``)."""
+        return await arrow.read_frame(self, library, arrow.json_batches)
+
     # ---- writing --------------------------------------------------------------------------
 
     def _write_sync(self, data: Any) -> None:
+        if self.lines:
+            jsonlines.write(self, data)
+            return
         validator = self._validator()
         if validator is not None:
             self._check(validator, data, "cannot write: data")
