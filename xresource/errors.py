@@ -4,17 +4,28 @@ Every error the library raises on purpose derives from ``XResourceError``::
 
     XResourceError
     ├── ManifestError                 manifests failed validation (carries every problem)
+    ├── XResourceValidationError      also a ValueError: fields given in code failed validation
     ├── UnknownResourceTypeError      also a ValueError: a manifest names a type nobody registered
     ├── MissingDependencyError        also an ImportError: a backend's optional extra is not installed
     ├── XResourceNotFoundError        also a KeyError: no resource of that name in the registry
     ├── XResourceStateError           the resource is not in a state that allows the operation
     ├── XResourceSecretError          a ${env:...} / ${file:...} reference could not be resolved
     ├── XResourceDataError            also a ValueError: a data file is malformed or fails its schema
-    └── XResourceConnectionError      a backend could not be reached or refused us
+    ├── XResourceQueryError           the request itself is wrong: retrying it unchanged will not help
+    │   ├── XResourceSyntaxError           the statement or query does not parse, or names nothing
+    │   ├── XResourceIntegrityError        a constraint refused the write (unique, foreign key, ...)
+    │   └── XResourcePermissionError       the credentials may not do this
+    └── XResourceConnectionError      the server or the network failed: retrying may help
         ├── XResourceAuthenticationError   credentials were rejected
         ├── XResourceTimeoutError          an operation or connect ran out of time
         │   └── XResourcePoolExhaustedError  no pooled connection freed up in time
-        └── XResourceRequestError          the server answered with an error (carries status)
+        └── XResourceRequestError          the server failed to answer (HTTP 5xx, 408, 429; carries status)
+
+The rule for retries: retry an ``XResourceConnectionError`` (with backoff; an
+``XResourceAuthenticationError`` only after fixing the credentials), never an
+``XResourceQueryError``: the same request gets the same answer. HTTP 4xx
+answers are query errors carrying ``status``, except 401/403 (authentication)
+and 408/429 (request errors: the server asks to try again later).
 
 Messages name the resource and its type and never contain a resolved secret.
 """
@@ -136,8 +147,50 @@ class XResourceDataError(XResourceError, ValueError):
         super().__init__(message)
 
 
+class XResourceValidationError(XResourceError, ValueError):
+    """Raised by ``ResourceFactory.create`` when the fields are invalid; ``problems`` lists all of them.
+
+    The message names each field and what is wrong with it, never the value given
+    (which may be a secret).
+    """
+
+    def __init__(self, subject: str, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        lines = [f"{p.field}: {p.message}" if p.field else p.message for p in self.problems]
+        count = len(lines)
+        head = f"{subject}: {count} invalid field{'s' if count != 1 else ''}"
+        super().__init__("\n  ".join([head, *lines]))
+
+
+class XResourceQueryError(XResourceError):
+    """Raised when the server refused the request itself (bad SQL, a constraint, an HTTP 4xx).
+
+    Retrying the same request will not help, unlike an ``XResourceConnectionError``.
+    ``status`` is the HTTP status for HTTP resources; ``code`` the server's own
+    error code where it gives one (a PostgreSQL SQLSTATE, a MySQL error number,
+    a MongoDB error code).
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: str | int | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class XResourceSyntaxError(XResourceQueryError):
+    """Raised when a statement or query does not parse, or names a table, column or operator that does not exist."""
+
+
+class XResourceIntegrityError(XResourceQueryError):
+    """Raised when a constraint refused a write: unique key, foreign key, not null, check, document validation."""
+
+
+class XResourcePermissionError(XResourceQueryError):
+    """Raised when the server understood the request but the credentials may not do it."""
+
+
 class XResourceConnectionError(XResourceError):
-    """Raised when a backend cannot be reached, or a registry resource is not ready."""
+    """Raised when a backend cannot be reached or failed to answer, or a registry resource is not ready."""
 
 
 class XResourceAuthenticationError(XResourceConnectionError):
@@ -153,7 +206,7 @@ class XResourcePoolExhaustedError(XResourceTimeoutError):
 
 
 class XResourceRequestError(XResourceConnectionError):
-    """Raised when a server answered a request with an error status."""
+    """Raised when a server failed to answer a request properly (HTTP 5xx, 408, 429): retrying may help."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         self.status = status
@@ -169,10 +222,15 @@ __all__ = [
     "XResourceConnectionError",
     "XResourceDataError",
     "XResourceError",
+    "XResourceIntegrityError",
     "XResourceNotFoundError",
+    "XResourcePermissionError",
     "XResourcePoolExhaustedError",
+    "XResourceQueryError",
     "XResourceRequestError",
     "XResourceSecretError",
     "XResourceStateError",
+    "XResourceSyntaxError",
     "XResourceTimeoutError",
+    "XResourceValidationError",
 ]

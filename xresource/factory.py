@@ -8,14 +8,15 @@ used, so a broken plugin cannot break ``import xresource``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
-from xresource.errors import UnknownResourceTypeError, XResourceError
+from xresource.errors import Problem, UnknownResourceTypeError, XResourceError, XResourceValidationError
 
 if TYPE_CHECKING:
     from xresource.resource import XResource
@@ -115,8 +116,21 @@ class ResourceFactory:
 
     @classmethod
     def create(cls, type_name: str, **fields: Any) -> XResource:
-        """Build (but do not connect) a resource of ``type_name`` from its fields."""
-        return cls.get_class(type_name).model_validate({**fields, "type": type_name})
+        """Build (but do not connect) a resource of ``type_name`` from its fields.
+
+        Raises :class:`~xresource.errors.XResourceValidationError` listing every
+        invalid field (never its value, which may be a secret), and
+        :class:`~xresource.errors.UnknownResourceTypeError` for an unknown type.
+        """
+        resource_class = cls.get_class(type_name)
+        try:
+            return resource_class.model_validate({**fields, "type": type_name})
+        except ValidationError as exc:
+            errors = exc.errors(include_input=False)
+        # Raised out here, neither chained nor as context: pydantic's message quotes the values given.
+        name = fields.get("name")
+        subject = f"{type_name} resource {name!r}" if isinstance(name, str) else f"{type_name} resource"
+        raise XResourceValidationError(subject, [_problem(error, resource_class, name) for error in errors])
 
     @classmethod
     def all_classes(cls) -> dict[str, type[XResource]]:
@@ -147,14 +161,37 @@ class ResourceFactory:
         _union_adapter.cache_clear()
 
 
+def _problem(error: Any, resource_class: type[XResource], name: object) -> Problem:
+    """One pydantic error as a problem naming the field and what is wrong, never the value."""
+    loc = tuple(str(part) for part in error["loc"])
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        known = [info.alias or field for field, info in resource_class.model_fields.items()]
+        close = difflib.get_close_matches(loc[-1], known, n=1) if loc else []
+        message = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+    elif kind == "missing":
+        message = "required field is missing"
+    return Problem(
+        "<ResourceFactory.create>",
+        None,
+        None,
+        message,
+        name if isinstance(name, str) else None,
+        ".".join(loc) or None,
+        kind,
+    )
+
+
 def _dotted(resource_class: type[Any]) -> str:
     return f"{resource_class.__module__}:{resource_class.__qualname__}"
 
 
 @cache
 def _union_adapter() -> TypeAdapter[Any]:
-    from typing import Union
+    import functools
+    import operator
 
-    classes = tuple(ResourceFactory.all_classes().values())
-    union = Union[classes]  # type: ignore[valid-type]  # noqa: UP007 - built at run time
+    # A | B | ... built at run time (a single class stays itself, as Union[(A,)] would).
+    union: Any = functools.reduce(operator.or_, ResourceFactory.all_classes().values())
     return TypeAdapter(Annotated[union, Field(discriminator="type")])

@@ -98,7 +98,11 @@ class XResource(XObjPrototype):
     """
 
     family: ClassVar[str] = "resource"
+    """The family (``file``, ``database``, ``network``, ``stream``): selects settings defaults."""
     install_extra: ClassVar[str | None] = None
+    """The pip extra that brings the driver (``pip install 'xresource[<extra>]'``)."""
+    example_name: ClassVar[str | None] = None
+    """A realistic resource name for this type's example manifest (docs, ``init``); ``my_<type>`` if unset."""
 
     type: str
     """The resource type; selects the backend."""

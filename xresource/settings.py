@@ -1,4 +1,4 @@
-"""Settings, layered with Dynaconf and validated by pydantic (DESIGN.md section 5).
+"""Settings, layered with Dynaconf and validated by pydantic (see docs/architecture.md).
 
 Layers, later wins: built-in defaults (the models below), then ``settings.toml``
 (from ``--settings`` or ``XRESOURCE_SETTINGS_FILE``), then environment
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from xresource.errors import ManifestError, Problem
+from xresource.errors import ManifestError, Problem, XResourceError
 from xresource.prototype import XObjPrototype
 from xresource.secrets import REFERENCE_RE
 
@@ -134,17 +134,13 @@ class Settings(XObjPrototype):
         return merged
 
 
-_STREAM_TYPES = frozenset({"websocket", "sse", "redis_pubsub", "kafka", "rabbitmq", "mqtt"})
-
-
 def _is_stream(type_name: str) -> bool:
-    if type_name in _STREAM_TYPES:
-        return True
+    """Whether ``type_name``'s class is of the stream family (built-in or third-party alike)."""
     from xresource.factory import ResourceFactory
 
     try:
         return ResourceFactory.get_class(type_name).family == "stream"
-    except Exception:  # noqa: BLE001 - an unknown type has no stream defaults
+    except XResourceError:  # an unknown or broken type has no family defaults; validation says why
         return False
 
 

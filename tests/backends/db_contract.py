@@ -23,19 +23,20 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.services import free_port
+from tests.support.waiting import SLACK, eventually
 from xresource.backends.databases._base import DatabaseResource, PoolRuntime
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
+    XResourceIntegrityError,
     XResourcePoolExhaustedError,
+    XResourceQueryError,
     XResourceStateError,
+    XResourceSyntaxError,
     XResourceTimeoutError,
 )
 from xresource.resource import State
-
-# The machine is shared with other test runs and servers: timing bounds allow this much on top.
-SLACK = 1.5
 
 Make = Callable[..., DatabaseResource]
 
@@ -43,20 +44,6 @@ Make = Callable[..., DatabaseResource]
 def unique(prefix: str = "xr") -> str:
     """A table/collection name no concurrent test run uses."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
-async def poll(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 async def run_with_sampling(
@@ -105,6 +92,9 @@ class DatabaseContract:
     - ``ping(res)``, ``make_table(res, name)``, ``drop_table(res, name)``;
     - ``provoke_error(res, text)``: an operation that fails with a server
       error quoting ``text``;
+    - ``bad_syntax(res)``: a query the server cannot parse;
+    - ``insert_twice(res, table)``: write the same unique key twice into the
+      (empty) table ``make_table`` made, the second write violating uniqueness;
     - ``slow_query(res, seconds)``: an operation taking that long, or ``None``.
     """
 
@@ -128,6 +118,12 @@ class DatabaseContract:
         raise NotImplementedError
 
     async def provoke_error(self, res: Any, text: str) -> None:
+        raise NotImplementedError
+
+    async def bad_syntax(self, res: Any) -> None:
+        raise NotImplementedError
+
+    async def insert_twice(self, res: Any, table: str) -> None:
         raise NotImplementedError
 
     def slow_query(self, res: Any, seconds: float) -> Awaitable[object] | None:
@@ -186,6 +182,28 @@ class DatabaseContract:
         assert res._rt is None
         assert set(res.__pydantic_private__ or {}) == set(private_before)
 
+    # ---- errors -----------------------------------------------------------------------------
+
+    async def test_bad_requests_are_query_errors_not_connection_errors(self, make: Make) -> None:
+        """Retrying a connection error may help; retrying these will not, so they are not one."""
+        async with make() as res:
+            with pytest.raises(XResourceSyntaxError) as syntax:
+                await self.bad_syntax(res)
+            name = unique()
+            await self.make_table(res, name)
+            try:
+                with pytest.raises(XResourceIntegrityError) as integrity:
+                    await self.insert_twice(res, name)
+            finally:
+                await self.drop_table(res, name)
+            for info in (syntax, integrity):
+                assert isinstance(info.value, XResourceQueryError)
+                assert not isinstance(info.value, XResourceConnectionError)
+                assert info.value.code is not None  # the server's own code, to program against
+                assert info.value.__cause__ is not None  # the driver's exception, chained
+                assert res.name in str(info.value)
+            await self.ping(res)  # the pool is fine afterwards
+
     async def test_list_collections_or_tables(self, make: Make) -> None:
         name = unique()
         async with make() as res:
@@ -226,7 +244,7 @@ class DatabaseContract:
             async with res.acquire():
                 # A second caller waits, and counts as a waiter while it does.
                 waiter = asyncio.create_task(self._acquire_once(res, timeout=10))
-                await poll(lambda: res.get_pool_stats()["waiters"] >= 1)
+                await eventually(lambda: res.get_pool_stats()["waiters"] >= 1)
                 start = time.monotonic()
                 with pytest.raises(XResourcePoolExhaustedError) as info:
                     async with res.acquire(timeout=0.3):
@@ -345,7 +363,7 @@ class DatabaseContract:
             await res.disconnect()
             pytest.skip("no slow server-side operation to hold a connection with")
         task = asyncio.ensure_future(slow)
-        await poll(lambda: res.get_pool_stats()["in_use"] >= 1)
+        await eventually(lambda: res.get_pool_stats()["in_use"] >= 1)
         start = time.monotonic()
         await res.disconnect()
         assert time.monotonic() - start >= 0.3  # it waited for the query
@@ -375,7 +393,7 @@ class DatabaseContract:
             await res.disconnect()
             pytest.skip("no slow server-side operation to hold a connection with")
         task = asyncio.ensure_future(slow)
-        await poll(lambda: res.get_pool_stats()["in_use"] >= 1)
+        await eventually(lambda: res.get_pool_stats()["in_use"] >= 1)
         start = time.monotonic()
         await res.disconnect()
         assert time.monotonic() - start < 0.3 + SLACK

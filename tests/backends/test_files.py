@@ -6,8 +6,6 @@ import asyncio
 import csv
 import datetime as dt
 import json
-import os
-import stat
 import sys
 import tomllib
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from tests.backends.file_contract import FileContract, collect
 from xresource.backends.files._base import FileResource
 from xresource.backends.files.csv import CsvResource
 from xresource.backends.files.excel import ExcelResource
@@ -27,7 +26,6 @@ from xresource.errors import (
     XResourceConnectionError,
     XResourceDataError,
     XResourceError,
-    XResourceStateError,
 )
 from xresource.factory import ResourceFactory
 
@@ -37,10 +35,6 @@ openpyxl = pytest.importorskip("openpyxl")
 
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-async def collect(resource: FileResource, chunk_size: int) -> list[list[Any]]:
-    return [chunk async for chunk in resource.read_stream(chunk_size)]
 
 
 async def collect_until_error(
@@ -73,31 +67,6 @@ def write_xlsx(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
     return path
 
 
-def open_fds_to(path: Path) -> list[str]:
-    """File descriptors of this process open on ``path`` (Linux /proc)."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
-                found.append(fd)
-        except OSError:
-            continue
-    return found
-
-
-async def wait_closed(path: Path) -> None:
-    """Wait until no descriptor is open on ``path``; a close may wait for a read in flight."""
-    for _ in range(250):
-        if not open_fds_to(path):
-            return
-        await asyncio.sleep(0.02)
-    assert open_fds_to(path) == []
-
-
-def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
-
-
 PEOPLE = [["id", "name", "city"], *[[str(i), f"name {i}", f"city {i % 3}"] for i in range(10)]]
 
 
@@ -126,141 +95,6 @@ def sample(type_name: str, folder: Path) -> tuple[FileResource, Any]:
 TYPES = ["csv", "excel", "json", "yaml"]
 
 
-# ---- shared behaviour ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_read_and_stream_agree(tmp_path: Path, type_name: str) -> None:
-    resource, expected = sample(type_name, tmp_path)
-    async with resource:
-        assert await resource.read() == expected
-        chunks = await collect(resource, 4)
-    assert [len(c) for c in chunks] == [4, 4, 2]
-    assert [row for chunk in chunks for row in chunk] == expected
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_missing_file_fails_connect_naming_resource_and_path(tmp_path: Path, type_name: str) -> None:
-    cls = ResourceFactory.get_class(type_name)
-    missing = tmp_path / "nope" / f"gone.{type_name}"
-    resource = cls.model_validate({"name": "gone", "file_path": str(missing)})
-    with pytest.raises(XResourceConnectionError) as info:
-        await resource.connect()
-    assert "'gone'" in str(info.value)
-    assert type_name in str(info.value)
-    assert str(missing) in str(info.value)
-    assert resource.state.value == "failed"
-
-
-async def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
-    with pytest.raises(XResourceConnectionError, match="is not a file"):
-        await CsvResource(name="d", file_path=tmp_path).connect()
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_operations_need_connect(tmp_path: Path, type_name: str) -> None:
-    resource, _ = sample(type_name, tmp_path)
-    with pytest.raises(XResourceStateError):
-        await resource.read()
-    with pytest.raises(XResourceStateError):
-        resource.read_stream(10)  # checked at the call, before any iteration
-    with pytest.raises(XResourceStateError):
-        await resource.write([])
-
-
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
-async def test_chunk_size_must_be_a_positive_int(tmp_path: Path, bad: Any) -> None:
-    resource, _ = sample("csv", tmp_path)
-    async with resource:
-        with pytest.raises(ValueError, match="chunk_size"):
-            resource.read_stream(bad)
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_relative_file_path_resolves_against_base_dir(tmp_path: Path, type_name: str) -> None:
-    resource, expected = sample(type_name, tmp_path)
-    cls = type(resource)
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    relative = Path("..") / resource.file_path.name
-    made = cls.model_validate({"name": "rel", "file_path": str(relative)}, context={"base_dir": manifests})
-    assert made.file_path == manifests / relative
-    async with made:
-        assert await made.read() == expected
-    # Without a base_dir the path stays as written (relative to the working directory).
-    assert cls.model_validate({"name": "rel", "file_path": "x/y"}).file_path == Path("x/y")
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_metadata_and_tables(tmp_path: Path, type_name: str) -> None:
-    resource, _ = sample(type_name, tmp_path)
-    async with resource:
-        info = resource.get_metadata()
-        tables = await resource.list_collections_or_tables()
-    assert info["file_path"] == str(resource.file_path)
-    assert info["size_bytes"] == resource.file_path.stat().st_size > 0
-    assert info["table"] == "people"
-    assert info["family"] == "file"
-    assert info["target"] == str(resource.file_path)
-    assert tables == ["people"]  # the excel sample's only sheet is also called "people"
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_file_removed_after_connect(tmp_path: Path, type_name: str) -> None:
-    resource, _ = sample(type_name, tmp_path)
-    async with resource:
-        resource.file_path.unlink()
-        assert await resource.validate_connection() is False
-        with pytest.raises(XResourceConnectionError, match="read failed") as info:
-            await resource.read()
-        assert str(resource.file_path) in str(info.value)
-        with pytest.raises(XResourceConnectionError, match="read_stream failed"):
-            await collect(resource, 2)
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_write_is_atomic_keeps_mode_and_leaves_no_temp_file(tmp_path: Path, type_name: str) -> None:
-    resource, _ = sample(type_name, tmp_path)
-    resource.file_path.chmod(0o640)
-    before = resource.file_path.stat().st_ino
-    async with resource:
-        await resource.write([{"id": 1, "name": "one"}])
-        assert [{k: str(v) for k, v in row.items()} for row in await resource.read()] == [
-            {"id": "1", "name": "one"}
-        ]
-    after = resource.file_path.stat()
-    assert after.st_ino != before  # replaced, not rewritten in place
-    assert stat.S_IMODE(after.st_mode) == 0o640
-    assert leftovers(tmp_path) == []
-
-
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_failed_write_leaves_the_file_untouched(tmp_path: Path, type_name: str) -> None:
-    resource, expected = sample(type_name, tmp_path)
-    original = resource.file_path.read_bytes()
-    unwritable = object()
-    async with resource:
-        with pytest.raises(XResourceDataError, match="cannot write"):
-            await resource.write(
-                [{"id": 1, "name": "ok"}, {"id": 2, "name": unwritable}]
-                if type_name != "csv"
-                else [{"id": 1}, ["not", "a", "mapping"]]
-            )
-        assert await resource.read() == expected
-    assert resource.file_path.read_bytes() == original
-    assert leftovers(tmp_path) == []
-
-
-async def test_write_through_a_symlink_replaces_the_target(tmp_path: Path) -> None:
-    real = write_csv(tmp_path / "real.csv", [["a"], ["1"]])
-    link = tmp_path / "link.csv"
-    link.symlink_to(real)
-    async with CsvResource(name="l", file_path=link) as resource:
-        await resource.write([{"a": "2"}])
-    assert link.is_symlink()
-    assert real.read_text() == "a\n2\n"
-
-
 def big_sample(type_name: str, folder: Path) -> FileResource:
     """A file that takes far longer to read than one worker-thread hop reads ahead."""
     if type_name == "csv":
@@ -278,43 +112,126 @@ def big_sample(type_name: str, folder: Path) -> FileResource:
     return YamlResource(name="big", file_path=path)
 
 
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_breaking_out_of_a_stream_closes_the_file(tmp_path: Path, type_name: str) -> None:
-    resource = big_sample(type_name, tmp_path)
-    async with resource:
-        stream = resource.read_stream(2)
-        async for _chunk in stream:
-            break
-        assert open_fds_to(resource.file_path)  # held open between chunks
-        await stream.aclose()  # type: ignore[attr-defined]
-        await wait_closed(resource.file_path)
+# ---- the contract, per backend ------------------------------------------------------------
+
+UNWRITABLE_ROW = [{"id": 1, "name": "ok"}, {"id": 2, "name": object()}]
 
 
-@pytest.mark.parametrize("type_name", TYPES)
-async def test_small_chunks_stream_everything_in_order(tmp_path: Path, type_name: str) -> None:
-    resource = big_sample(type_name, tmp_path)
-    async with resource:
-        chunks = await collect(resource, 7)
-        rows = await resource.read()
-    assert all(len(chunk) == 7 for chunk in chunks[:-1])
-    assert 1 <= len(chunks[-1]) <= 7
-    assert [row for chunk in chunks for row in chunk] == rows
+class TestCsvContract(FileContract):
+    type_name = "csv"
+
+    def sample(self, folder: Path) -> tuple[FileResource, Any]:
+        return sample("csv", folder)
+
+    def big_sample(self, folder: Path) -> FileResource:
+        return big_sample("csv", folder)
+
+    def malformed(self, folder: Path) -> FileResource:
+        path = folder / "long.csv"
+        path.write_text("a,b\n1,2\n3,4,5\n")  # a row longer than the header
+        return CsvResource(name="long", file_path=path)
+
+    def unwritable(self) -> list[Any]:
+        return [{"id": 1}, ["not", "a", "mapping"]]
 
 
-async def test_cancelled_stream_closes_the_file(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "big.csv", [["a", "b"], *[[i, i] for i in range(200_000)]])
-    async with CsvResource(name="big", file_path=path) as resource:
+class TestExcelContract(FileContract):
+    type_name = "excel"
 
-        async def consume() -> None:
-            async for _chunk in resource.read_stream(50_000):
-                await asyncio.sleep(0)
+    def sample(self, folder: Path) -> tuple[FileResource, Any]:
+        return sample("excel", folder)
 
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await wait_closed(path)
+    def big_sample(self, folder: Path) -> FileResource:
+        return big_sample("excel", folder)
+
+    def memory_sample(self, folder: Path) -> FileResource:
+        path = write_xlsx(folder / "huge.xlsx", {"s": [["a", "b"], *[[i, i] for i in range(10_000)]]})
+        return ExcelResource(name="huge", file_path=path)
+
+    def malformed(self, folder: Path) -> FileResource:
+        path = folder / "fake.xlsx"
+        path.write_bytes(b"PK\x03\x04 truncated")
+        return ExcelResource(name="fake", file_path=path)
+
+    def unwritable(self) -> list[Any]:
+        return UNWRITABLE_ROW
+
+
+class TestJsonContract(FileContract):
+    type_name = "json"
+
+    def sample(self, folder: Path) -> tuple[FileResource, Any]:
+        return sample("json", folder)
+
+    def big_sample(self, folder: Path) -> FileResource:
+        return big_sample("json", folder)
+
+    def malformed(self, folder: Path) -> FileResource:
+        path = folder / "bad.json"
+        path.write_text('{\n  "a": 1,\n  "b": ,\n}\n')
+        return JsonResource(name="bad", file_path=path)
+
+    def unwritable(self) -> list[Any]:
+        return UNWRITABLE_ROW
+
+
+class TestJsonLinesContract(FileContract):
+    type_name = "json"
+
+    def sample(self, folder: Path) -> tuple[FileResource, Any]:
+        records = [{"id": i, "name": f"name {i}"} for i in range(10)]
+        path = folder / "people.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return JsonResource(name="people", file_path=path, lines=True), records
+
+    def big_sample(self, folder: Path) -> FileResource:
+        path = folder / "big.jsonl"
+        path.write_text("".join(json.dumps({"a": i}) + "\n" for i in range(50_000)))
+        return JsonResource(name="big", file_path=path, lines=True)
+
+    def malformed(self, folder: Path) -> FileResource:
+        path = folder / "bad.jsonl"
+        path.write_text('{"a": 1}\n{"b": ,}\n')
+        return JsonResource(name="bad", file_path=path, lines=True)
+
+    def unwritable(self) -> list[Any]:
+        return UNWRITABLE_ROW
+
+
+class TestYamlContract(FileContract):
+    type_name = "yaml"
+
+    def sample(self, folder: Path) -> tuple[FileResource, Any]:
+        return sample("yaml", folder)
+
+    def big_sample(self, folder: Path) -> FileResource:
+        return big_sample("yaml", folder)
+
+    def malformed(self, folder: Path) -> FileResource:
+        path = folder / "bad.yaml"
+        path.write_text("- a: 1\n- b: [2\n")
+        return YamlResource(name="bad", file_path=path)
+
+    def unwritable(self) -> list[Any]:
+        return UNWRITABLE_ROW
+
+
+# ---- shared behaviour beyond the contract -------------------------------------------------
+
+
+async def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
+    with pytest.raises(XResourceConnectionError, match="is not a file"):
+        await CsvResource(name="d", file_path=tmp_path).connect()
+
+
+async def test_write_through_a_symlink_replaces_the_target(tmp_path: Path) -> None:
+    real = write_csv(tmp_path / "real.csv", [["a"], ["1"]])
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    async with CsvResource(name="l", file_path=link) as resource:
+        await resource.write([{"a": "2"}])
+    assert link.is_symlink()
+    assert real.read_text() == "a\n2\n"
 
 
 async def test_reading_does_not_block_the_event_loop(tmp_path: Path) -> None:

@@ -283,7 +283,7 @@ async def test_json_array_batches_come_from_the_streaming_parser(tmp_path: Path)
 
 
 async def test_stopping_early_closes_the_file(tmp_path: Path) -> None:
-    from tests.backends.test_files import open_fds_to, wait_closed
+    from tests.backends.file_contract import open_fds_to, wait_closed
 
     path = tmp_path / "many.csv"
     path.write_text("n\n" + "".join(f"{i}\n" for i in range(300_000)))

@@ -14,8 +14,9 @@ import pytest
 from pydantic import ValidationError
 from pymongo import AsyncMongoClient, MongoClient
 
-from tests.backends.db_contract import SLACK, DatabaseContract, Make, poll, run_with_sampling, unique
+from tests.backends.db_contract import DatabaseContract, Make, run_with_sampling, unique
 from tests.support.mongo_server import SecantusServer, private_secantus, secantus, secantus_binary
+from tests.support.waiting import SLACK, eventually
 from xresource.backends.databases.mongodb import MongoResource
 from xresource.errors import XResourceConnectionError, XResourceError, XResourcePoolExhaustedError
 from xresource.resource import State
@@ -114,6 +115,15 @@ class TestMongoContract(DatabaseContract):
 
     async def drop_table(self, res: MongoResource, name: str) -> None:
         await res.db.drop_collection(name)
+
+    async def bad_syntax(self, res: MongoResource) -> None:
+        async with res.translate_errors("find_one"):
+            await res.get_collection("c").find_one({"$nosuchoperator": 1})
+
+    async def insert_twice(self, res: MongoResource, table: str) -> None:
+        async with res.translate_errors("insert_one"):
+            await res.get_collection(table).insert_one({"_id": 1})
+            await res.get_collection(table).insert_one({"_id": 1})
 
     async def provoke_error(self, res: MongoResource, text: str) -> None:
         async with res.translate_errors("find_one"):  # "unknown top level operator: $x<text>"
@@ -228,7 +238,7 @@ async def test_recovers_by_itself_after_the_server_is_killed(private_secantus: S
             assert res.state is State.READY
         finally:
             private_secantus.start()  # same port; in-memory storage starts empty
-        await poll(res.validate_connection, timeout=15)
+        await eventually(res.validate_connection, timeout=15)
         await items.insert_one({"_id": 2})
         assert await items.find_one({"_id": 2}) == {"_id": 2}
 

@@ -14,7 +14,12 @@ from pydantic import ValidationError
 from tests.backends.db_contract import DatabaseContract, Make, run_with_sampling, unique
 from tests.support.services import require_service
 from xresource.backends.databases.mysql import MySQLResource
-from xresource.errors import XResourceConnectionError, XResourceRequestError
+from xresource.errors import (
+    XResourceConnectionError,
+    XResourceIntegrityError,
+    XResourceQueryError,
+    XResourceSyntaxError,
+)
 
 MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 
@@ -107,6 +112,14 @@ class TestMySQLContract(DatabaseContract):
     async def drop_table(self, res: MySQLResource, name: str) -> None:
         await res.execute(f"DROP TABLE {name}")
 
+    async def bad_syntax(self, res: MySQLResource) -> None:
+        await res.fetch("SELEC 1")
+
+    async def insert_twice(self, res: MySQLResource, table: str) -> None:
+        await res.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+        await res.execute(f"INSERT INTO {table} VALUES (1)")
+        await res.execute(f"INSERT INTO {table} VALUES (1)")
+
     async def provoke_error(self, res: MySQLResource, text: str) -> None:
         await res.fetch(f"SELECT `{text}`")  # Unknown column '<text>' in 'field list'
 
@@ -169,20 +182,27 @@ async def test_transaction_on_an_acquired_connection(make: Make) -> None:
             await res.execute(f"DROP TABLE {table}")
 
 
-async def test_query_errors_are_request_errors(make: Make) -> None:
+async def test_query_errors_carry_the_error_number(make: Make) -> None:
     table = unique("my_err")
     async with make() as res:
-        with pytest.raises(XResourceRequestError) as info:
+        with pytest.raises(XResourceSyntaxError) as info:
             await res.fetch("SELEC 1")
         assert info.value.__cause__.args[0] == 1064  # type: ignore[union-attr]
+        assert info.value.code == 1064
         assert "127.0.0.1:3306" in str(info.value)
-        await res.execute(f"CREATE TABLE {table} (id int PRIMARY KEY)")
+        with pytest.raises(XResourceSyntaxError) as info:
+            await res.fetch("SELECT no_such_column FROM DUAL")  # PyMySQL files 1054 under OperationalError
+        assert info.value.code == 1054
+        await res.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL)")
         try:
-            await res.execute(f"INSERT INTO {table} VALUES (1)")
-            with pytest.raises(XResourceRequestError, match="Duplicate"):
-                await res.execute(f"INSERT INTO {table} VALUES (1)")
-            with pytest.raises(XResourceRequestError):
+            await res.execute(f"INSERT INTO {table} VALUES (1, 1)")
+            with pytest.raises(XResourceIntegrityError, match="Duplicate"):
+                await res.execute(f"INSERT INTO {table} VALUES (1, 1)")
+            with pytest.raises(XResourceIntegrityError):
+                await res.execute(f"INSERT INTO {table} VALUES (2, NULL)")
+            with pytest.raises(XResourceQueryError) as query:
                 await res.fetch("SELECT %s, %s", 1)  # too few arguments
+            assert not isinstance(query.value, XResourceConnectionError)
         finally:
             await res.execute(f"DROP TABLE {table}")
         assert await res.fetchval("SELECT 2") == 2

@@ -12,11 +12,17 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from tests.backends.db_contract import SLACK, DatabaseContract, Make, poll, run_with_sampling, unique
+from tests.backends.db_contract import DatabaseContract, Make, run_with_sampling, unique
 from tests.support.pg_server import PrivatePostgres, private_pg
 from tests.support.services import require_service
+from tests.support.waiting import SLACK, eventually
 from xresource.backends.databases.postgresql import PostgresResource
-from xresource.errors import XResourceConnectionError, XResourceRequestError, XResourceTimeoutError
+from xresource.errors import (
+    XResourceConnectionError,
+    XResourceQueryError,
+    XResourceSyntaxError,
+    XResourceTimeoutError,
+)
 from xresource.resource import State
 
 __all__ = ["private_pg"]  # the fixture, imported for this module
@@ -125,6 +131,14 @@ class TestPostgresContract(DatabaseContract):
     async def drop_table(self, res: PostgresResource, name: str) -> None:
         await res.execute(f"DROP TABLE {name}")
 
+    async def bad_syntax(self, res: PostgresResource) -> None:
+        await res.fetch("SELEC 1")
+
+    async def insert_twice(self, res: PostgresResource, table: str) -> None:
+        await res.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+        await res.execute(f"INSERT INTO {table} VALUES (1)")
+        await res.execute(f"INSERT INTO {table} VALUES (1)")
+
     async def provoke_error(self, res: PostgresResource, text: str) -> None:
         await res.fetch(f'SELECT "{text}"')  # column "<text>" does not exist
 
@@ -165,17 +179,25 @@ async def _delete_all_then_fail(res: PostgresResource, table: str) -> None:
         raise RuntimeError("abort")
 
 
-async def test_query_errors_are_request_errors_with_the_driver_error_chained(make: Make) -> None:
+async def test_query_errors_carry_the_sqlstate_with_the_driver_error_chained(make: Make) -> None:
     async with make() as res:
-        with pytest.raises(XResourceRequestError) as info:
+        with pytest.raises(XResourceSyntaxError) as info:
             await res.fetch("SELEC 1")
         assert info.value.__cause__.sqlstate == "42601"  # type: ignore[union-attr]
+        assert info.value.code == "42601"
         assert "pg_test" in str(info.value)
         assert "127.0.0.1:5432" in str(info.value)
-        with pytest.raises(XResourceRequestError, match="argument"):
+        with pytest.raises(XResourceSyntaxError) as info:
+            await res.fetch(f"SELECT * FROM {unique('missing')}")
+        assert info.value.code == "42P01"  # undefined_table
+        with pytest.raises(XResourceQueryError, match="argument"):
             await res.fetchval("SELECT $1::int")  # one argument expected, none given
-        with pytest.raises(XResourceRequestError):
+        with pytest.raises(XResourceQueryError):
             await res.fetchval("SELECT $1::int", "not a number")
+        with pytest.raises(XResourceQueryError) as info:
+            await res.fetchval("SELECT 1 / 0")
+        assert info.value.code == "22012"  # division_by_zero: a data error, not a connection error
+        assert not isinstance(info.value, XResourceConnectionError)
         assert await res.fetchval("SELECT 2") == 2  # the pool is fine afterwards
 
 
@@ -296,7 +318,7 @@ async def test_recovers_by_itself_after_the_server_crashes(
         assert res.state is State.READY  # still in service: it heals when the server returns
     finally:
         private_pg.start()
-    await poll(res.validate_connection, timeout=15)
+    await eventually(res.validate_connection, timeout=15)
     results = await asyncio.gather(*(res.fetchval("SELECT $1::int", i) for i in range(20)))
     assert results == list(range(20))
     assert res.get_pool_stats()["size"] <= 3

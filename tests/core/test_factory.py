@@ -5,17 +5,37 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import traceback
 from typing import Literal
 
+import pydantic
 import pytest
 
-from xresource import ResourceFactory, UnknownResourceTypeError, XResource, XResourceError
+from xresource import (
+    ResourceFactory,
+    UnknownResourceTypeError,
+    XResource,
+    XResourceError,
+    XResourceValidationError,
+)
 from xresource.errors import MissingDependencyError
 from xresource.factory import BUILTIN_TYPES, PluginLoadError
 
 ALL_TYPES = {
-    "csv", "excel", "json", "yaml", "mongodb", "postgresql", "mysql", "rest_api", "websocket",
-    "redis_pubsub", "kafka", "rabbitmq", "mqtt", "sse",
+    "csv",
+    "excel",
+    "json",
+    "yaml",
+    "mongodb",
+    "postgresql",
+    "mysql",
+    "rest_api",
+    "websocket",
+    "redis_pubsub",
+    "kafka",
+    "rabbitmq",
+    "mqtt",
+    "sse",
 }
 
 
@@ -101,3 +121,39 @@ def test_missing_driver_at_connect_names_the_extra(monkeypatch: pytest.MonkeyPat
     )
     with pytest.raises(MissingDependencyError, match=r"xresource\[postgres\]"):
         asyncio.run(resource.connect())
+
+
+def test_create_with_bad_fields_raises_our_validation_error_naming_every_field() -> None:
+    with pytest.raises(XResourceValidationError) as info:
+        ResourceFactory.create(
+            "postgresql", name="db", connection_string="postgresql://h/db", max_pool_size=0, pool=3
+        )
+    error = info.value
+    assert isinstance(error, XResourceError)
+    assert isinstance(error, ValueError)
+    assert not isinstance(error, pydantic.ValidationError)
+    assert {p.field for p in error.problems} == {"max_pool_size", "pool"}
+    assert "postgresql resource 'db'" in str(error)
+    assert "max_pool_size: Input should be greater than or equal to 1" in str(error)
+    assert "pool: unknown field" in str(error)
+    with pytest.raises(XResourceValidationError, match="name: required field is missing"):
+        ResourceFactory.create("csv", file_path="x.csv")
+
+
+@pytest.mark.parametrize(
+    ("type_name", "fields"),
+    [
+        ("postgresql", {"connection_string": "postgresql://app:Hunter2-pw@db/app"}),
+        ("rest_api", {"endpoint": "https://h", "headers": {"Authorization": "Bearer Hunter2-pw"}}),
+        ("rest_api", {"endpoint": "https://h", "auth_params": {"bearer_token": "Hunter2-pw"}}),
+        ("mysql", {"connection_string": "mysql://h/db", "password": "Hunter2-pw"}),
+        ("postgresql", {"connection_string": "postgresql://h/db", "min_pool_size": "Hunter2-pw"}),
+    ],
+)
+def test_create_never_echoes_a_value(type_name: str, fields: dict[str, object]) -> None:
+    with pytest.raises(XResourceValidationError) as info:
+        ResourceFactory.create(type_name, name="r", **fields)
+    shown = "".join(traceback.format_exception(info.value)) + repr(info.value.problems)
+    assert "Hunter2" not in shown
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None

@@ -11,6 +11,7 @@ its fenced blocks are handled in order:
 - ``yaml``/``toml`` manifests must pass ``xresource validate``; Kubernetes YAML must
   parse, its ConfigMap's manifests must validate, and the Deployment must fit
   them (mount paths, secret files, probes); pre-commit configs must be valid;
+- ``mermaid`` blocks must name a diagram kind that MkDocs Material renders;
 - every ``xresource ...`` command line in a shell or CI block must parse with
   the real argument parser, so the docs cannot show an option that does not exist.
 
@@ -45,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 VENV_BIN = Path(sys.executable).parent
-MAX_COMPILE_ONLY = 5  # Python samples that need a server; keep them few
+MAX_COMPILE_ONLY = 5
+MERMAID_KINDS = {"flowchart", "graph", "sequenceDiagram", "stateDiagram-v2", "classDiagram"}  # Python samples that need a server; keep them few
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 DIRECTIVE = re.compile(r"^\s*<!--\s*test:\s*(?P<body>.*?)\s*-->\s*$")
@@ -423,6 +425,9 @@ def test_page_samples(page: Path, tmp_path: Path, schema_files: dict[str, str]) 
             import json
 
             json.loads(block.text)
+        elif block.lang == "mermaid":
+            kind = block.text.split(maxsplit=1)[0] if block.text.strip() else ""
+            assert kind in MERMAID_KINDS, f"{block.where}: not a Mermaid diagram MkDocs renders: {kind!r}"
         else:
             assert block.lang in ("text", "csv", ""), f"{block.where}: no rule for ```{block.lang} blocks"
 

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from tests.support.services import free_port
+from tests.support.waiting import eventually as eventually  # the one waiting helper, re-exported
+from tests.support.waiting import stays as stays
 from xresource.settings import RegistrySettings, Settings
 
 T = TypeVar("T")
@@ -40,28 +42,6 @@ FAST: dict[str, Any] = {
 
 def fast_settings(**overrides: Any) -> Settings:
     return Settings(registry=RegistrySettings(**{**FAST, **overrides}))
-
-
-async def eventually(
-    predicate: Callable[[], T], *, timeout: float = 5.0, interval: float = 0.005, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {what or predicate}")
-        await asyncio.sleep(interval)
-
-
-async def stays(predicate: Callable[[], object], *, duration: float, what: str = "") -> None:
-    """Assert ``predicate`` holds for ``duration`` seconds (for "nothing happens" checks)."""
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        assert predicate(), f"stopped holding: {what or predicate}"
-        await asyncio.sleep(0.01)
 
 
 async def swapped(registry: Any, name: str, old: object, *, timeout: float = 5.0) -> Any:

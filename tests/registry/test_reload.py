@@ -1,4 +1,4 @@
-"""Hot reload, rule by rule (DESIGN.md section 4), with a real watcher on real files.
+"""Hot reload, rule by rule (docs/architecture.md, "Reload rules"), with a real watcher on real files.
 
 Rescanning is off in these settings (``rescan_interval=0``), so a change that
 is picked up was seen by the watcher, not by the safety-net rescan.
@@ -491,8 +491,8 @@ async def test_reload_while_a_reload_runs_is_serialized(manifests: Path, api: Ap
         first = asyncio.create_task(registry.reload())
         await eventually(lambda: api.requests == 2)
         second = asyncio.create_task(registry.reload())
-        await asyncio.sleep(0.05)
-        assert not second.done()  # waits for the first instead of connecting a second copy
+        # It waits for the first instead of connecting a second copy.
+        await stays(lambda: not second.done(), duration=0.05, what="the second reload waits")
         api.gate.set()
         r1, r2 = await asyncio.gather(first, second)
         assert r1.replaced == ["api"]

@@ -1,4 +1,4 @@
-"""Starting a registry and getting resources out of it (DESIGN.md sections 3 and 4)."""
+"""Starting a registry and getting resources out of it (docs/api.md and docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -12,10 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.registry.support import ApiServer, csv_manifest, eventually, fast_settings, rest_manifest
+from tests.registry.support import ApiServer, csv_manifest, fast_settings, rest_manifest
 from tests.server.support import Serve
 from tests.support.http_servers import start_app
 from tests.support.services import free_port
+from tests.support.waiting import eventually, stays
 from xresource.cli.main import main
 from xresource.registry import Registry
 from xresource.server.app import create_app
@@ -37,8 +38,9 @@ async def test_serve_reloads_on_sighup_and_exits_0_on_sigterm(
         assert list(await serve.resources(http)) == ["a"]
         (manifests / "b.yaml").write_text(csv_manifest("b", data / "b.csv"))
         (manifests / "a.yaml").write_text(csv_manifest("a", data / "b.csv", "description: v2"))
-        await asyncio.sleep(0.1)
-        assert list(await serve.resources(http)) == ["a"]  # not watching: nothing yet
+        await stays(  # not watching: nothing changes until SIGHUP
+            lambda: _rows_are(serve, http, ["a"]), duration=0.1, what="no reload without SIGHUP"
+        )
         serve.proc.send_signal(signal.SIGHUP)
         rows = await _until(lambda rows: "b" in rows, serve, http)
         assert rows["a"]["generation"] == 2
@@ -80,13 +82,20 @@ async def test_serve_refuses_an_invalid_folder(tmp_path: Path, manifests: Path) 
 async def _until(
     predicate: Any, serve: Serve, http: aiohttp.ClientSession, timeout: float = 10
 ) -> dict[str, dict[str, Any]]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    seen: list[dict[str, dict[str, Any]]] = []
+
+    async def matches() -> dict[str, dict[str, Any]] | None:
         rows = await serve.resources(http)
-        if predicate(rows):
-            return rows
-        assert asyncio.get_running_loop().time() < deadline, rows
-        await asyncio.sleep(0.03)
+        seen[:] = [rows]
+        return rows if predicate(rows) else None
+
+    found = await eventually(matches, timeout=timeout, interval=0.03, what=f"/resources to match; last {seen}")
+    assert found is not None
+    return found
+
+
+async def _rows_are(serve: Serve, http: aiohttp.ClientSession, names: list[str]) -> bool:
+    return list(await serve.resources(http)) == names
 
 
 # ---- check ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import yaml
 
 from xresource.factory import ResourceFactory
 from xresource.schema import type_schema
-from xresource.secrets import REFERENCE_PATTERN, suggested_reference
+from xresource.secrets import REFERENCE_PATTERN, REFERENCE_RE, suggested_reference
 
 # The fields every type has (from ``XResource``); they open every skeleton and table.
 COMMON_FIELDS = ("name", "type", "description", "tags", "connect")
@@ -132,36 +132,40 @@ def type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
 
 # ---- example values for required fields --------------------------------------------------------
 
-_FILE_SUFFIX = {"csv": "csv", "excel": "xlsx", "json": "json", "yaml": "yaml"}
-
-# Per-type examples of required fields, used when the model declares no ``examples``.
+# Examples for the stream types' main fields, until their modules declare them as
+# ``Field(examples=[...])`` like the other backends do; then delete this table.
 # ``{name}`` is the resource name; ``{secret}`` a ${env:...} reference named after it.
 _EXAMPLES: dict[tuple[str, str], Any] = {
-    ("postgresql", "connection_string"): "postgresql://app:{secret}@localhost:5432/app",
-    ("mysql", "connection_string"): "mysql://app:{secret}@localhost:3306/app",
-    ("mongodb", "connection_string"): "mongodb://app:{secret}@localhost:27017/app",
     ("redis_pubsub", "connection_string"): "redis://localhost:6379/0",
     ("rabbitmq", "connection_string"): "amqp://app:{secret}@localhost:5672/",
     ("mqtt", "connection_string"): "mqtt://localhost:1883",
     ("kafka", "bootstrap_servers"): "localhost:9092",
-    ("rest_api", "endpoint"): "https://api.example.com/v1",
     ("websocket", "endpoint"): "wss://stream.example.com/ws",
     ("sse", "endpoint"): "https://stream.example.com/events",
 }
 
 
 def example_value(type_name: str, field: str, resource_name: str) -> Any:
-    """A valid example for a required field: the model's own ``examples`` first, then our table."""
+    """A valid example for a field: the model's own ``examples`` first, then our table.
+
+    A secret reference in a model's example is renamed after the resource
+    (``${env:DB_PASSWORD}`` becomes ``${env:USER_DB_PASSWORD}`` for ``user_db``).
+    """
     info = _model_field(type_name, field)
     if info is not None and info.examples:
-        return info.examples[0]
+        example = info.examples[0]
+        if isinstance(example, str):
+            reference = suggested_reference(resource_name, "password")
+            return REFERENCE_RE.sub(lambda _: reference, example)
+        return example
     extra = ResourceFactory.get_class(type_name).model_config.get("json_schema_extra")
     if isinstance(extra, dict):
         examples = extra.get("examples")
         if isinstance(examples, list) and examples and isinstance(examples[0], dict) and field in examples[0]:
             return examples[0][field]
     if field == "file_path":
-        return f"data/{resource_name}.{_FILE_SUFFIX.get(type_name, type_name)}"
+        suffix = getattr(ResourceFactory.get_class(type_name), "file_suffix", "") or type_name
+        return f"data/{resource_name}.{suffix}"
     template = _EXAMPLES.get((type_name, field))
     if isinstance(template, str):
         return template.format(name=resource_name, secret=suggested_reference(resource_name, "password"))
@@ -196,11 +200,12 @@ def _placeholder(prop: dict[str, Any]) -> Any:
 
 
 def example_manifest(type_name: str, resource_name: str) -> dict[str, Any]:
-    """A small valid manifest of ``type_name``: name, type, every required field, and the
-    type's main connection field even where it has a default (Kafka's ``bootstrap_servers``)."""
+    """A small valid manifest of ``type_name``: name, type, every required field, and every
+    field with an example even where it has a default (Kafka's ``bootstrap_servers``)."""
     manifest: dict[str, Any] = {"name": resource_name, "type": type_name}
     for field in describe_fields(type_name):
-        featured = (type_name, field.name) in _EXAMPLES
+        info = _model_field(type_name, field.name)
+        featured = (type_name, field.name) in _EXAMPLES or bool(info is not None and info.examples)
         if (field.required or featured) and field.name not in manifest:
             manifest[field.name] = example_value(type_name, field.name, resource_name)
     return manifest

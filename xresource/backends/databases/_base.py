@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
@@ -24,8 +24,10 @@ from pydantic import Field, model_validator
 
 from xresource._transport.urls import UrlParts
 from xresource.errors import (
+    XResourceConnectionError,
     XResourceError,
     XResourcePoolExhaustedError,
+    XResourceQueryError,
     XResourceTimeoutError,
 )
 from xresource.resource import State, XResource
@@ -34,6 +36,34 @@ logger = logging.getLogger("xresource.databases")
 
 Release = Callable[[], Awaitable[None]]
 """Gives a leased connection back to the pool it came from."""
+
+ErrorTable = Mapping[type[BaseException], type[XResourceError]]
+"""A backend's driver exception classes mapped to ours (see :func:`classify`)."""
+
+
+def classify(table: ErrorTable, exc: BaseException) -> type[XResourceError]:
+    """The error class for ``exc``: the table entry of its nearest class, else by builtin kind.
+
+    The table is looked up along ``exc``'s class hierarchy, most specific first, so a
+    backend lists the driver's base classes and only the subclasses that differ.
+    Outside the table a ``TimeoutError`` is a timeout, an ``OSError`` a connection
+    error, and anything else (a ``TypeError`` for a bad argument, say) a query error.
+    """
+    for klass in type(exc).__mro__:
+        found = table.get(klass)
+        if found is not None:
+            return found
+    if isinstance(exc, TimeoutError):
+        return XResourceTimeoutError
+    if isinstance(exc, OSError):
+        return XResourceConnectionError
+    return XResourceQueryError
+
+
+def table_entry(table: ErrorTable, exc_class: type[BaseException]) -> type[XResourceError] | None:
+    """The table entry for ``exc_class`` or its nearest listed base (for the coverage tests)."""
+    return next((table[k] for k in exc_class.__mro__ if k in table), None)
+
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -199,7 +229,13 @@ class DatabaseResource(XResource):
         error = super().translate(exc, operation)
         if isinstance(error, XResourcePoolExhaustedError):
             return type(error)(f"{error} (pool size {self.max_pool_size})")
+        if isinstance(error, XResourceQueryError):
+            error.code = self._error_code(exc)
         return error
+
+    def _error_code(self, exc: BaseException) -> str | int | None:
+        """The server's own code for ``exc`` (SQLSTATE, error number), if it has one."""
+        return None
 
     # ---- bounded connect and close --------------------------------------------------------
 

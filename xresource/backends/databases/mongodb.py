@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import errno
+import functools
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -18,29 +19,36 @@ from xresource._optional import require
 from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
+    ErrorTable,
     PoolRuntime,
     PoolStats,
     Release,
+    classify,
 )
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
+    XResourceIntegrityError,
+    XResourcePermissionError,
     XResourcePoolExhaustedError,
-    XResourceRequestError,
+    XResourceQueryError,
     XResourceStateError,
+    XResourceSyntaxError,
     XResourceTimeoutError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
+    from contextlib import _AsyncGeneratorContextManager
+
     from pymongo.asynchronous.client_session import AsyncClientSession
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
+    from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 _SCHEMES = ("mongodb", "mongodb+srv")
-_AUTH_CODES = {13, 18}  # Unauthorized, AuthenticationFailed
 _COLLECTION_CACHE_LIMIT = 1024
 
 # Motor-era (PyMongo URI option) names accepted for our fields: alias -> (field, scale).
@@ -76,6 +84,8 @@ class MongoRuntime(PoolRuntime):
     """
 
     __slots__ = ("collections", "db", "lease_waiting", "leases")
+    if TYPE_CHECKING:
+        pool: AsyncMongoClient[Any]
 
     def __init__(self, client: Any, db: AsyncDatabase[Any], max_leases: int) -> None:
         super().__init__(client)
@@ -134,10 +144,11 @@ class MongoResource(DatabaseResource):
         _rt: MongoRuntime | None
 
     type: Literal["mongodb"] = "mongodb"
+    example_name: ClassVar[str | None] = "catalog"
     default_port: ClassVar[int | None] = 27017
     install_extra: ClassVar[str | None] = "mongodb"
 
-    connection_string: UrlText
+    connection_string: UrlText = Field(examples=["mongodb://app:${env:DB_PASSWORD}@localhost:27017/app"])
     """``mongodb://[user[:${env:PW}]@]host[:port][,host2...][/database][?options]`` or ``mongodb+srv://``."""
     password: SecretText | None = None
     """The password, as a reference, when the connection string does not carry one."""
@@ -269,11 +280,11 @@ class MongoResource(DatabaseResource):
         self._log_connected()
 
     @staticmethod
-    def _refusal(client: Any) -> Exception | None:
+    def _refusal(client: AsyncMongoClient[Any]) -> Exception | None:
         """The monitor's error for a server that refused the connection, if any."""
         for server in client.topology_description.server_descriptions().values():
             if server.error is not None and _says_refused(str(server.error)):
-                return server.error  # type: ignore[no-any-return]
+                return server.error
         return None
 
     async def _disconnect(self) -> None:
@@ -306,7 +317,7 @@ class MongoResource(DatabaseResource):
         return rt.db
 
     @property
-    def client(self) -> Any:
+    def client(self) -> AsyncMongoClient[Any]:
         """The underlying ``AsyncMongoClient`` (for other databases or admin commands)."""
         rt = self._rt
         if rt is None:
@@ -332,6 +343,11 @@ class MongoResource(DatabaseResource):
         return {name: self.get_collection(name) for name in names}
 
     # ---- pool -----------------------------------------------------------------------------
+
+    if TYPE_CHECKING:
+
+        def acquire(self, timeout: float | None = None) -> _AsyncGeneratorContextManager[AsyncClientSession]:
+            """Lease one of ``max_pool_size`` slots as a PyMongo ``AsyncClientSession``."""
 
     def get_pool_stats(self) -> PoolStats:
         """Occupancy summed over the servers' pools.
@@ -391,24 +407,78 @@ class MongoResource(DatabaseResource):
     def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
         if isinstance(exc, XResourceStateError):
             return type(exc)
-        if not type(exc).__module__.startswith(("pymongo", "bson")):
-            if isinstance(exc, TimeoutError):
-                return XResourceTimeoutError
-            return XResourceConnectionError if isinstance(exc, OSError) else XResourceRequestError
-        from pymongo import errors
-
-        if isinstance(exc, errors.WaitQueueTimeoutError):
-            return XResourcePoolExhaustedError
-        if isinstance(exc, errors.ServerSelectionTimeoutError):
-            # Raised for every unreachable server; the details tell refusal from silence.
-            return XResourceConnectionError if _says_refused(str(exc)) else XResourceTimeoutError
-        if isinstance(exc, errors.OperationFailure) and exc.code in _AUTH_CODES:
-            return XResourceAuthenticationError
-        if isinstance(exc, errors.PyMongoError) and exc.timeout:
-            return XResourceTimeoutError
-        if isinstance(exc, errors.ConnectionFailure | errors.ConfigurationError | errors.InvalidOperation):
+        found = classify(error_table(), exc)
+        if found is XResourceQueryError or found is XResourceConnectionError:
+            # PyMongo raises one class for many server answers; the code tells them apart.
+            code = self._error_code(exc)
+            if code is not None:
+                return _BY_CODE.get(code, found)
+        elif found is XResourceTimeoutError and _says_refused(str(exc)):
+            # A server selection timeout is raised for every unreachable server; its
+            # details tell a refused connection (fails at once) from a silent server.
             return XResourceConnectionError
-        return XResourceRequestError
+        return found
+
+    def _error_code(self, exc: BaseException) -> int | None:
+        """The server's error code; for a bulk write, that of its first failed write."""
+        code = getattr(exc, "code", None)
+        details = getattr(exc, "details", None)
+        writes = details.get("writeErrors") if isinstance(details, dict) else None
+        if writes and isinstance(writes[0], dict):
+            code = writes[0].get("code")  # a bulk write's own code (65) says only "some failed"
+        return code if isinstance(code, int) else None
+
+
+# MongoDB server error codes (https://www.mongodb.com/docs/manual/reference/error-codes/)
+# that decide the class of an OperationFailure or write error.
+_BY_CODE: dict[int, type[XResourceError]] = {
+    18: XResourceAuthenticationError,  # AuthenticationFailed
+    13: XResourcePermissionError,  # Unauthorized: the user may not run this
+    **dict.fromkeys(
+        (11000, 11001, 12582, 121), XResourceIntegrityError
+    ),  # duplicate key; document validation
+    # BadValue, FailedToParse, TypeMismatch, DollarPrefixedFieldName, CommandNotFound,
+    # InvalidOptions, InvalidNamespace, InvalidPipelineOperator
+    **dict.fromkeys((2, 9, 14, 52, 59, 72, 73, 168), XResourceSyntaxError),
+    **dict.fromkeys(
+        (50, 202, 262), XResourceTimeoutError
+    ),  # MaxTimeMSExpired, NetworkInterfaceExceededTimeLimit, ExceededTimeLimit
+    # Host unreachable or not found, shutdown, not primary, stepped down, interrupted: retrying helps.
+    **dict.fromkeys((6, 7, 89, 91, 189, 10107, 11600, 11602, 13435, 13436), XResourceConnectionError),
+}
+
+
+@functools.cache
+def error_table() -> ErrorTable:
+    """PyMongo's and BSON's exception classes mapped to ours; ``_BY_CODE`` refines server answers."""
+    from bson import errors as bson_errors
+    from pymongo import errors
+
+    return {
+        errors.WaitQueueTimeoutError: XResourcePoolExhaustedError,
+        errors.ServerSelectionTimeoutError: XResourceTimeoutError,  # or refused: see error_class_for
+        errors.NetworkTimeout: XResourceTimeoutError,
+        errors.ExecutionTimeout: XResourceTimeoutError,
+        errors.WTimeoutError: XResourceTimeoutError,
+        errors.ConnectionFailure: XResourceConnectionError,  # AutoReconnect, NotPrimaryError, ...
+        errors.ConfigurationError: XResourceConnectionError,  # includes InvalidURI
+        errors.InvalidOperation: XResourceConnectionError,  # e.g. the client was closed
+        errors.ProtocolError: XResourceConnectionError,
+        errors.WriteConcernError: XResourceConnectionError,  # replication did not confirm in time
+        errors.CursorNotFound: XResourceConnectionError,  # the server dropped the cursor: query again
+        errors.DuplicateKeyError: XResourceIntegrityError,
+        errors.OperationFailure: XResourceQueryError,  # refined by code (auth, permission, syntax, ...)
+        errors.WriteError: XResourceQueryError,
+        errors.BulkWriteError: XResourceQueryError,
+        errors.ClientBulkWriteException: XResourceQueryError,
+        errors.CollectionInvalid: XResourceQueryError,
+        errors.InvalidName: XResourceSyntaxError,
+        errors.DocumentTooLarge: XResourceQueryError,
+        errors.EncryptionError: XResourceQueryError,
+        errors.EncryptedCollectionError: XResourceQueryError,
+        errors.PyMongoError: XResourceQueryError,
+        bson_errors.BSONError: XResourceQueryError,  # a value BSON cannot encode, a bad ObjectId
+    }
 
 
 def _says_refused(text: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -12,22 +13,30 @@ from xresource._transport.tls import tls_context
 from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
+    ErrorTable,
     PoolRuntime,
     PoolStats,
     Release,
+    classify,
 )
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
-    XResourceRequestError,
+    XResourceIntegrityError,
+    XResourcePermissionError,
+    XResourceQueryError,
+    XResourceSyntaxError,
     XResourceTimeoutError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from contextlib import _AsyncGeneratorContextManager
+
+    from aiomysql import Connection
 
 _SCHEMES = ("mysql", "mariadb")
 _URL_PARAMS = {"charset"}
@@ -47,10 +56,23 @@ _MANAGED = {
     "cursorclass",
 }
 
-# Server error codes (https://mariadb.com/kb/en/mariadb-error-codes/).
-_AUTH_CODES = {1044, 1045, 1130, 1251, 1698}  # access denied, host not allowed, auth plugin
-_CONNECTION_CODES = {1040, 1049, 1053, 1927}  # too many connections, unknown database, shutdown, killed
-_TIMEOUT_CODES = {1205, 1969, 3024}  # lock wait, max_statement_time, max_execution_time
+# Server error numbers that decide the class whatever PyMySQL's exception class is: PyMySQL
+# files most server errors under OperationalError, access denied and deadlocks included
+# (https://mariadb.com/kb/en/mariadb-error-codes/, https://dev.mysql.com/doc/mysql-errors/).
+_BY_CODE: dict[int, type[XResourceError]] = {
+    **dict.fromkeys(
+        (1044, 1045, 1130, 1251, 1698), XResourceAuthenticationError
+    ),  # access denied, auth plugin
+    **dict.fromkeys((1142, 1143, 1227, 1370), XResourcePermissionError),  # table, column, privilege, routine
+    **dict.fromkeys(
+        (1205, 1969, 3024), XResourceTimeoutError
+    ),  # lock wait, max_statement_time, max_execution_time
+    # Too many connections, unknown database, shutdown, connection killed, deadlock (transient: retry).
+    **dict.fromkeys((1040, 1049, 1053, 1927, 1213), XResourceConnectionError),
+    # Unknown column, table, routine; wrong column count; no database selected.
+    **dict.fromkeys((1046, 1051, 1054, 1109, 1136, 1305, 1630), XResourceSyntaxError),
+    **dict.fromkeys((3819, 4025), XResourceIntegrityError),  # check constraint (MySQL, MariaDB)
+}
 
 MySqlSslMode = Literal["disable", "require", "verify-ca", "verify-full"]
 
@@ -89,10 +111,11 @@ class MySQLResource(DatabaseResource):
         _rt: MySqlRuntime | None
 
     type: Literal["mysql"] = "mysql"
+    example_name: ClassVar[str | None] = "orders_db"
     default_port: ClassVar[int | None] = 3306
     install_extra: ClassVar[str | None] = "mysql"
 
-    connection_string: UrlText
+    connection_string: UrlText = Field(examples=["mysql://app:${env:DB_PASSWORD}@localhost:3306/app"])
     """``mysql://user[:${env:PW}]@host[:port][/database][?charset=...]`` (``mariadb://`` works too)."""
     password: SecretText | None = None
     """The password, as a reference, when the connection string does not carry one."""
@@ -243,6 +266,11 @@ class MySQLResource(DatabaseResource):
 
     # ---- pool -----------------------------------------------------------------------------
 
+    if TYPE_CHECKING:
+
+        def acquire(self, timeout: float | None = None) -> _AsyncGeneratorContextManager[Connection]:
+            """Borrow a pooled aiomysql ``Connection`` (see ``DatabaseResource.acquire``)."""
+
     def get_pool_stats(self) -> PoolStats:
         rt = self._rt
         if rt is None:
@@ -377,22 +405,40 @@ class MySQLResource(DatabaseResource):
     # ---- errors ---------------------------------------------------------------------------
 
     def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
-        if isinstance(exc, TimeoutError):
-            return XResourceTimeoutError
         code = _server_code(exc)
         if code is not None:
-            if code in _AUTH_CODES:
-                return XResourceAuthenticationError
-            if code in _TIMEOUT_CODES:
-                return XResourceTimeoutError
-            if code in _CONNECTION_CODES or 2000 <= code < 3000:  # 2xxx: client-side connection errors
-                if isinstance(exc.__cause__, TimeoutError):
-                    return XResourceTimeoutError
-                return XResourceConnectionError
-            return XResourceRequestError
-        if isinstance(exc, OSError):
-            return XResourceConnectionError
-        return XResourceRequestError
+            found = _BY_CODE.get(code)
+            if found is not None:
+                return found
+            if 2000 <= code < 3000:  # 2xxx: the client's own connection errors
+                return (
+                    XResourceTimeoutError
+                    if isinstance(exc.__cause__, TimeoutError)
+                    else XResourceConnectionError
+                )
+        return classify(error_table(), exc)
+
+    def _error_code(self, exc: BaseException) -> int | None:
+        return _server_code(exc)
+
+
+@functools.cache
+def error_table() -> ErrorTable:
+    """PyMySQL's exception classes (aiomysql raises them too) mapped to ours; error numbers
+    in ``_BY_CODE`` come first."""
+    from pymysql import err
+
+    return {
+        err.IntegrityError: XResourceIntegrityError,  # duplicate key, foreign key, not null
+        err.ProgrammingError: XResourceSyntaxError,  # syntax, no such table, wrong names
+        err.DataError: XResourceQueryError,  # value out of range, too long, truncated
+        err.NotSupportedError: XResourceQueryError,
+        err.OperationalError: XResourceQueryError,  # other server errors: the statement was refused
+        err.InternalError: XResourceQueryError,
+        err.InterfaceError: XResourceConnectionError,  # the connection is gone
+        err.DatabaseError: XResourceQueryError,
+        err.MySQLError: XResourceQueryError,
+    }
 
 
 def _server_code(exc: BaseException) -> int | None:

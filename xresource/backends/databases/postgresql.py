@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -12,23 +13,31 @@ from xresource._optional import require
 from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
+    ErrorTable,
     PoolRuntime,
     PoolStats,
     Release,
     SslMode,
+    classify,
 )
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
-    XResourceRequestError,
+    XResourceIntegrityError,
+    XResourcePermissionError,
+    XResourceQueryError,
+    XResourceSyntaxError,
     XResourceTimeoutError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from contextlib import _AsyncGeneratorContextManager
+
+    from asyncpg import Connection, Record
 
 _SCHEMES = ("postgresql", "postgres")
 # Keyword arguments of asyncpg.create_pool that the manifest's own fields set.
@@ -62,7 +71,9 @@ class PostgresResource(DatabaseResource):
     like asyncpg they wait for a free connection without a limit (use
     ``acquire(timeout=...)`` for a bounded wait, ``command_timeout`` to bound
     queries). Driver errors come out as ``XResourceError`` subclasses with
-    the asyncpg exception chained (``exc.__cause__.sqlstate``).
+    the asyncpg exception chained: bad SQL, constraint violations and missing
+    privileges as ``XResourceQueryError`` subclasses carrying the SQLSTATE
+    as ``code``, server and network failures as ``XResourceConnectionError``.
 
     The password goes either in the URL's user-info as a reference
     (``postgresql://app:${env:PW}@db:5432/app``) or in ``password``; the
@@ -71,10 +82,11 @@ class PostgresResource(DatabaseResource):
     """
 
     type: Literal["postgresql"] = "postgresql"
+    example_name: ClassVar[str | None] = "user_db"
     default_port: ClassVar[int | None] = 5432
     install_extra: ClassVar[str | None] = "postgres"
 
-    connection_string: UrlText
+    connection_string: UrlText = Field(examples=["postgresql://app:${env:DB_PASSWORD}@localhost:5432/app"])
     """``postgresql://user[:${env:PW}]@host[:port]/database[?param=value]``; libpq URL parameters are honoured."""
     password: SecretText | None = None
     """The password, as a reference, when the connection string does not carry one."""
@@ -183,6 +195,11 @@ class PostgresResource(DatabaseResource):
 
     # ---- pool -----------------------------------------------------------------------------
 
+    if TYPE_CHECKING:
+
+        def acquire(self, timeout: float | None = None) -> _AsyncGeneratorContextManager[Connection]:
+            """Borrow a pooled asyncpg ``Connection`` (see ``DatabaseResource.acquire``)."""
+
     def get_pool_stats(self) -> PoolStats:
         rt = self._rt
         if rt is None:
@@ -206,20 +223,21 @@ class PostgresResource(DatabaseResource):
 
     # ---- queries: the hot path. Keep these thin (see the module docstring of _base). ------
 
-    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Record]:
         """Run ``query`` and return all rows as asyncpg ``Record`` objects."""
         rt = self._rt
         if rt is None:
             raise self._not_connected()
         rt.inflight += 1
         try:
-            return await rt.pool.fetch(query, *args, timeout=timeout)  # type: ignore[no-any-return]
+            rows: list[Record] = await rt.pool.fetch(query, *args, timeout=timeout)
+            return rows
         except Exception as exc:
             raise self._op_error(exc, "fetch") from exc
         finally:
             rt.inflight -= 1
 
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Record | None:
         """Run ``query`` and return its first row, or ``None``."""
         rt = self._rt
         if rt is None:
@@ -252,7 +270,8 @@ class PostgresResource(DatabaseResource):
             raise self._not_connected()
         rt.inflight += 1
         try:
-            return await rt.pool.execute(query, *args, timeout=timeout)  # type: ignore[no-any-return]
+            status: str = await rt.pool.execute(query, *args, timeout=timeout)
+            return status
         except Exception as exc:
             raise self._op_error(exc, "execute") from exc
         finally:
@@ -276,25 +295,45 @@ class PostgresResource(DatabaseResource):
     # ---- errors ---------------------------------------------------------------------------
 
     def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
+        return classify(error_table(), exc)
+
+    def _error_code(self, exc: BaseException) -> str | None:
         sqlstate = getattr(exc, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate:
-            return _class_for_sqlstate(sqlstate)
-        if isinstance(exc, TimeoutError):
-            return XResourceTimeoutError
-        if isinstance(exc, OSError):
-            return XResourceConnectionError
-        if "closed" in str(exc) and type(exc).__module__.startswith("asyncpg"):
-            return XResourceConnectionError  # "connection was closed in the middle of operation"
-        return XResourceRequestError
+        return sqlstate if isinstance(sqlstate, str) else None
 
 
-def _class_for_sqlstate(sqlstate: str) -> type[XResourceError]:
-    """SQLSTATE classes: 28 auth, 08 connection, 57 operator intervention, 53 resources."""
-    if sqlstate.startswith("28"):
-        return XResourceAuthenticationError
-    if sqlstate == "57014":  # query_canceled: statement_timeout or command_timeout
-        return XResourceTimeoutError
-    if sqlstate == "3D000" or sqlstate.startswith(("08", "57P", "53")):
-        # 3D000: the database does not exist; the server's message says which.
-        return XResourceConnectionError
-    return XResourceRequestError
+@functools.cache
+def error_table() -> ErrorTable:
+    """asyncpg's exception classes mapped to ours (asyncpg raises one class per SQLSTATE,
+    each under the class of its SQLSTATE class, which is what most entries name)."""
+    from asyncpg import exceptions as pg
+
+    query, syntax, integrity = XResourceQueryError, XResourceSyntaxError, XResourceIntegrityError
+    connection, timeout = XResourceConnectionError, XResourceTimeoutError
+    return {
+        # Reaching the server, and who we are.
+        pg.PostgresConnectionError: connection,  # 08: includes ConnectionDoesNotExistError
+        pg.InvalidAuthorizationSpecificationError: XResourceAuthenticationError,  # 28
+        pg.InvalidCatalogNameError: connection,  # 3D000: the database does not exist
+        pg.InsufficientResourcesError: connection,  # 53: too many connections, disk full
+        pg.OperatorInterventionError: connection,  # 57: admin shutdown, crash recovery
+        pg.QueryCanceledError: timeout,  # 57014: statement_timeout, command_timeout
+        pg.LockNotAvailableError: timeout,  # 55P03: lock_timeout
+        pg.PostgresSystemError: connection,  # 58: I/O errors on the server
+        pg.ConfigFileError: connection,  # F0
+        pg.InternalServerError: connection,  # XX
+        pg.FatalPostgresError: connection,  # the server ends the session
+        # Transient conflicts: the same transaction may succeed when run again.
+        pg.TransactionRollbackError: connection,  # 40: serialization failure, deadlock
+        # The request itself.
+        pg.SyntaxOrAccessError: syntax,  # 42: syntax, undefined table/column/function
+        pg.InsufficientPrivilegeError: XResourcePermissionError,  # 42501
+        pg.InvalidSchemaNameError: syntax,  # 3F000: no such schema
+        pg.IntegrityConstraintViolationError: integrity,  # 23: unique, foreign key, not null, check
+        pg.PostgresError: query,  # every other SQLSTATE class: data, cardinality, state, PL/pgSQL, ...
+        # The client library.
+        pg.InterfaceError: query,  # misuse: wrong argument count or type, connection busy
+        pg.ClientConfigurationError: connection,  # bad connection settings
+        pg.InternalClientError: connection,  # protocol errors, target server attributes
+        pg.OutdatedSchemaCacheError: connection,  # a concurrent schema change: retrying helps
+    }

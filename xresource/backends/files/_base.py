@@ -63,6 +63,8 @@ class FileResource(XResource):
 
     family: ClassVar[str] = "file"
     supports_write: ClassVar[bool] = False
+    file_suffix: ClassVar[str] = ""
+    """The usual file name suffix of the format (``xlsx``), for example paths; the type name if empty."""
 
     file_path: Path
     """Path of the data file; a relative path resolves against the manifest's folder."""

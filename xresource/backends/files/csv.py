@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TextIO
@@ -36,6 +38,12 @@ from xresource.errors import XResourceDataError
 if TYPE_CHECKING:
     from xresource.backends.files.arrow import FrameLibrary
 
+CsvValue = str | int | float | Decimal | bool | date | datetime
+"""A cell: text, or the type ``columns`` declares for its column."""
+CsvRow = dict[str, CsvValue | None] | list[str]
+"""A CSV row: with ``has_header``, a dict by column name (``None`` pads a short row or an empty
+typed cell); else a list of texts."""
+
 # One character that is not a line break (the schema says so too, so editors flag it).
 _NOT_A_LINE_BREAK = r"^[^\r\n]$"
 
@@ -44,6 +52,8 @@ class CsvResource(TextFileResource):
     """A CSV (or other delimiter-separated) file; rows are dicts keyed by the header."""
 
     type: Literal["csv"] = "csv"
+    example_name: ClassVar[str | None] = "orders"
+    file_suffix: ClassVar[str] = "csv"
     supports_write: ClassVar[bool] = True
 
     delimiter: str = Field(default=",", min_length=1, max_length=1, pattern=_NOT_A_LINE_BREAK)
@@ -74,6 +84,14 @@ class CsvResource(TextFileResource):
         return {**super()._metadata_details(), "delimiter": self.delimiter, "has_header": self.has_header}
 
     # ---- reading --------------------------------------------------------------------------
+
+    if TYPE_CHECKING:  # the row type, for type checkers; the methods are FileResource's
+
+        async def read(self) -> list[CsvRow]:
+            """Read the whole file: a list of rows."""
+
+        def read_stream(self, chunk_size: int = 1000) -> AsyncIterator[list[CsvRow]]:
+            """Yield chunks of ``chunk_size`` rows; memory is bounded by the chunk."""
 
     def _reader(self, handle: TextIO) -> Iterator[list[str]]:
         return csv.reader(handle, delimiter=self.delimiter, quotechar=self.quotechar)

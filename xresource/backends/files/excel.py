@@ -37,6 +37,8 @@ class ExcelResource(FileResource):
     """One sheet of an Excel workbook (.xlsx, .xlsm); rows are dicts keyed by the header."""
 
     type: Literal["excel"] = "excel"
+    example_name: ClassVar[str | None] = "budget"
+    file_suffix: ClassVar[str] = "xlsx"
     install_extra: ClassVar[str | None] = "excel"
     supports_write: ClassVar[bool] = True
 

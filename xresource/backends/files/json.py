@@ -58,6 +58,8 @@ class JsonResource(TextFileResource):
     """A JSON file; a top-level array streams item by item."""
 
     type: Literal["json"] = "json"
+    example_name: ClassVar[str | None] = "products"
+    file_suffix: ClassVar[str] = "json"
     supports_write: ClassVar[bool] = True
 
     json_schema: dict[str, Any] | Path | None = None

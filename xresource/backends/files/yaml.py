@@ -41,6 +41,8 @@ class YamlResource(TextFileResource):
     """A YAML file; a top-level sequence streams item by item."""
 
     type: Literal["yaml"] = "yaml"
+    example_name: ClassVar[str | None] = "feature_flags"
+    file_suffix: ClassVar[str] = "yaml"
     supports_write: ClassVar[bool] = True
 
     multi_document: bool = False

@@ -10,15 +10,16 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from xresource._transport.http import HttpAuthenticationError, HttpUrl, http_status_error
+from xresource._transport.http import HttpAuthenticationError, HttpUrl
 from xresource._transport.scrubbing import ScrubbingLogger, guard_logger
 from xresource._transport.tls import TlsFields
+from xresource.errors import XResourceError, XResourceRequestError
 from xresource.resource import XResource
 from xresource.secrets import HeaderMap, mask_url_password
 
-# HttpAuthenticationError, http_status_error, ScrubbingLogger and guard_logger are
-# re-exported for the stream backends, which import them from here until they move
-# to ``xresource._transport``; drop them from this module then.
+# HttpAuthenticationError, ScrubbingLogger and guard_logger are re-exported for the
+# stream backends (with http_status_error below), which import them from here until
+# they move to ``xresource._transport``; drop them from this module then.
 __all__ = [
     "HttpAuthenticationError",
     "HttpUrl",
@@ -35,7 +36,7 @@ class NetworkResource(XResource, TlsFields):
 
     family: ClassVar[str] = "network"
 
-    endpoint: HttpUrl
+    endpoint: HttpUrl = Field(examples=["https://api.example.com/v1"])
     """Base URL; request paths are relative to it."""
     timeout: float = Field(default=30.0, gt=0)
     """Seconds allowed for one request, retries not included."""
@@ -49,3 +50,15 @@ class NetworkResource(XResource, TlsFields):
 
     def _metadata_details(self) -> dict[str, Any]:
         return {"endpoint": self.target()}
+
+
+def http_status_error(message: str, status: int) -> XResourceError:
+    """The stream handshakes' error for an HTTP status: 401/403 authentication, the rest request errors.
+
+    Kept for the WebSocket and SSE backends until they use
+    ``xresource._transport.http.http_status_error`` (where other 4xx answers are
+    query errors, as for ``rest_api``); delete it then.
+    """
+    if status in (401, 403):
+        return HttpAuthenticationError(message, status)
+    return XResourceRequestError(message, status)

@@ -19,10 +19,12 @@ Retries (``retries`` of them, so ``retries + 1`` attempts at most):
 - a read timeout is not retried (the server may still be at work, and retrying
   would multiply the wait): it raises ``XResourceTimeoutError`` at once.
 
-Errors: 401/403 raise ``XResourceAuthenticationError`` (also an
-``XResourceRequestError``), other answers >= 400 ``XResourceRequestError``
-with ``.status``, timeouts ``XResourceTimeoutError``, unreachable servers
-``XResourceConnectionError``. Messages never hold a resolved secret, and the
+Errors, all with ``.status`` when the server answered: 401/403 raise
+``XResourceAuthenticationError`` (also an ``XResourceRequestError``); other
+4xx answers ``XResourceQueryError`` (the request is wrong: retrying will not
+help), except 408 and 429, which like 5xx answers raise
+``XResourceRequestError`` (a connection error: retrying may help); timeouts
+raise ``XResourceTimeoutError``, unreachable servers ``XResourceConnectionError``. Messages never hold a resolved secret, and the
 API key query parameter shows as ``***``.
 """
 
@@ -35,6 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
@@ -55,6 +58,8 @@ from xresource.secrets import mask_url_password
 
 if TYPE_CHECKING:
     import aiohttp
+    from aiohttp import ClientTimeout
+    from multidict import MultiDictProxy
     from yarl import URL
 
 log = logging.getLogger("xresource.network.rest_api")
@@ -154,13 +159,13 @@ class HttpRuntime:
     call each, which shows at thousands of requests/s)."""
 
     session: aiohttp.ClientSession
-    aiohttp: Any
-    url_class: Any
+    aiohttp: ModuleType
+    url_class: type[URL]
     base: str
-    base_url: Any
-    base_query: Any
+    base_url: URL
+    base_query: MultiDictProxy[str] | None
     auth: PreparedAuth
-    timeout: Any
+    timeout: ClientTimeout
     retry_set: frozenset[str]
     backoff: Backoff
     counters: RequestCounters
@@ -173,6 +178,7 @@ class RestApiResource(NetworkResource):
     install_extra: ClassVar[str | None] = "rest"
 
     type: Literal["rest_api"] = "rest_api"
+    example_name: ClassVar[str | None] = "payments_api"
     """The resource type; selects the backend."""
     auth_params: AuthParams | None = None
     """Credentials: bearer_token; username + password; api_key; or hmac_secret (request signing)."""
@@ -231,8 +237,10 @@ class RestApiResource(NetworkResource):
         form-encoded (a mapping). ``timeout`` and ``retries`` override the
         resource's for this request. Returns parsed JSON for a JSON answer, text
         for any other, ``None`` for an empty body; with ``raw=True`` an
-        :class:`HttpResponse` whatever its status. Raises ``XResourceRequestError``
-        (with ``.status``) for an answer >= 400.
+        :class:`HttpResponse` whatever its status. An answer >= 400 raises an error
+        with ``.status``: ``XResourceQueryError`` for a 4xx (authentication for
+        401/403, ``XResourceRequestError`` for 408/429), ``XResourceRequestError``
+        for a 5xx.
         """
         rt = self._rt
         if rt is None:
@@ -520,7 +528,7 @@ class RestApiResource(NetworkResource):
 
     def _join(self, rt: HttpRuntime, path: str) -> URL:
         if not path:
-            return rt.url_class(rt.base_url)  # type: ignore[no-any-return]
+            return rt.url_class(rt.base_url)
         if "://" in path.partition("?")[0]:
             url = rt.url_class(path)
             base = rt.base_url
@@ -530,8 +538,8 @@ class RestApiResource(NetworkResource):
             if not inside:
                 # Credentials must not follow a URL to another service.
                 raise ValueError(f"{self.label}: {mask_url_password(path)!r} is outside {self.target()}")
-            return url  # type: ignore[no-any-return]
-        return rt.url_class(f"{rt.base}/{path.lstrip('/')}")  # type: ignore[no-any-return]
+            return url
+        return rt.url_class(f"{rt.base}/{path.lstrip('/')}")
 
     def scrub(self, text: str) -> str:
         """Remove resolved secrets, URL passwords and the API key query value from ``text``."""
