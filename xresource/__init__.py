@@ -23,6 +23,7 @@ from xresource.errors import (
     XResourceSecretError,
     XResourceStateError,
     XResourceTimeoutError,
+    XResourceUnsupportedError,
 )
 from xresource.factory import ResourceFactory
 from xresource.prototype import ResourceMetadata, XObjPrototype
@@ -86,5 +87,6 @@ __all__ = [
     "XResourceSecretError",
     "XResourceStateError",
     "XResourceTimeoutError",
+    "XResourceUnsupportedError",
     "__version__",
 ]

@@ -10,6 +10,7 @@ Every error the library raises on purpose derives from ``XResourceError``::
     ├── XResourceStateError           the resource is not in a state that allows the operation
     ├── XResourceSecretError          a ${env:...} / ${file:...} reference could not be resolved
     ├── XResourceDataError            also a ValueError: a data file is malformed or fails its schema
+    ├── XResourceUnsupportedError     the server cannot do what was asked (MongoDB transactions on a standalone)
     └── XResourceConnectionError      a backend could not be reached or refused us
         ├── XResourceAuthenticationError   credentials were rejected
         ├── XResourceTimeoutError          an operation or connect ran out of time
@@ -134,6 +135,10 @@ class XResourceDataError(XResourceError, ValueError):
         super().__init__(message)
 
 
+class XResourceUnsupportedError(XResourceError):
+    """Raised when the server (not the request) rules an operation out, e.g. a transaction on a standalone MongoDB."""
+
+
 class XResourceConnectionError(XResourceError):
     """Raised when a backend cannot be reached, or a registry resource is not ready."""
 
@@ -173,4 +178,5 @@ __all__ = [
     "XResourceSecretError",
     "XResourceStateError",
     "XResourceTimeoutError",
+    "XResourceUnsupportedError",
 ]
