@@ -49,6 +49,8 @@ class RegistrySettings(XObjPrototype):
     """Write structured audit lines (connect, disconnect, reload, lease) to the ``xresource.audit`` logger."""
     max_manifest_bytes: int = Field(default=1_000_000, gt=0)
     """Larger manifest files are rejected unread."""
+    max_secret_bytes: int = Field(default=65_536, gt=0)
+    """Larger ``${file:...}`` secret files are refused unread (secrets are small; devices and logs are not)."""
 
 
 class ServerSettings(XObjPrototype):

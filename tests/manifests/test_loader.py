@@ -108,18 +108,21 @@ def test_fingerprint_follows_content_not_mtime(tmp_path: Path) -> None:
     assert load_manifests(tmp_path).resources["a"].fingerprint != first
 
 
-def test_rotated_secret_file_changes_fingerprint(tmp_path: Path) -> None:
+def test_loading_reads_no_secret(tmp_path: Path) -> None:
+    """validate, ls and plan load manifests: the secret files they name are never opened."""
     secret = write(tmp_path / "secrets" / "pw", "one")
     write(
         tmp_path / "m" / "a.yaml",
         f"name: orders\ntype: postgresql\nconnection_string: postgresql://app@db/app\n"
         f"password: ${{file:{secret}}}\n",
     )
-    first = load_manifests(tmp_path / "m").resources["orders"]
+    first = load_manifests(tmp_path / "m")
     secret.write_text("two")
-    second = load_manifests(tmp_path / "m").resources["orders"]
-    assert first.fingerprint != second.fingerprint
-    assert first.manifest_hash == second.manifest_hash  # the shown hash never covers secret content
+    second = load_manifests(tmp_path / "m")
+    assert first.ok
+    assert second.ok
+    # Nothing loading computes depends on the secret's content (the live registry adds that).
+    assert first.resources["orders"].fingerprint == second.resources["orders"].fingerprint
 
 
 def test_allowed_roots_confine_data_and_secret_files(tmp_path: Path) -> None:

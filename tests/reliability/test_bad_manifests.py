@@ -59,6 +59,7 @@ def test_all_problems_at_once_in_text_format(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
+    assert "internal error" not in proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("invalid: ")
     named = {Path(line.split(":", 1)[0]).name for line in lines[:-1]}

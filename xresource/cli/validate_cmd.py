@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     result = load_manifests([Path(p) for p in args.paths], settings)
     problems = list(result.problems)
     if not args.no_declared_schema:
-        problems.extend(check_declared_schemas(result))
+        problems.extend(check_declared_schemas(result, settings))
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
     output = render(args.format, result.files, len(result.resources), problems)
     stream = sys.stdout

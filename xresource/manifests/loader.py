@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,13 @@ from pydantic import ValidationError
 from xresource.errors import ManifestError, Problem, UnknownResourceTypeError
 from xresource.factory import PluginLoadError, ResourceFactory
 from xresource.manifests.document import Document, format_path
+from xresource.manifests.paths import path_problems, unknown_scheme_problems
 from xresource.manifests.scan import iter_manifest_files
 from xresource.manifests.toml_reader import read_toml
 from xresource.manifests.yaml_reader import read_yaml
 from xresource.resource import NAME_PATTERN, ManifestOrigin, XResource
-from xresource.secrets import referenced_files, suggested_reference
+from xresource.safe_files import FilePolicy
+from xresource.secrets import suggested_reference
 from xresource.settings import Settings, default_settings
 
 
@@ -156,7 +159,8 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
         return None, [
             Problem(file, doc.line, doc.column, f"a manifest must be a mapping of fields, got {kind}")
         ]
-    name = data.get("name") if isinstance(data.get("name"), str) else None
+    # A name is shown in problems only once it is a valid name (never a line break or a command).
+    name = data.get("name") if isinstance(data.get("name"), str) and _valid_name(data["name"]) else None
     type_name = data.get("type")
     if type_name is None:
         line, col = doc.line, doc.column
@@ -178,46 +182,27 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
         return None, [Problem(file, line, col, str(exc), name, "type", "plugin")]
     # "$schema" declares a schema for editors and `validate`; it is not a field.
     merged = {**settings.defaults_for(type_name), **{k: v for k, v in data.items() if k != "$schema"}}
+    scheme_problems = unknown_scheme_problems(doc, name)
     try:
         resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
     except ValidationError as exc:
-        return None, [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
-    outside = _outside_allowed_roots(resource, settings)
-    if outside:
-        line, col = doc.mark_for(("file_path",) if "file_path" in data else ())
-        return None, [
-            Problem(
-                str(doc.file),
-                line,
-                col,
-                outside,
-                name,
-                "file_path" if "file_path" in data else None,
-                "allowed_roots",
-            )
-        ]
+        problems = [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
+        reported = {(p.line, p.message) for p in problems}
+        return None, problems + [p for p in scheme_problems if (p.line, p.message) not in reported]
+    if scheme_problems:
+        return None, scheme_problems
+    policy = FilePolicy.from_settings(settings.registry)
+    path_issues = path_problems(doc, resource, policy)
+    if path_issues:
+        return None, path_issues
     fields_hash = manifest_hash(merged)
-    resource.bind_manifest(
-        ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(doc, fields_hash, merged))
-    )
+    resource.bind_manifest(ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(doc, fields_hash)))
+    resource.bind_file_policy(policy)
     return resource, []
 
 
-def _outside_allowed_roots(resource: XResource, settings: Settings) -> str | None:
-    """With ``[registry] allowed_roots`` set, data and secret files must lie under one of them."""
-    roots = [r.resolve() for r in settings.registry.allowed_roots]
-    if not roots:
-        return None
-    paths = set(resource.referenced_files())
-    file_path = getattr(resource, "file_path", None)
-    if isinstance(file_path, Path):
-        paths.add(file_path)
-    for path in sorted(paths):
-        real = path.resolve()
-        if not any(real == root or root in real.parents for root in roots):
-            allowed = ", ".join(str(r) for r in roots)
-            return f"{path} is outside the allowed roots ({allowed}); see [registry] allowed_roots"
-    return None
+def _valid_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None
 
 
 def manifest_hash(merged: dict[str, Any]) -> str:
@@ -229,6 +214,8 @@ def _problem_from_error(
     doc: Document, name: str | None, err: Any, resource_class: type[XResource]
 ) -> Problem:
     loc = doc.normalize(tuple(err["loc"]))
+    # A literal secret deep in an options map: point at its key, not at the map.
+    loc = (*loc, *((err.get("ctx") or {}).get("key_path") or ()))
     if err["type"] in ("extra_forbidden", "missing") and tuple(err["loc"])[-1:] != loc[-1:]:
         loc = (*loc, err["loc"][-1])
     kind = err["type"]
@@ -256,18 +243,14 @@ def _problem_from_error(
     return Problem(str(doc.file), line, col, message, name, field_path, kind)
 
 
-def _fingerprint(doc: Document, fields_hash: str, merged: dict[str, Any]) -> str:
-    """What decides "changed" on reload: fields, the folder paths resolve against, secret files.
+def _fingerprint(doc: Document, fields_hash: str) -> str:
+    """What decides "changed" on reload: the fields and the folder relative paths resolve against.
 
-    Internal only: it covers secret file contents, so it is never shown.
+    Loading reads no secret (``validate``, ``ls`` and ``plan`` must not): the live
+    registry adds the content of referenced secret files itself, read through
+    ``xresource.safe_files``, to notice a rotated secret.
     """
     digest = hashlib.sha256()
     digest.update(str(doc.file.parent.absolute()).encode())  # what relative paths resolve against
     digest.update(fields_hash.encode())
-    # A rotated secret file is a change of the resource that uses it.
-    for secret_file in sorted(referenced_files([merged])):
-        try:
-            digest.update(hashlib.sha256(secret_file.read_bytes()).digest())
-        except OSError:
-            digest.update(b"unreadable")
     return digest.hexdigest()

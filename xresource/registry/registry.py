@@ -17,6 +17,7 @@ Rules (DESIGN.md section 4):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from xresource.registry.events import EventHub, EventStream, ReloadEvent, Reload
 from xresource.registry.status import ResourceStatus
 from xresource.registry.watcher import FolderWatcher
 from xresource.resource import State, XResource
+from xresource.safe_files import FilePolicy, secret_files_digest
 from xresource.settings import Settings, load_settings
 
 log = logging.getLogger("xresource.registry")
@@ -397,6 +399,14 @@ class Registry:
     def _load(self) -> LoadResult:
         """Read the folder (in a worker thread); files whose bytes did not change are not parsed again."""
         loaded = load_manifests(self.path, self.settings, parse_cache=self._parse_cache)
+        policy = FilePolicy.from_settings(self.settings.registry)
+        for resource in loaded.resources.values():  # a rotated secret file is a change of its user
+            digest = secret_files_digest(resource.referenced_files(), policy)
+            origin = resource.manifest_origin
+            if origin is not None:
+                resource.bind_manifest(
+                    dataclasses.replace(origin, fingerprint=f"{origin.fingerprint}:{digest}")
+                )
         current = set(loaded.file_hashes.items())
         for key in [k for k in self._parse_cache if k not in current]:
             del self._parse_cache[key]  # old versions and deleted files

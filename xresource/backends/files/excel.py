@@ -67,16 +67,19 @@ class ExcelResource(FileResource):
     @contextmanager
     def _workbook(self) -> Iterator[Any]:
         openpyxl = self._openpyxl()
-        try:
-            workbook = openpyxl.load_workbook(self.file_path, read_only=True, data_only=True)
-        except OSError:
-            raise  # the file went away or cannot be read: a connection problem, translated as such
-        except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a corrupt file
-            raise self.data_error(f"not a valid Excel workbook (.xlsx, .xlsm): {exc}") from None
-        try:
-            yield workbook
-        finally:
-            workbook.close()
+        # Opened here (checked: a regular file within the allowed roots), closed here: openpyxl
+        # does not close a file object it was given.
+        with self.open_checked(self.file_path, "file_path") as handle:
+            try:
+                workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+            except OSError:
+                raise  # the file went away or cannot be read: a connection problem, translated as such
+            except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a corrupt file
+                raise self.data_error(f"not a valid Excel workbook (.xlsx, .xlsm): {exc}") from None
+            try:
+                yield workbook
+            finally:
+                workbook.close()
 
     def _sheet_names(self) -> list[str]:
         with self._workbook() as workbook:

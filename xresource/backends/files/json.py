@@ -107,7 +107,7 @@ class JsonResource(TextFileResource):
         if not schema.is_file():
             raise XResourceConnectionError(f"{self.label}: json_schema file {str(schema)!r} does not exist")
         try:
-            return json.loads(schema.read_text(encoding="utf-8-sig"))
+            return json.loads(self.read_checked(schema, "json_schema").decode("utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise XResourceDataError(
                 f"{self.label}: {schema}:{exc.lineno}:{exc.colno}: json_schema file is not valid JSON: "
@@ -197,7 +197,7 @@ class JsonResource(TextFileResource):
     def _open_utf8(self) -> Iterator[IO[bytes] | _Utf8Reader]:
         """The file as UTF-8 bytes (what ijson parses), past any byte order mark."""
         if self.is_utf8:
-            with open(self.file_path, "rb") as raw:
+            with self.open_checked(self.file_path, "file_path") as raw:
                 if raw.read(len(_BOM)) != _BOM:
                     raw.seek(0)
                 yield raw

@@ -937,6 +937,6 @@ def url_target(url: str, default_port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """An SSL context that verifies the server, trusting ``ca_file`` if given (else the system CAs)."""
-    return ssl.create_default_context(cafile=ca_file)
+def tls_context(ca_data: str | bytes | None) -> ssl.SSLContext:
+    """An SSL context that verifies the server, trusting ``ca_data`` if given (else the system CAs)."""
+    return ssl.create_default_context(cadata=ca_data)  # CA data, read by XResource.read_ca_file

@@ -246,7 +246,7 @@ class KafkaResource(EventStreamResource):
             "security_protocol": self.security_protocol,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            common["ssl_context"] = tls_context(self.ca_file)
+            common["ssl_context"] = tls_context(self.read_ca_file(self.ca_file))
         if self.security_protocol.startswith("SASL"):
             common["sasl_mechanism"] = self.sasl_mechanism
             common["sasl_plain_username"] = self.username

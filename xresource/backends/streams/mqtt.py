@@ -141,7 +141,7 @@ class MqttResource(EventStreamResource):
             clean_session=self.clean_session,
             keepalive=self.keepalive,
             timeout=self.timeout,
-            tls_context=tls_context(self.ca_file) if secure else None,
+            tls_context=tls_context(self.read_ca_file(self.ca_file)) if secure else None,
             logger=_DRIVER_LOG,
             queue_type=functools.partial(_Inbox, counters=self._counters, owner=self),
             max_queued_incoming_messages=self.queue_size,

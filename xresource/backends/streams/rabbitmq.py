@@ -242,7 +242,7 @@ class RabbitMQResource(EventStreamResource):
                 url,
                 timeout=self.timeout,
                 reconnect_interval=self.reconnect_interval,
-                ssl_context=tls_context(self.ca_file) if url.startswith("amqps") else None,
+                ssl_context=tls_context(self.read_ca_file(self.ca_file)) if url.startswith("amqps") else None,
                 client_properties={"connection_name": f"xresource {self.name}"},
             ),
             self.timeout,

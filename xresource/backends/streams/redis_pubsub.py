@@ -125,9 +125,9 @@ class RedisPubSubResource(EventStreamResource):
             "socket_keepalive_options": _keepalive_options(self.keepalive_idle),
         }
         if url.startswith("rediss://"):
-            options["ssl_ca_certs"] = self.ca_file
+            options["ssl_ca_data"] = self.read_ca_file(self.ca_file)
             if self.ca_file:
-                tls_context(self.ca_file)  # fail early, with a clear error, on a bad CA file
+                tls_context(options["ssl_ca_data"])  # fail early, with a clear error, on a bad CA file
         self._client = redis.Redis.from_url(url, **options)
         no_retry = retry_mod.Retry(backoff_mod.NoBackoff(), 0)
         self._sub_client = redis.Redis.from_url(url, retry=no_retry, **options)
