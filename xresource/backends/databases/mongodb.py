@@ -43,6 +43,7 @@ from xresource.errors import (
     XResourceUnsupportedError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
+from xresource.telemetry.mongo import add_command_tracing
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -258,6 +259,7 @@ class MongoResource(DatabaseResource):
         if password:
             kwargs["password"] = self.resolve(password)
         kwargs.update(self._resolve_options(self.options))
+        add_command_tracing(self, kwargs)  # a span per command, only while tracing is on
 
         client: Any = pymongo.AsyncMongoClient(self.resolve(parts.without_password), **kwargs)
         try:
