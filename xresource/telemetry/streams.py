@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from xresource.telemetry._state import failed, resource_attributes, tracer
+from xresource.telemetry._state import STATE, failed, resource_attributes, tracer
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -62,8 +62,13 @@ class _Passthrough:
         return None
 
 
+_NOTHING = _Passthrough(None)  # stateless when it holds None: shared by every call with tracing off
+
+
 def publishing(resource: XResource, destination: str, headers: H, *, carrier: Carrier = "mapping") -> Any:
     """A PRODUCER span ``publish <destination>``; yields ``headers`` with the trace context added."""
+    if STATE.tracer is None:  # tracing off: the one test the hot path pays
+        return _NOTHING if headers is None else _Passthrough(headers)
     found = tracer()
     if found is None:
         return _Passthrough(headers)
@@ -72,9 +77,11 @@ def publishing(resource: XResource, destination: str, headers: H, *, carrier: Ca
 
 def consuming(resource: XResource, source: str, headers: object = None) -> Any:
     """A CONSUMER span ``process <source>`` around handling one message, continuing its trace."""
+    if STATE.tracer is None:
+        return _NOTHING
     found = tracer()
     if found is None:
-        return _Passthrough(None)
+        return _NOTHING
     return _Consume(found, resource, source, headers)
 
 
