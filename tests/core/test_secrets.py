@@ -278,7 +278,7 @@ def test_a_literal_password_suggestion_uses_the_urls_own_scheme() -> None:
 
 
 def test_a_port_may_be_a_reference() -> None:
-    from xresource.backends.databases._url import parse_url
+    from xresource._transport.urls import parse_url
 
     parts = parse_url("mysql://root@127.0.0.1:${env:XR_PORT}/test", ("mysql",))
     assert parts.port is None
