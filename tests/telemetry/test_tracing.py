@@ -90,7 +90,7 @@ async def test_postgresql_queries_and_transactions(
     app = provider.get_tracer("app")
     async with Registry(tmp_path) as registry:
         db = registry.get("orders_db")
-        exporter.clear()  # connect and health checks are not the subject here
+        assert exporter.get_finished_spans() == ()  # connecting and health checks make no spans
         with app.start_as_current_span("handle request"):
             await db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
             await db.execute(f"INSERT INTO {table} VALUES ($1, $2)", 1, "card 4111-1111")
@@ -183,7 +183,7 @@ async def test_health_checks_make_no_spans(exporter: InMemorySpanExporter) -> No
 async def mongo(secantus: SecantusServer, exporter: InMemorySpanExporter) -> AsyncIterator[MongoResource]:
     res = MongoResource(name="docs_db", connection_string=secantus.url(f"tel_{uuid.uuid4().hex[:8]}"))
     async with res:  # connected after instrument(): the client has the command listener
-        exporter.clear()
+        assert exporter.get_finished_spans() == ()
         yield res
 
 
@@ -233,7 +233,7 @@ async def test_rest_requests_carry_the_trace_context(
             retries=0,
         )
         async with api:
-            exporter.clear()
+            assert exporter.get_finished_spans() == ()  # the health request at connect: none
             with provider.get_tracer("app").start_as_current_span("checkout"):
                 assert (await api.get("secure/query"))["ok"] is True
                 with pytest.raises(XResourceRequestError):

@@ -42,6 +42,7 @@ def patch_all() -> None:
     from xresource.resource import XResource
 
     _wrap(XResource, "validate_connection", _quiet)
+    _wrap(XResource, "connect", _quiet)  # the REST health request at connect is a health check too
     for type_name in _DB_TYPES:
         cls = _builtin_class(type_name)
         if type_name in _SQL_TYPES:
@@ -75,13 +76,13 @@ def _wrap(cls: type, name: str, make: Callable[[Any], Any]) -> None:
 # Spans record no exception events (a driver's message may quote anything): ``failed`` records what is safe.
 
 
-def _quiet(original: Callable[..., Awaitable[bool]]) -> Callable[..., Awaitable[bool]]:
+def _quiet(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(original)
-    async def validate_connection(self: XResource) -> bool:
+    async def untraced(self: XResource) -> Any:
         with quiet():
             return await original(self)
 
-    return validate_connection
+    return untraced
 
 
 def _query(original: Callable[..., Awaitable[Any]], operation: str) -> Callable[..., Awaitable[Any]]:
