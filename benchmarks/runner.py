@@ -28,6 +28,7 @@ MODULES = [
     "bench_pool_scaling",
     "bench_streams",
     "bench_http",
+    "bench_telemetry",
 ]
 
 
@@ -53,9 +54,13 @@ def machine() -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repeats")
-    parser.add_argument("--only", nargs="*", default=None, help="module names, e.g. bench_files")
+    parser.add_argument("--only", nargs="*", default=None, help="module names, e.g. bench_files or files")
     args = parser.parse_args()
-    names = [m for m in MODULES if args.only is None or m in args.only]
+    wanted = None if args.only is None else {n if n.startswith("bench_") else f"bench_{n}" for n in args.only}
+    unknown = sorted((wanted or set()) - set(MODULES))
+    if unknown:
+        parser.error(f"no benchmark {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    names = [m for m in MODULES if wanted is None or m in wanted]
     rows: list[Row] = []
     started = time.perf_counter()
     for name in names:
@@ -68,13 +73,19 @@ def main() -> int:
             rows.extend(module.run(quick=args.quick))
         except Exception as exc:
             traceback.print_exc()
-            rows.append(Row(f"{name}: did not run", 0.0, None, None, "", "-", False, f"{type(exc).__name__}: {exc}"))
+            rows.append(
+                Row(f"{name}: did not run", 0.0, None, None, "", "-", False, f"{type(exc).__name__}: {exc}")
+            )
         print(f"   {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     info = machine()
-    print(f"\nmachine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}")
+    print(
+        f"\nmachine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}"
+    )
     print_rows(rows)
     missed = [r for r in rows if r.ok is False]
-    print(f"\n{len(rows)} figures, {len(missed)} missing their target, {time.perf_counter() - started:.0f} s in all")
+    print(
+        f"\n{len(rows)} figures, {len(missed)} missing their target, {time.perf_counter() - started:.0f} s in all"
+    )
     (HERE / "results.json").write_text(
         json.dumps({"machine": info, "at": time.time(), "rows": [r.as_dict() for r in rows]}, indent=2)
     )

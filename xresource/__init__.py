@@ -27,6 +27,7 @@ from xresource.errors import (
     XResourceStateError,
     XResourceSyntaxError,
     XResourceTimeoutError,
+    XResourceUnsupportedError,
     XResourceValidationError,
 )
 from xresource.factory import ResourceFactory
@@ -95,6 +96,7 @@ __all__ = [
     "XResourceStateError",
     "XResourceSyntaxError",
     "XResourceTimeoutError",
+    "XResourceUnsupportedError",
     "XResourceValidationError",
     "__version__",
 ]

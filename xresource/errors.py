@@ -15,6 +15,7 @@ Every error the library raises on purpose derives from ``XResourceError``::
     │   ├── XResourceSyntaxError           the statement or query does not parse, or names nothing
     │   ├── XResourceIntegrityError        a constraint refused the write (unique, foreign key, ...)
     │   └── XResourcePermissionError       the credentials may not do this
+    ├── XResourceUnsupportedError     the server cannot do what was asked (MongoDB transactions on a standalone)
     └── XResourceConnectionError      the server or the network failed: retrying may help
         ├── XResourceAuthenticationError   credentials were rejected
         ├── XResourceTimeoutError          an operation or connect ran out of time
@@ -189,6 +190,10 @@ class XResourcePermissionError(XResourceQueryError):
     """Raised when the server understood the request but the credentials may not do it."""
 
 
+class XResourceUnsupportedError(XResourceError):
+    """Raised when the server (not the request) rules an operation out, e.g. a transaction on a standalone MongoDB."""
+
+
 class XResourceConnectionError(XResourceError):
     """Raised when a backend cannot be reached or failed to answer, or a registry resource is not ready."""
 
@@ -232,5 +237,6 @@ __all__ = [
     "XResourceStateError",
     "XResourceSyntaxError",
     "XResourceTimeoutError",
+    "XResourceUnsupportedError",
     "XResourceValidationError",
 ]

@@ -10,7 +10,8 @@ its fenced blocks are handled in order:
 - a ``text`` block titled ``Output`` must equal what the block before it printed;
 - ``yaml``/``toml`` manifests must pass ``xresource validate``; Kubernetes YAML must
   parse, its ConfigMap's manifests must validate, and the Deployment must fit
-  them (mount paths, secret files, probes); pre-commit configs must be valid;
+  them (mount paths, secret files, probes), whether its container embeds the registry
+  or runs ``xresource serve``; pre-commit configs must be valid;
 - ``mermaid`` blocks must name a diagram kind that MkDocs Material renders;
 - every ``xresource ...`` command line in a shell or CI block must parse with
   the real argument parser, so the docs cannot show an option that does not exist.
@@ -339,30 +340,53 @@ def check_kubernetes(block: Block, docs: list[Any], sandbox: Path) -> None:
 
 
 def check_deployment(block: Block, kinds: dict[str, Any], manifests: dict[str, str]) -> None:
-    """The Deployment fits the manifests it serves: paths, secret files, host, port and probes."""
+    """The Deployment fits the manifests it runs on: paths, secret files, host, port and probes.
+
+    Its container either embeds the registry (the application, told the mounted folder by
+    an environment variable or an argument) or runs ``xresource serve`` on that folder.
+    """
     assert {"ConfigMap", "Secret"} <= set(kinds), f"{block.where}: show the ConfigMap and Secret too"
     config_map, secret, deployment = kinds["ConfigMap"], kinds["Secret"], kinds["Deployment"]
 
     pod = deployment["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
+    cm_volumes = {
+        name
+        for name, v in volumes.items()
+        if v.get("configMap", {}).get("name") == config_map["metadata"]["name"]
+    }
+    assert cm_volumes, f"{block.where}: no volume holds the ConfigMap"
     (container,) = [
-        c for c in pod["containers"] if "xresource" in [*c.get("command", []), *c.get("args", [])]
+        c for c in pod["containers"] if any(m["name"] in cm_volumes for m in c.get("volumeMounts", []))
     ]
     argv = [*container.get("command", []), *container.get("args", [])]
-    tokens = argv[argv.index("xresource") + 1 :]
-    check_command(tokens, block.where)
-    args = build_parser().parse_args(tokens)
-    assert args.command == "serve", f"{block.where}: the container should run `xresource serve`"
-    assert args.host == "0.0.0.0", (
-        f"{block.where}: probes reach the pod's IP, so serve must listen on 0.0.0.0"
-    )
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    named = {p.get("name"): p["containerPort"] for p in container["ports"]}
+    if "xresource" in argv:
+        tokens = argv[argv.index("xresource") + 1 :]
+        check_command(tokens, block.where)
+        args = build_parser().parse_args(tokens)
+        assert args.command == "serve", f"{block.where}: the container should run `xresource serve`"
+        assert args.host == "0.0.0.0", (
+            f"{block.where}: probes reach the pod's IP, so serve must listen on 0.0.0.0"
+        )
+        folder, port, prefix = args.path.rstrip("/"), args.port, ""
+    else:
+        (folder,) = [path for path, m in mounts.items() if m["name"] in cm_volumes]
+        told = [*argv, *(str(e.get("value", "")) for e in container.get("env", []))]
+        assert any(t.rstrip("/") == folder for t in told), (
+            f"{block.where}: the application is not told where the manifests are ({folder}): "
+            "pass the folder in an environment variable or an argument"
+        )
+        ready = container["readinessProbe"]["httpGet"]
+        port = named.get(ready["port"], ready["port"])
+        prefix = ready["path"].removesuffix("/readyz")
 
-    # The ConfigMap is mounted as a folder (no subPath: subPath mounts never see updates) at PATH.
-    cm_mount = mounts.get(args.path.rstrip("/"))
-    assert cm_mount is not None, f"{block.where}: nothing mounted at {args.path}"
+    # The ConfigMap is mounted as a folder (no subPath: subPath mounts never see updates).
+    cm_mount = mounts.get(folder)
+    assert cm_mount is not None, f"{block.where}: nothing mounted at {folder}"
     assert "subPath" not in cm_mount, f"{block.where}: a subPath mount never receives ConfigMap updates"
-    assert volumes[cm_mount["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+    assert cm_mount["name"] in cm_volumes
 
     # Every ${file:...} secret a manifest names is a key of the Secret, mounted at that folder.
     secret_keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
@@ -375,13 +399,13 @@ def check_deployment(block: Block, kinds: dict[str, Any], manifests: dict[str, s
         assert volumes[mount["name"]]["secret"]["secretName"] == secret["metadata"]["name"]
         assert key in secret_keys, f"{block.where}: the Secret has no key {key!r}"
 
-    port = args.port
     ports = {p["containerPort"] for p in container["ports"]}
-    assert port in ports, f"{block.where}: serve listens on {port}, the container declares {ports}"
+    assert port in ports, (
+        f"{block.where}: the registry's routes are on {port}, the container declares {ports}"
+    )
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         http = container[probe]["httpGet"]
-        named = {p.get("name"): p["containerPort"] for p in container["ports"]}
-        assert http["path"] == path, f"{block.where}: {probe} should ask {path}"
+        assert http["path"] == prefix + path, f"{block.where}: {probe} should ask {prefix + path}"
         assert named.get(http["port"], http["port"]) == port, f"{block.where}: {probe} port"
 
 

@@ -32,7 +32,7 @@ def secantus_binary() -> str | None:
 class SecantusServer:
     """One ``secantusd-py`` process: ``start()``, ``kill()`` (a crash), ``stop()`` (clean)."""
 
-    def __init__(self, *, storage: str = ":memory:", auth: bool = False) -> None:
+    def __init__(self, *, storage: str = ":memory:", auth: bool = False, standalone: bool = False) -> None:
         binary = secantus_binary()
         if binary is None:
             raise RuntimeError("secantusd-py is not installed (pip install secantusdb)")
@@ -40,6 +40,7 @@ class SecantusServer:
         self.port = free_port()
         self.storage = storage
         self.auth = auth
+        self.standalone = standalone  # hello then reports a standalone server, not a replica set
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -47,6 +48,8 @@ class SecantusServer:
         args = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", self.storage]
         if self.auth:
             args.append("--auth")
+        if self.standalone:
+            args.append("--standalone")
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         try:

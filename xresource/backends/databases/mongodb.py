@@ -25,6 +25,15 @@ from xresource.backends.databases._base import (
     Release,
     classify,
 )
+from xresource.backends.databases._mongo_transactions import (
+    MongoReadConcern,
+    MongoWriteConcern,
+    abort,
+    commit,
+    transaction_options,
+    transactions_unsupported,
+)
+from xresource.backends.databases._transactions import pooled_transaction
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
@@ -37,11 +46,13 @@ from xresource.errors import (
     XResourceStateError,
     XResourceSyntaxError,
     XResourceTimeoutError,
+    XResourceUnsupportedError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
+from xresource.telemetry.mongo import add_command_tracing
 
 if TYPE_CHECKING:
-    from contextlib import _AsyncGeneratorContextManager
+    from contextlib import AbstractAsyncContextManager, _AsyncGeneratorContextManager
 
     from pymongo.asynchronous.client_session import AsyncClientSession
     from pymongo.asynchronous.collection import AsyncCollection
@@ -257,6 +268,7 @@ class MongoResource(DatabaseResource):
         if password:
             kwargs["password"] = self.resolve(password)
         kwargs.update(self._resolve_options(self.options))
+        add_command_tracing(self, kwargs)  # a span per command, only while tracing is on
 
         client: Any = pymongo.AsyncMongoClient(self.resolve(parts.without_password), **kwargs)
         try:
@@ -401,6 +413,47 @@ class MongoResource(DatabaseResource):
 
     def _acquire_timed_out(self, limit: float) -> XResourceError:
         return self._exhausted(limit)
+
+    # ---- transactions ---------------------------------------------------------------------
+
+    def transaction(
+        self,
+        *,
+        read_concern: MongoReadConcern | None = None,
+        write_concern: MongoWriteConcern | None = None,
+        max_commit_time: float | None = None,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[AsyncClientSession]:
+        """A multi-document transaction: ``async with db.transaction() as session:``.
+
+        Pass ``session=session`` to each operation that belongs to it. It commits
+        when the block ends and aborts when the block raises or is cancelled;
+        the session's lease always goes back. MongoDB runs transactions on
+        replica sets and sharded clusters only: on a standalone server, entering
+        the block raises ``XResourceUnsupportedError``. ``read_concern``
+        (``local``, ``majority``, ``snapshot``), ``write_concern`` (``majority``
+        or a number of members) and ``max_commit_time`` (seconds) default to the
+        client's; ``timeout`` bounds the wait for a lease, as in ``acquire``.
+        """
+        options = transaction_options(self.label, read_concern, write_concern, max_commit_time)
+
+        async def begin(session: AsyncClientSession) -> AsyncClientSession:
+            self._check_transactions(session.client)
+            await session.start_transaction(**options)
+            return session
+
+        return pooled_transaction(
+            self, timeout=timeout, begin=begin, commit=commit, rollback=abort, discard=lambda session: None
+        )
+
+    def _check_transactions(self, client: Any) -> None:
+        """Raise ``XResourceUnsupportedError`` when the deployment cannot run transactions."""
+        reason = transactions_unsupported(client.topology_description)
+        if reason is not None:
+            raise XResourceUnsupportedError(
+                f"{self.label} at {self.target()}: transactions are not supported: {reason}; "
+                "MongoDB runs them on replica sets (a single-node one will do) and sharded clusters"
+            )
 
     # ---- errors ---------------------------------------------------------------------------
 

@@ -19,6 +19,20 @@ from xresource.backends.databases._base import (
     Release,
     classify,
 )
+from xresource.backends.databases._mysql_connection import (
+    MySqlConnection,
+    close_now,
+    commit,
+    rollback,
+    stop_on_server,
+)
+from xresource.backends.databases._transactions import (
+    SQL_ISOLATION,
+    IsolationLevel,
+    check_flag,
+    check_isolation,
+    pooled_transaction,
+)
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
@@ -34,7 +48,7 @@ from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from contextlib import _AsyncGeneratorContextManager
+    from contextlib import AbstractAsyncContextManager, _AsyncGeneratorContextManager
 
     from aiomysql import Connection
 
@@ -95,10 +109,9 @@ class MySQLResource(DatabaseResource):
     arguments is sent as written, so a literal ``%`` needs no escaping there.
     ``fetch`` and ``fetchrow`` return ``dict`` rows, ``execute`` and
     ``executemany`` the number of affected rows. Connections run in autocommit
-    mode by default; for a transaction use ``acquire()`` and
-    ``await conn.begin()`` / ``await conn.commit()``. Like the driver, the
-    convenience queries wait for a free connection without a limit; use
-    ``acquire(timeout=...)`` for a bounded wait.
+    mode by default; for a transaction use ``async with db.transaction() as conn:``.
+    Like the driver, the convenience queries wait for a free connection without
+    a limit; use ``acquire(timeout=...)`` for a bounded wait.
 
     The password goes in the URL's user-info as a reference
     (``mysql://app:${env:DB_PW}@db:3306/app``) or in ``password``; it is
@@ -401,6 +414,60 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "executemany") from exc
         finally:
             rt.inflight -= 1
+
+    # ---- transactions ---------------------------------------------------------------------
+
+    def transaction(
+        self,
+        *,
+        isolation: IsolationLevel | str | None = None,
+        readonly: bool = False,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[MySqlConnection]:
+        """A transaction on one pooled connection: ``async with db.transaction() as conn:``.
+
+        ``conn`` has the resource's query methods (``fetch``, ``execute``, ...)
+        on that one connection, and ``conn.raw`` is the aiomysql connection. The
+        transaction commits when the block ends and rolls back when it raises or
+        is cancelled; the connection always goes back to the pool. ``isolation``
+        (``read_uncommitted``, ``read_committed``, ``repeatable_read`` (InnoDB's
+        default), ``serializable``) and ``readonly`` apply to this transaction
+        only (``SET TRANSACTION``, then ``BEGIN``). ``timeout`` bounds the wait
+        for a connection, as in ``acquire``.
+        """
+        level = check_isolation(self.label, isolation)
+        characteristics = [f"ISOLATION LEVEL {SQL_ISOLATION[level]}"] if level else []
+        if check_flag(self.label, "readonly", readonly):
+            characteristics.append("READ ONLY")
+        set_transaction = f"SET TRANSACTION {', '.join(characteristics)}" if characteristics else None
+        tuple_cursor: Any = None
+        pool = self._rt.pool if self._rt is not None else None
+
+        def discard(conn: Any) -> None:
+            if pool is None:
+                close_now(conn)
+            else:
+                stop_on_server(pool, conn, self.close_timeout)
+
+        async def begin(conn: Any) -> Any:
+            nonlocal tuple_cursor
+            tuple_cursor = require("aiomysql", "mysql", type_name=self.type).Cursor
+            if set_transaction is not None:  # built from the checked values above only
+                cur = await conn.cursor(tuple_cursor)
+                await cur.execute(set_transaction)
+                await cur.close()
+            await conn.begin()
+            return conn
+
+        return pooled_transaction(
+            self,
+            timeout=timeout,
+            begin=begin,
+            commit=commit,
+            rollback=rollback,
+            discard=discard,
+            wrap=lambda conn: MySqlConnection(conn, tuple_cursor),
+        )
 
     # ---- errors ---------------------------------------------------------------------------
 

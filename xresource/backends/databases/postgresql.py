@@ -20,6 +20,12 @@ from xresource.backends.databases._base import (
     SslMode,
     classify,
 )
+from xresource.backends.databases._transactions import (
+    IsolationLevel,
+    check_flag,
+    check_isolation,
+    pooled_transaction,
+)
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
@@ -35,7 +41,7 @@ from xresource.secrets import OptionsMap, SecretText, UrlText
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from contextlib import _AsyncGeneratorContextManager
+    from contextlib import AbstractAsyncContextManager, _AsyncGeneratorContextManager
 
     from asyncpg import Connection, Record
 
@@ -292,6 +298,40 @@ class PostgresResource(DatabaseResource):
         finally:
             rt.inflight -= 1
 
+    # ---- transactions ---------------------------------------------------------------------
+
+    def transaction(
+        self,
+        *,
+        isolation: IsolationLevel | str | None = None,
+        readonly: bool = False,
+        deferrable: bool = False,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[Any]:
+        """A transaction on one pooled connection: ``async with db.transaction() as conn:``.
+
+        ``conn`` is the asyncpg connection (``fetch``, ``execute``, ... as on the
+        resource). The transaction commits when the block ends and rolls back
+        when it raises or is cancelled; the connection always goes back to the
+        pool. ``isolation`` is ``read_committed`` (PostgreSQL's default),
+        ``repeatable_read``, ``serializable`` or ``read_uncommitted``;
+        ``readonly`` refuses writes; ``deferrable`` (with ``serializable`` and
+        ``readonly``) waits for a snapshot that cannot fail. ``timeout`` bounds
+        the wait for a connection, as in ``acquire``.
+        """
+        level = check_isolation(self.label, isolation)
+        ro = check_flag(self.label, "readonly", readonly)
+        defer = check_flag(self.label, "deferrable", deferrable)
+
+        async def begin(conn: Any) -> Any:
+            handle = conn.transaction(isolation=level, readonly=ro, deferrable=defer)
+            await handle.start()
+            return handle
+
+        return pooled_transaction(
+            self, timeout=timeout, begin=begin, commit=_commit, rollback=_rollback, discard=_terminate
+        )
+
     # ---- errors ---------------------------------------------------------------------------
 
     def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
@@ -337,3 +377,16 @@ def error_table() -> ErrorTable:
         pg.InternalClientError: connection,  # protocol errors, target server attributes
         pg.OutdatedSchemaCacheError: connection,  # a concurrent schema change: retrying helps
     }
+
+
+async def _commit(handle: Any) -> None:
+    await handle.commit()
+
+
+async def _rollback(handle: Any) -> None:
+    await handle.rollback()
+
+
+def _terminate(conn: Any) -> None:
+    """Close a connection at once; the pool replaces it and the server rolls back its transaction."""
+    conn.terminate()
