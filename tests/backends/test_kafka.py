@@ -76,7 +76,7 @@ async def test_consume_subscribes_for_the_iteration_only(kafka_broker: str) -> N
         records = stream.consume([topic])
 
         async def produce_when_subscribed() -> None:
-            await until(lambda: topic in stream.subscriptions and bool(stream._consumer.assignment()))
+            await until(lambda: topic in stream.subscriptions and bool(stream._rt.consumer.assignment()))
             await asyncio.sleep(0.1)
             await stream.produce(topic, {"n": 1})
 
@@ -93,7 +93,7 @@ async def test_consumer_group_round_trip(kafka_broker: str) -> None:
     tally = Tally()
     async with make(kafka_broker, consumer_group=unique("group")) as stream:
         await stream.subscribe(topic, tally)
-        assert stream._consumer.assignment()
+        assert stream._rt.consumer.assignment()
         await stream.produce(topic, {"grouped": True})
         await tally.wait_for([{"grouped": True}])
 
@@ -159,7 +159,7 @@ async def test_fault_restart_resumes_at_least_once(caplog: pytest.LogCaptureFixt
             await stream.wait_ready(timeout=30)
             assert stream.counters.reconnects == 1
             # One consumer again: the old one was stopped, the new one holds every partition.
-            assert {tp.topic for tp in stream._consumer.assignment()} == {topic}
+            assert {tp.topic for tp in stream._rt.consumer.assignment()} == {topic}
 
             after = [{"after": n} for n in range(20)]
             await asyncio.gather(*(stream.produce(topic, item) for item in after))

@@ -96,7 +96,7 @@ async def test_unsubscribe_leaves_no_subscriber(shared_redis: str) -> None:
     channel = unique()
     async with make(shared_redis) as stream:
         await stream.subscribe(channel)
-        client = stream._client
+        client = stream._rt.client
         await until_async(lambda: numsub(client, channel), {channel: 1})
         await stream.unsubscribe(channel)
         await until_async(lambda: numsub(client, channel), {channel: 0})
@@ -164,7 +164,7 @@ async def test_fault_restart_restores_subscriptions_once(
             assert stream.counters.reconnects == 1
 
             # Exactly one subscriber per channel and pattern, counted by the server.
-            checker = stream._client
+            checker = stream._rt.client
             assert await numsub(checker, exact) == {exact: 1}
             assert await checker.pubsub_numpat() == 1
             after = [{"after": n} for n in range(20)]
@@ -213,7 +213,7 @@ async def test_gives_up_when_the_server_stays_down() -> None:
             server.start()
             await stream.connect()
             assert stream.connection_state is State.READY
-            assert await numsub(stream._client, stream.subscriptions[0]) == {stream.subscriptions[0]: 1}
+            assert await numsub(stream._rt.client, stream.subscriptions[0]) == {stream.subscriptions[0]: 1}
     finally:
         server.stop()
 

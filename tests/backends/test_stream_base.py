@@ -17,13 +17,10 @@ from typing import Any, Literal
 import pytest
 from pydantic import PrivateAttr, ValidationError
 
-from xresource.backends.streams._base import (
-    EventStreamResource,
-    Message,
-    decode_payload,
-    encode_payload,
-    url_target,
-)
+from xresource.backends.streams._base import EventStreamResource
+from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._message import Message
+from xresource.backends.streams._net import url_target
 from xresource.errors import XResourceConnectionError, XResourceStateError, XResourceTimeoutError
 from xresource.resource import State
 from xresource.secrets import SecretText
@@ -75,7 +72,9 @@ class Loopback(EventStreamResource):
             if item is _DROP:
                 secret = self.resolve(self.token) if self.token else ""
                 raise ConnectionResetError(f"connection reset by peer (token {secret})")
-            await self._deliver(item)
+            pipe = self._pipeline()
+            if not pipe.offer(item):
+                await pipe.deliver(item)
 
     async def _close(self) -> None:
         self._inbox = None
@@ -297,7 +296,7 @@ async def test_subscribe_validation_and_rollback() -> None:
         with pytest.raises(XResourceConnectionError, match="not allowed"):
             await stream.subscribe("forbidden", print)
         assert stream.subscriptions == []
-        assert "forbidden" not in stream._handlers
+        assert "forbidden" not in stream._regs.handlers
         await stream.subscribe("ok")
         await stream.unsubscribe("ok")
         await stream.unsubscribe("never-subscribed")
@@ -450,7 +449,7 @@ async def test_handlers_and_iterators_see_the_same_messages() -> None:
 def test_async_handlers_are_recognised() -> None:
     import functools
 
-    from xresource.backends.streams._base import _is_async
+    from xresource.backends.streams._registrations import _is_async
 
     async def coroutine_function(data: Any) -> None:
         pass
