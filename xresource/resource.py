@@ -117,11 +117,12 @@ class XResource(XObjPrototype):
     _metadata: ResourceMetadata | None = PrivateAttr(default=None)
     _lifecycle_lock: asyncio.Lock | None = PrivateAttr(default=None)
 
-    # The connection runtime, in a real slot (see the module docstring). Annotated
-    # for mypy only: an annotation pydantic saw would make it a private attribute.
+    # The connection runtime, in a real slot (see the module docstring): None until
+    # ``_connect`` builds it, None again after ``disconnect()``. Annotated for mypy only
+    # (an annotation pydantic saw would make it a private attribute); families narrow it.
     __slots__ = ("_rt",)
     if TYPE_CHECKING:
-        _rt: Any
+        _rt: object | None
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
@@ -277,6 +278,7 @@ class XResource(XObjPrototype):
                 self._last_error = str(exc) if isinstance(exc, XResourceError) else type(exc).__name__
                 with contextlib.suppress(Exception):  # best-effort cleanup of a half-open client
                     await self._disconnect()
+                self._rt = None
                 raise
             self._state = State.READY
             self._last_error = None
@@ -291,6 +293,7 @@ class XResource(XObjPrototype):
                 async with self.translate_errors("disconnect"):
                     await self._disconnect()
             finally:
+                self._rt = None
                 self._state = State.CLOSED
 
     async def validate_connection(self) -> bool:
@@ -323,21 +326,33 @@ class XResource(XObjPrototype):
     # ---- for backends ---------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        """Open the driver's connection or pool (backends override)."""
+        """Open the driver's connection or pool and keep what it needs in ``self._rt`` (backends override)."""
 
     async def _disconnect(self) -> None:
-        """Close what ``_connect`` opened; must tolerate a half-open state."""
+        """Close what ``_connect`` opened; must tolerate a half-open state (``connect`` and
+        ``disconnect`` set ``self._rt`` to None afterwards)."""
 
     async def _validate_connection(self) -> bool:
         return True
 
     def require_ready(self) -> None:
         if self._state is not State.READY:
-            raise XResourceStateError(f"{self.label} is not connected (state: {self._state.value})")
+            raise self._not_connected()
+
+    def _not_connected(self) -> XResourceStateError:
+        """The error for an operation that needs a connected resource."""
+        return XResourceStateError(f"{self.label} is not connected (state: {self.state.value})")
 
     def resolve(self, value: str) -> str:
         """Resolve secret references in ``value``; remember the secrets for scrubbing."""
         return secrets.resolve(value, owner=self.label, found=self._resolved_secrets)
+
+    def remember_secrets(self, *values: str) -> None:
+        """Also scrub these values (encodings of a resolved secret, say) from messages."""
+        found = self._resolved_secrets
+        for value in values:
+            if value and value not in found:
+                found.append(value)
 
     def scrub(self, text: str) -> str:
         """Remove every secret this resource resolved from ``text``."""

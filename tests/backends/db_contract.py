@@ -10,6 +10,7 @@ module.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import socket
@@ -22,7 +23,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.services import free_port
-from xresource.backends.databases._base import DatabaseResource
+from xresource.backends.databases._base import DatabaseResource, PoolRuntime
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
@@ -167,6 +168,23 @@ class DatabaseContract:
         async with res:  # a closed resource can connect again
             await self.ping(res)
         assert res.state is State.CLOSED
+
+    async def test_runtime_lives_in_the_slot_only_while_connected(self, make: Make) -> None:
+        res = make()
+        assert res._rt is None
+        private_before = dict(res.__pydantic_private__ or {})
+        async with res:
+            rt = res._rt
+            assert isinstance(rt, PoolRuntime)
+            assert not hasattr(rt, "__dict__")  # slotted: cheap reads on the query path
+            assert rt.pool is not None
+            # Driver state lives in the runtime, never in the model's private attributes.
+            for name, value in (res.__pydantic_private__ or {}).items():
+                assert type(value).__module__.split(".")[0] in ("builtins", "xresource", "asyncio"), name
+            assert copy.copy(res)._rt is None  # a copy is unconnected
+            await self.ping(res)
+        assert res._rt is None
+        assert set(res.__pydantic_private__ or {}) == set(private_before)
 
     async def test_list_collections_or_tables(self, make: Make) -> None:
         name = unique()

@@ -294,3 +294,16 @@ async def test_operations_before_connect_say_not_connected() -> None:
         res.get_collection("x")
     with pytest.raises(XResourceError, match="not connected"):
         await res.list_collections_or_tables()
+
+
+async def test_mongo_only_state_lives_in_its_own_runtime(make: Make) -> None:
+    from xresource.backends.databases._base import PoolRuntime
+    from xresource.backends.databases.mongodb import MongoRuntime
+
+    assert not {"db", "collections", "leases", "lease_waiting"} & set(PoolRuntime.__slots__)
+    res = make()
+    async with res:
+        assert isinstance(res._rt, MongoRuntime)
+        assert res.get_collection("things") is res.get_collection("things")  # cached per runtime
+    with pytest.raises(XResourceError, match="not connected"):
+        res.get_collection("things")

@@ -6,8 +6,10 @@ and the bounded connect and close. Connection URLs are parsed in ``_url``.
 
 Hot path note: pydantic keeps private attributes in a dict behind
 ``__getattr__``, which costs microseconds per read. The pool and the in-flight
-counter therefore live in a plain ``__slots__`` object held in a real slot
-(``self._rt``), so ``fetch`` and friends read them in nanoseconds.
+counter therefore live in a plain ``__slots__`` object, a :class:`PoolRuntime`
+that ``_connect`` builds into ``XResource``'s real slot ``self._rt`` (None
+while not connected), so ``fetch`` and friends read them in nanoseconds: one
+slot read and one ``is None`` test, no call.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 from pydantic import Field, model_validator
 
-from xresource.backends.databases._url import UrlParts
+from xresource._transport.urls import UrlParts
 from xresource.errors import (
     XResourceError,
     XResourcePoolExhaustedError,
-    XResourceStateError,
     XResourceTimeoutError,
 )
 from xresource.resource import State, XResource
@@ -48,31 +49,26 @@ class PoolStats(TypedDict):
 
 
 class PoolRuntime:
-    """The live state of a pooled resource (driver objects and counters).
+    """The live state of a connected pooled resource: the driver's pool and a counter.
 
     A plain slotted object: attribute reads here are as cheap as Python gets,
-    which matters on the per-query path.
+    which matters on the per-query path. Backends with more state subclass it.
     """
 
-    __slots__ = ("collections", "db", "inflight", "lease_waiting", "leases", "pool")
+    __slots__ = ("inflight", "pool")
 
-    def __init__(self) -> None:
-        self.pool: Any = None
+    def __init__(self, pool: Any) -> None:
+        self.pool: Any = pool
         """The driver's pool (asyncpg/aiomysql) or client (PyMongo)."""
-        self.db: Any = None
-        """MongoDB only: the ``AsyncDatabase``."""
         self.inflight = 0
         """Operations of this resource holding or waiting for a connection."""
-        self.collections: dict[str, Any] = {}
-        self.leases: asyncio.Semaphore | None = None
-        self.lease_waiting = 0
 
 
 class DatabaseResource(XResource):
     """A database reached through a connection pool."""
 
     if TYPE_CHECKING:
-        _rt: PoolRuntime  # XResource's runtime slot: see the module docstring
+        _rt: PoolRuntime | None  # XResource's runtime slot: see the module docstring
 
     family: ClassVar[str] = "database"
     default_port: ClassVar[int | None] = None
@@ -95,9 +91,6 @@ class DatabaseResource(XResource):
                 f"min_pool_size ({self.min_pool_size}) is larger than max_pool_size ({self.max_pool_size})"
             )
         return self
-
-    def _init_slots(self) -> None:
-        self._rt = PoolRuntime()
 
     # ---- where the resource points --------------------------------------------------------
 
@@ -133,7 +126,8 @@ class DatabaseResource(XResource):
     def _waiters(self, in_use: int) -> int:
         # Drivers rarely expose their wait queue; every operation of this resource
         # counts itself in ``inflight`` while it holds or waits for a connection.
-        return max(0, self._rt.inflight - in_use)
+        rt = self._rt
+        return 0 if rt is None else max(0, rt.inflight - in_use)
 
     @asynccontextmanager
     async def acquire(self, timeout: float | None = None) -> AsyncIterator[Any]:
@@ -145,7 +139,7 @@ class DatabaseResource(XResource):
         inside the block are the driver's own and pass through untouched.
         """
         rt = self._rt
-        if rt.pool is None:
+        if rt is None:
             raise self._not_connected()
         limit = self.acquire_timeout if timeout is None else timeout
         rt.inflight += 1
@@ -195,12 +189,9 @@ class DatabaseResource(XResource):
 
     # ---- errors ---------------------------------------------------------------------------
 
-    def _not_connected(self) -> XResourceStateError:
-        return XResourceStateError(f"{self.label} is not connected (state: {self.state.value})")
-
     def _op_error(self, exc: BaseException, operation: str) -> XResourceError:
         """The error to raise when ``operation`` failed with the driver exception ``exc``."""
-        if self._rt.pool is None or self.state is not State.READY:
+        if self._rt is None or self.state is not State.READY:
             return self._not_connected()
         return self.translate(exc, operation)
 

@@ -1,20 +1,11 @@
-"""Connection URLs that may hold secret references, and settings shared by the SQL/Mongo backends.
+"""Settings shared by the SQL/Mongo backends' connection options.
 
-References may hold characters that are URL syntax (``${file:/run/secrets/pw}``
-has a slash; a reference name could hold ``@`` or ``:``), so they are swapped
-for opaque placeholders before the URL is split, and restored in each part.
-Nothing here resolves a reference: the parts come back as written.
+Connection URLs themselves are parsed by :mod:`xresource._transport.urls`.
 """
 
 from __future__ import annotations
 
-import re
-import ssl
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote
-
-from xresource.secrets import REFERENCE_RE, has_reference
 
 
 def reject_managed_options(options: dict[str, Any], managed: set[str], owner: str) -> None:
@@ -25,116 +16,3 @@ def reject_managed_options(options: dict[str, Any], managed: set[str], owner: st
             f"options {', '.join(map(repr, clash))} are set by this resource's own fields; "
             f"use those fields instead ({owner})"
         )
-
-
-def tls_context(mode: str, ca_file: str | None) -> ssl.SSLContext:
-    """An ``SSLContext`` for ``require``, ``verify-ca`` or ``verify-full`` (libpq meanings)."""
-    context = ssl.create_default_context(cafile=ca_file)
-    if mode == "verify-full":
-        return context
-    context.check_hostname = False
-    if mode != "verify-ca" and ca_file is None:
-        # "require": encrypt, but do not verify the server (libpq semantics);
-        # with a CA file libpq verifies the chain, and so do we.
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-_PLACEHOLDER = "\ue000{}\ue001"
-_PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
-
-
-@dataclass(frozen=True)
-class UrlParts:
-    """A connection URL split into parts, each as written (references unresolved)."""
-
-    scheme: str
-    user: str | None
-    password: str | None
-    hostinfo: str
-    host: str | None
-    port: int | None
-    database: str | None
-    query: dict[str, str] = field(default_factory=dict)
-    without_password: str = ""
-    """The whole URL with the password (and its ``:``) removed, references kept."""
-
-    def address(self, default_port: int | None) -> str:
-        """``host:port`` (or the host list as written); never holds a password."""
-        if self.host is None:
-            return self.hostinfo
-        port = self.port or default_port
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{port}" if port else host
-
-
-def parse_url(text: str, schemes: tuple[str, ...]) -> UrlParts:
-    """Split a connection URL that may contain secret references.
-
-    Raises ``ValueError`` with a message fit for a manifest problem.
-    """
-    refs: list[str] = []
-
-    def hide(match: re.Match[str]) -> str:
-        refs.append(match.group(0))
-        return _PLACEHOLDER.format(len(refs) - 1)
-
-    def show(part: str) -> str:
-        return _PLACEHOLDER_RE.sub(lambda m: refs[int(m.group(1))], part)
-
-    masked = REFERENCE_RE.sub(hide, text.strip())
-    scheme, sep, rest = masked.partition("://")
-    if not sep or scheme.lower() not in schemes:
-        raise ValueError(f"the connection string must start with {' or '.join(s + '://' for s in schemes)}")
-    netloc_end = len(rest)
-    for stop in "/?#":
-        index = rest.find(stop)
-        if index != -1:
-            netloc_end = min(netloc_end, index)
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    userinfo, at, hostinfo = netloc.rpartition("@")
-    user: str | None = None
-    password: str | None = None
-    if at:
-        raw_user, colon, raw_password = userinfo.partition(":")
-        user = show(unquote(raw_user)) or None
-        if colon:
-            password = show(raw_password)
-            if password and not has_reference(password):
-                raise ValueError(
-                    "the URL holds a literal password; write a reference instead, "
-                    "e.g. postgresql://app:${env:DB_PASSWORD}@host/db"
-                )
-    host, port = _split_hostinfo(hostinfo)
-    path, _, query_text = tail.partition("?")
-    query_text = query_text.partition("#")[0]
-    database = show(unquote(path.lstrip("/"))) or None
-    query = {k: show(v) for k, v in parse_qsl(query_text, keep_blank_values=True)}
-    base = scheme + "://" + ((show(userinfo.partition(":")[0]) + "@") if at else "")
-    return UrlParts(
-        scheme=scheme.lower(),
-        user=user,
-        password=password or None,
-        hostinfo=show(hostinfo),
-        host=show(host) if host is not None else None,
-        port=port,
-        database=database,
-        query=query,
-        without_password=base + show(hostinfo) + show(tail),
-    )
-
-
-def _split_hostinfo(hostinfo: str) -> tuple[str | None, int | None]:
-    """``host``, ``host:port``, ``[v6]:port``; a host list gives ``(None, None)``."""
-    if not hostinfo or "," in hostinfo:
-        return None, None
-    if hostinfo.startswith("["):
-        host, _, after = hostinfo[1:].partition("]")
-        port_text = after[1:] if after.startswith(":") else ""
-    else:
-        host, _, port_text = hostinfo.partition(":")
-    if not port_text:
-        return unquote(host), None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"the port {port_text!r} in the connection string is not a number from 1 to 65535")
-    return unquote(host), int(port_text)

@@ -15,17 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from xresource._optional import require
+from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
     PoolStats,
     Release,
 )
-from xresource.backends.databases._url import (
-    UrlParts,
-    parse_url,
-    reject_managed_options,
-)
+from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
@@ -69,6 +66,23 @@ _MANAGED = {
     "tlscafile",
     "password",
 }
+
+
+class MongoRuntime(PoolRuntime):
+    """The client plus what only MongoDB needs: the database, cached collections, lease slots.
+
+    PyMongo hands out sessions, not connections, so ``acquire()`` leases one of
+    ``max_pool_size`` slots of a semaphore.
+    """
+
+    __slots__ = ("collections", "db", "lease_waiting", "leases")
+
+    def __init__(self, client: Any, db: AsyncDatabase[Any], max_leases: int) -> None:
+        super().__init__(client)
+        self.db = db
+        self.collections: dict[str, AsyncCollection[Any]] = {}
+        self.leases = asyncio.Semaphore(max_leases)
+        self.lease_waiting = 0
 
 
 def _motor_alias_schema(schema: dict[str, Any], cls: type) -> None:
@@ -115,6 +129,9 @@ class MongoResource(DatabaseResource):
     """
 
     model_config = ConfigDict(json_schema_extra=_motor_alias_schema)
+
+    if TYPE_CHECKING:
+        _rt: MongoRuntime | None
 
     type: Literal["mongodb"] = "mongodb"
     default_port: ClassVar[int | None] = 27017
@@ -247,11 +264,7 @@ class MongoResource(DatabaseResource):
         except BaseException:
             await client.close()
             raise
-        rt = self._rt
-        rt.pool = client
-        rt.db = client[self.resolve(self.database_name)]
-        rt.collections = {}
-        rt.leases = asyncio.Semaphore(self.max_pool_size)
+        self._rt = MongoRuntime(client, client[self.resolve(self.database_name)], self.max_pool_size)
         self._log_connected()
 
     @staticmethod
@@ -263,16 +276,16 @@ class MongoResource(DatabaseResource):
         return None
 
     async def _disconnect(self) -> None:
-        rt = self._rt
-        client, rt.pool, rt.db, rt.collections = rt.pool, None, None, {}
-        if client is not None:
+        rt, self._rt = self._rt, None
+        if rt is not None:
             # PyMongo's close() lets checked-out connections finish and closes them on return.
-            await self._close_bounded(client.close, lambda: None)
+            await self._close_bounded(rt.pool.close, lambda: None)
 
     async def _validate_connection(self) -> bool:
-        client = self._rt.pool
-        if client is None:
+        rt = self._rt
+        if rt is None:
             return False
+        client = rt.pool
         return await self._round_trip(lambda: client.admin.command("ping"))
 
     async def list_collections_or_tables(self) -> list[str]:
@@ -286,30 +299,30 @@ class MongoResource(DatabaseResource):
     @property
     def db(self) -> AsyncDatabase[Any]:
         """The PyMongo ``AsyncDatabase`` (raises ``XResourceStateError`` when not connected)."""
-        db = self._rt.db
-        if db is None:
+        rt = self._rt
+        if rt is None:
             raise self._not_connected()
-        return db  # type: ignore[no-any-return]
+        return rt.db
 
     @property
     def client(self) -> Any:
         """The underlying ``AsyncMongoClient`` (for other databases or admin commands)."""
-        client = self._rt.pool
-        if client is None:
+        rt = self._rt
+        if rt is None:
             raise self._not_connected()
-        return client
+        return rt.pool
 
     def get_collection(self, name: str) -> AsyncCollection[Any]:
         """The collection ``name`` of the database (it need not exist yet)."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         collection = rt.collections.get(name)
         if collection is None:
-            if rt.db is None:
-                raise self._not_connected()
             collection = rt.db[name]
             if len(rt.collections) < _COLLECTION_CACHE_LIMIT:
                 rt.collections[name] = collection
-        return collection  # type: ignore[no-any-return]
+        return collection
 
     async def get_collections(self, *names: str) -> dict[str, AsyncCollection[Any]]:
         """The named collections, or every existing collection when no name is given."""
@@ -326,7 +339,7 @@ class MongoResource(DatabaseResource):
         and fall back to zeros if a future PyMongo renames them.
         """
         rt = self._rt
-        if rt.pool is None:
+        if rt is None:
             return super().get_pool_stats()
         in_use = idle = waiting = 0
         topology = getattr(rt.pool, "_topology", None)
@@ -348,9 +361,8 @@ class MongoResource(DatabaseResource):
         )
 
     async def _checkout(self, rt: PoolRuntime) -> tuple[AsyncClientSession, Release]:
+        assert isinstance(rt, MongoRuntime)  # built by _connect
         leases, client = rt.leases, rt.pool
-        if leases is None or client is None:
-            raise self._not_connected()
         rt.lease_waiting += 1
         try:
             await leases.acquire()

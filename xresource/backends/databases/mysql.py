@@ -8,18 +8,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from xresource._optional import require
+from xresource._transport.tls import tls_context
+from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
     PoolStats,
     Release,
 )
-from xresource.backends.databases._url import (
-    UrlParts,
-    parse_url,
-    reject_managed_options,
-    tls_context,
-)
+from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
@@ -55,8 +52,17 @@ _AUTH_CODES = {1044, 1045, 1130, 1251, 1698}  # access denied, host not allowed,
 _CONNECTION_CODES = {1040, 1049, 1053, 1927}  # too many connections, unknown database, shutdown, killed
 _TIMEOUT_CODES = {1205, 1969, 3024}  # lock wait, max_statement_time, max_execution_time
 
-# aiomysql's plain tuple cursor, bound at first connect so the module imports without aiomysql.
-_TupleCursor: Any = None
+MySqlSslMode = Literal["disable", "require", "verify-ca", "verify-full"]
+
+
+class MySqlRuntime(PoolRuntime):
+    """The aiomysql pool, and the driver's plain tuple cursor class (for single values)."""
+
+    __slots__ = ("tuple_cursor",)
+
+    def __init__(self, pool: Any, tuple_cursor: Any) -> None:
+        super().__init__(pool)
+        self.tuple_cursor: Any = tuple_cursor
 
 
 class MySQLResource(DatabaseResource):
@@ -79,6 +85,9 @@ class MySQLResource(DatabaseResource):
     offer TLS (PyMySQL alone would quietly fall back to plain text).
     """
 
+    if TYPE_CHECKING:
+        _rt: MySqlRuntime | None
+
     type: Literal["mysql"] = "mysql"
     default_port: ClassVar[int | None] = 3306
     install_extra: ClassVar[str | None] = "mysql"
@@ -93,7 +102,7 @@ class MySQLResource(DatabaseResource):
     """Commit each statement on its own (the convenience queries rely on it to persist writes)."""
     pool_recycle: float | None = Field(default=None, gt=0)
     """Close pooled connections older than this many seconds (below the server's ``wait_timeout``)."""
-    sslmode: Literal["disable", "require", "verify-ca", "verify-full"] | None = None
+    sslmode: MySqlSslMode | None = None
     """TLS: ``require`` encrypts, ``verify-ca`` also checks the chain, ``verify-full`` also the host name."""
     ca_file: str | None = None
     """PEM file of the certificate authorities trusted to sign the server's certificate."""
@@ -131,7 +140,7 @@ class MySQLResource(DatabaseResource):
         details.update(driver="aiomysql", sslmode=self._effective_sslmode())
         return details
 
-    def _effective_sslmode(self) -> str:
+    def _effective_sslmode(self) -> MySqlSslMode:
         if self.sslmode is None:
             return "verify-full" if self.ca_file is not None else "disable"
         return self.sslmode
@@ -139,9 +148,7 @@ class MySQLResource(DatabaseResource):
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        global _TupleCursor
         aiomysql = require("aiomysql", "mysql", type_name=self.type)
-        _TupleCursor = aiomysql.Cursor
         parts = self.url_parts()
         assert parts.host is not None  # checked by _check_url
         password = parts.password or self.password
@@ -173,7 +180,7 @@ class MySQLResource(DatabaseResource):
                 try:
                     await conn.ping(reconnect=False)
                     if sslmode != "disable":
-                        await self._check_tls(conn, sslmode)
+                        await self._check_tls(conn, aiomysql.Cursor, sslmode)
                 finally:
                     await pool.release(conn)
         except BaseException:
@@ -181,17 +188,17 @@ class MySQLResource(DatabaseResource):
                 pool.terminate()
                 await pool.wait_closed()
             raise
-        self._rt.pool = pool
+        self._rt = MySqlRuntime(pool, aiomysql.Cursor)
         self._log_connected()
 
-    async def _check_tls(self, conn: Any, sslmode: str) -> None:
+    async def _check_tls(self, conn: Any, tuple_cursor: Any, sslmode: str) -> None:
         """Fail when the session is not encrypted.
 
         PyMySQL skips TLS without a word when the server's greeting does not
         offer it, so ``require`` would silently mean plain text. The first
         connection is checked here; later ones use the same settings.
         """
-        cur = await conn.cursor(_TupleCursor)
+        cur = await conn.cursor(tuple_cursor)
         await cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
         row = await cur.fetchone()
         await cur.close()
@@ -202,9 +209,10 @@ class MySQLResource(DatabaseResource):
             )
 
     async def _disconnect(self) -> None:
-        pool, self._rt.pool = self._rt.pool, None
-        if pool is None:
+        rt, self._rt = self._rt, None
+        if rt is None:
             return
+        pool = rt.pool
 
         async def graceful() -> None:
             pool.close()  # idle connections close now, busy ones when they come back
@@ -217,7 +225,7 @@ class MySQLResource(DatabaseResource):
         await self._close_bounded(graceful, force)
 
     async def _validate_connection(self) -> bool:
-        if self._rt.pool is None:
+        if self._rt is None:
             return False
         return await self._round_trip(lambda: self.fetchval("SELECT 1"))
 
@@ -236,9 +244,10 @@ class MySQLResource(DatabaseResource):
     # ---- pool -----------------------------------------------------------------------------
 
     def get_pool_stats(self) -> PoolStats:
-        pool = self._rt.pool
-        if pool is None:
+        rt = self._rt
+        if rt is None:
             return super().get_pool_stats()
+        pool = rt.pool
         size = pool.size
         idle = pool.freesize
         in_use = max(0, size - idle)
@@ -260,6 +269,8 @@ class MySQLResource(DatabaseResource):
     async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
         """Run ``query`` and return all rows as dicts."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
@@ -280,6 +291,8 @@ class MySQLResource(DatabaseResource):
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
         """Run ``query`` and return its first row as a dict, or ``None``."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
@@ -300,12 +313,14 @@ class MySQLResource(DatabaseResource):
     async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
         """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
             conn = await pool.acquire()
             try:
-                cur = await conn.cursor(_TupleCursor)
+                cur = await conn.cursor(rt.tuple_cursor)
                 await cur.execute(query, args or None)
                 row = await cur.fetchone()
                 await cur.close()
@@ -320,12 +335,14 @@ class MySQLResource(DatabaseResource):
     async def execute(self, query: str, *args: Any) -> int:
         """Run a statement; returns the number of affected rows."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
             conn = await pool.acquire()
             try:
-                cur = await conn.cursor(_TupleCursor)
+                cur = await conn.cursor(rt.tuple_cursor)
                 count: int = await cur.execute(query, args or None)
                 await cur.close()
                 return count
@@ -339,12 +356,14 @@ class MySQLResource(DatabaseResource):
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> int:
         """Run a statement once per argument tuple (multi-row ``INSERT ... VALUES`` are batched)."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             pool = rt.pool
             conn = await pool.acquire()
             try:
-                cur = await conn.cursor(_TupleCursor)
+                cur = await conn.cursor(rt.tuple_cursor)
                 count: int = await cur.executemany(query, list(args))
                 await cur.close()
                 return count

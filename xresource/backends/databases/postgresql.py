@@ -9,6 +9,7 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 
 from xresource._optional import require
+from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
     PoolRuntime,
@@ -16,11 +17,7 @@ from xresource.backends.databases._base import (
     Release,
     SslMode,
 )
-from xresource.backends.databases._url import (
-    UrlParts,
-    parse_url,
-    reject_managed_options,
-)
+from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceAuthenticationError,
     XResourceConnectionError,
@@ -163,18 +160,19 @@ class PostgresResource(DatabaseResource):
             except BaseException:
                 pool.terminate()
                 raise
-        self._rt.pool = pool
+        self._rt = PoolRuntime(pool)
         self._log_connected()
 
     async def _disconnect(self) -> None:
-        pool, self._rt.pool = self._rt.pool, None
-        if pool is not None:
-            await self._close_bounded(pool.close, pool.terminate)
+        rt, self._rt = self._rt, None
+        if rt is not None:
+            await self._close_bounded(rt.pool.close, rt.pool.terminate)
 
     async def _validate_connection(self) -> bool:
-        pool = self._rt.pool
-        if pool is None:
+        rt = self._rt
+        if rt is None:
             return False
+        pool = rt.pool
         return await self._round_trip(lambda: pool.fetchval("SELECT 1"))
 
     async def list_collections_or_tables(self) -> list[str]:
@@ -185,9 +183,10 @@ class PostgresResource(DatabaseResource):
     # ---- pool -----------------------------------------------------------------------------
 
     def get_pool_stats(self) -> PoolStats:
-        pool = self._rt.pool
-        if pool is None:
+        rt = self._rt
+        if rt is None:
             return super().get_pool_stats()
+        pool = rt.pool
         size = pool.get_size()
         idle = pool.get_idle_size()
         in_use = max(0, size - idle)
@@ -209,6 +208,8 @@ class PostgresResource(DatabaseResource):
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
         """Run ``query`` and return all rows as asyncpg ``Record`` objects."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             return await rt.pool.fetch(query, *args, timeout=timeout)  # type: ignore[no-any-return]
@@ -220,6 +221,8 @@ class PostgresResource(DatabaseResource):
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
         """Run ``query`` and return its first row, or ``None``."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             return await rt.pool.fetchrow(query, *args, timeout=timeout)
@@ -231,6 +234,8 @@ class PostgresResource(DatabaseResource):
     async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any:
         """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             return await rt.pool.fetchval(query, *args, column=column, timeout=timeout)
@@ -242,6 +247,8 @@ class PostgresResource(DatabaseResource):
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         """Run a command; returns PostgreSQL's status text (e.g. ``"INSERT 0 1"``)."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             return await rt.pool.execute(query, *args, timeout=timeout)  # type: ignore[no-any-return]
@@ -255,6 +262,8 @@ class PostgresResource(DatabaseResource):
     ) -> None:
         """Run a command once per argument tuple in ``args``, in one round of pipelined messages."""
         rt = self._rt
+        if rt is None:
+            raise self._not_connected()
         rt.inflight += 1
         try:
             await rt.pool.executemany(query, args, timeout=timeout)

@@ -9,6 +9,10 @@ by the file. ``write`` replaces the file atomically: a temporary file in the
 same folder, fsynced, then ``os.replace``, so a reader sees the old content or
 the new one, never half of it.
 
+``connect()`` checks that the file is there and readable and builds the
+resource's runtime (``self._rt``: a :class:`FileRuntime`, or a backend's
+subclass holding driver state such as a compiled JSON Schema validator).
+
 A backend implements three synchronous hooks, all run in a worker thread:
 ``_read_sync()`` (the whole file), ``_iter_chunks(chunk_size)`` (a generator of
 chunks) and ``_write_sync(data)``; it raises :class:`XResourceDataError`, built
@@ -29,7 +33,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from contextlib import aclosing
 from pathlib import Path
-from typing import IO, Any, ClassVar, TextIO
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TextIO
 
 from pydantic import ValidationInfo, field_validator
 
@@ -45,8 +49,17 @@ HOP_ROWS = 4096
 HOP_SECONDS = 0.01
 
 
+class FileRuntime:
+    """A connected file resource; backends with driver state subclass it (slots only)."""
+
+    __slots__ = ()
+
+
 class FileResource(XResource):
     """A resource backed by one local file."""
+
+    if TYPE_CHECKING:
+        _rt: FileRuntime | None
 
     family: ClassVar[str] = "file"
     supports_write: ClassVar[bool] = False
@@ -75,6 +88,11 @@ class FileResource(XResource):
             raise XResourceConnectionError(f"{self.label}: file {str(path)!r} {what}")
         if not os.access(path, os.R_OK):
             raise XResourceConnectionError(f"{self.label}: file {str(path)!r} is not readable")
+        self._rt = await self._build_runtime()
+
+    async def _build_runtime(self) -> FileRuntime:
+        """The runtime of a connected resource (backends with driver state override)."""
+        return FileRuntime()
 
     async def _validate_connection(self) -> bool:
         return self.file_path.is_file()

@@ -22,12 +22,12 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import PrivateAttr, ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator
 
 from xresource._optional import require
-from xresource.backends.files._base import Chunks, TextFileResource, resolve_against_base
+from xresource.backends.files._base import Chunks, FileRuntime, TextFileResource, resolve_against_base
 from xresource.errors import XResourceConnectionError, XResourceDataError
 
 # Keywords about an array as a whole or its items, left out of the check of the array's
@@ -59,8 +59,8 @@ class JsonResource(TextFileResource):
     json_schema: dict[str, Any] | Path | None = None
     """A JSON Schema the data must match: inline, or a schema file's path (relative to the manifest)."""
 
-    _validator: Any = PrivateAttr(default=None)
-    _best_match: Callable[[Any], Any] | None = PrivateAttr(default=None)
+    if TYPE_CHECKING:
+        _rt: JsonRuntime | None
 
     @field_validator("json_schema", mode="after")
     @classmethod
@@ -74,16 +74,20 @@ class JsonResource(TextFileResource):
 
     # ---- lifecycle ------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
-        await super()._connect()
-        if self.json_schema is not None:
-            # Importing jsonschema and reading a schema file are slow enough to keep off the loop.
-            self._validator = await asyncio.to_thread(self._build_validator)
+    async def _build_runtime(self) -> JsonRuntime:
+        if self.json_schema is None:
+            return JsonRuntime(None, None)
+        # Importing jsonschema and reading a schema file are slow enough to keep off the loop.
+        return await asyncio.to_thread(self._build_validator)
 
-    async def _disconnect(self) -> None:
-        self._validator = None
+    def _validator(self) -> Any:
+        """The compiled ``json_schema`` validator (None without a schema)."""
+        rt = self._rt
+        if rt is None:
+            raise self._not_connected()
+        return rt.validator
 
-    def _build_validator(self) -> Any:
+    def _build_validator(self) -> JsonRuntime:
         jsonschema = require("jsonschema", "jsonschema", type_name=self.type)
         schema = self._load_schema()
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
@@ -94,8 +98,7 @@ class JsonResource(TextFileResource):
             raise XResourceDataError(
                 f"{self.label}: json_schema is not a valid JSON Schema at {where}: {_short(exc.message)}"
             ) from None
-        self._best_match = jsonschema.exceptions.best_match
-        return cls(schema, format_checker=cls.FORMAT_CHECKER)
+        return JsonRuntime(cls(schema, format_checker=cls.FORMAT_CHECKER), jsonschema.exceptions.best_match)
 
     def _load_schema(self) -> Any:
         schema = self.json_schema
@@ -124,8 +127,9 @@ class JsonResource(TextFileResource):
                 raise self.data_error(f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
             except RecursionError:
                 raise self.data_error("invalid JSON: nested too deeply") from None
-        if self._validator is not None:
-            self._check(self._validator, document, "data")
+        validator = self._validator()
+        if validator is not None:
+            self._check(validator, document, "data")
         return document
 
     def _iter_chunks(self, chunk_size: int) -> Chunks:
@@ -135,14 +139,15 @@ class JsonResource(TextFileResource):
         import ijson
 
         item_validator = None
-        if self._validator is not None:
-            schema = self._validator.schema
+        validator = self._validator()
+        if validator is not None:
+            schema = validator.schema
             if isinstance(schema, dict):
                 shell = {key: value for key, value in schema.items() if key not in _ARRAY_KEYWORDS}
-                self._check(self._validator.evolve(schema=shell), [], "the top-level array")
+                self._check(validator.evolve(schema=shell), [], "the top-level array")
                 if isinstance(schema.get("items"), dict | bool):
                     # evolve keeps the root's reference resolver, so "$ref": "#/$defs/..." works.
-                    item_validator = self._validator.evolve(schema=schema["items"])
+                    item_validator = validator.evolve(schema=schema["items"])
         with closing(self._array_items()) as items:
             index = 0
             while True:
@@ -201,8 +206,10 @@ class JsonResource(TextFileResource):
                 yield _Utf8Reader(text)
 
     def _check(self, validator: Any, instance: Any, what: str, prefix: Sequence[Any] = ()) -> None:
-        assert self._best_match is not None
-        error = self._best_match(validator.iter_errors(instance))
+        rt = self._rt
+        if rt is None or rt.best_match is None:
+            raise self._not_connected()
+        error = rt.best_match(validator.iter_errors(instance))
         if error is not None:
             where = _json_path([*prefix, *error.absolute_path])
             raise self.data_error(f"{what} does not match json_schema at {where}: {_short(error.message)}")
@@ -210,14 +217,25 @@ class JsonResource(TextFileResource):
     # ---- writing --------------------------------------------------------------------------
 
     def _write_sync(self, data: Any) -> None:
-        if self._validator is not None:
-            self._check(self._validator, data, "cannot write: data")
+        validator = self._validator()
+        if validator is not None:
+            self._check(validator, data, "cannot write: data")
         try:
             text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
             encoded = text.encode(self.encoding)
         except (TypeError, ValueError, RecursionError) as exc:
             raise self.data_error(f"cannot write: {exc}") from None
         self._atomic_write(lambda handle: handle.write(encoded))
+
+
+class JsonRuntime(FileRuntime):
+    """The compiled ``json_schema`` validator and jsonschema's ``best_match`` (both None without a schema)."""
+
+    __slots__ = ("best_match", "validator")
+
+    def __init__(self, validator: Any, best_match: Callable[[Any], Any] | None) -> None:
+        self.validator = validator
+        self.best_match = best_match
 
 
 class _Utf8Reader:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,13 +41,14 @@ from urllib.parse import urlencode
 from pydantic import Field, PrivateAttr, model_validator
 
 from xresource._optional import require
-from xresource.backends.network._base import NetworkResource, http_status_error
-from xresource.backends.network.auth import AuthParams, PreparedAuth, basic_header, prepare_auth
+from xresource._transport.auth import AuthParams, PreparedAuth, basic_header, prepare_auth
+from xresource._transport.backoff import Backoff
+from xresource._transport.http import http_status_error
+from xresource.backends.network._base import NetworkResource
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
     XResourceRequestError,
-    XResourceStateError,
     XResourceTimeoutError,
 )
 from xresource.secrets import mask_url_password
@@ -148,9 +148,10 @@ def encode_body(json: Any, data: Any) -> tuple[bytes | None, str | None]:
 
 
 @dataclass(slots=True)
-class _Runtime:
-    """What a connected resource needs per request, in one object: pydantic private
-    attributes cost a ``__getattr__`` call each, which shows at thousands of requests/s."""
+class HttpRuntime:
+    """What a connected resource needs per request, in one slotted object held in
+    ``XResource``'s slot ``_rt`` (pydantic private attributes cost a ``__getattr__``
+    call each, which shows at thousands of requests/s)."""
 
     session: aiohttp.ClientSession
     aiohttp: Any
@@ -161,6 +162,7 @@ class _Runtime:
     auth: PreparedAuth
     timeout: Any
     retry_set: frozenset[str]
+    backoff: Backoff
     counters: RequestCounters
     url_cache: dict[str, Any] = field(default_factory=dict)
 
@@ -195,9 +197,11 @@ class RestApiResource(NetworkResource):
     check_on_connect: bool = True
     """Make the health request at connect, so an unreachable API fails loudly."""
 
-    _rt: _Runtime | None = PrivateAttr(default=None)
-    _auth: PreparedAuth = PrivateAttr(default_factory=lambda: PreparedAuth(None))
+    # Request statistics outlive a reconnect, so they belong to the resource, not its runtime.
     _counters: RequestCounters = PrivateAttr(default_factory=RequestCounters)
+
+    if TYPE_CHECKING:
+        _rt: HttpRuntime | None
 
     @model_validator(mode="after")
     def _credentials_once(self) -> RestApiResource:
@@ -232,8 +236,7 @@ class RestApiResource(NetworkResource):
         """
         rt = self._rt
         if rt is None:
-            self.require_ready()  # raises, naming the state
-            raise XResourceStateError(f"{self.label} is not connected")
+            raise self._not_connected()
         response = await self._send(
             rt,
             method.upper(),
@@ -289,7 +292,7 @@ class RestApiResource(NetworkResource):
         yarl = require("yarl", "rest", type_name=self.type)
         base = yarl.URL(self.resolve(self.endpoint))
         headers = {key: self.resolve(value) for key, value in self.headers.items()}
-        auth = self._auth = prepare_auth(self.auth_params, self)
+        auth = prepare_auth(self.auth_params, self)
         if base.user is not None:
             # Credentials in the URL become a header, so no URL we print can carry them.
             headers["Authorization"] = basic_header(self, base.user, base.password or "")
@@ -304,7 +307,7 @@ class RestApiResource(NetworkResource):
             connector=connector, headers=headers, timeout=timeout, raise_for_status=False
         )
         base_url = base.with_query(None).with_fragment(None)
-        self._rt = _Runtime(
+        self._rt = HttpRuntime(
             session=session,
             aiohttp=aiohttp,
             url_class=yarl.URL,
@@ -314,6 +317,7 @@ class RestApiResource(NetworkResource):
             auth=auth,
             timeout=timeout,
             retry_set=frozenset(self.retry_methods),
+            backoff=Backoff(first=self.backoff_factor, cap=self.max_backoff),
             counters=self._counters,
         )
         if self.check_on_connect:
@@ -336,7 +340,7 @@ class RestApiResource(NetworkResource):
     async def _health(self) -> HttpResponse:
         rt = self._rt
         if rt is None:
-            raise XResourceStateError(f"{self.label} is not connected")
+            raise self._not_connected()
         return await self._send(
             rt,
             self.health_method, self.health_path, params=None, json=None, data=None, headers=None,
@@ -356,7 +360,7 @@ class RestApiResource(NetworkResource):
 
     async def _send(
         self,
-        rt: _Runtime,
+        rt: HttpRuntime,
         method: str,
         path: str,
         *,
@@ -387,7 +391,7 @@ class RestApiResource(NetworkResource):
                     failure = self._failure(rt, exc, method, url, attempt, timeout)
                     if self.scrub(str(exc)) == str(exc):
                         raise failure from exc
-                delay, reason = self._backoff(attempt), type(exc).__name__
+                delay, reason = rt.backoff.delay(attempt), type(exc).__name__
             else:
                 status = response.status
                 if (
@@ -399,7 +403,7 @@ class RestApiResource(NetworkResource):
                         counters.failures += 1
                     return response
                 retry_after = self._retry_after(response.headers.get("Retry-After"))
-                delay = self._backoff(attempt) if retry_after is None else retry_after
+                delay = rt.backoff.delay(attempt) if retry_after is None else retry_after
                 reason = f"HTTP {status}"
             if failure is not None:
                 # Raised outside the except block: the driver's text (a URL with
@@ -414,7 +418,7 @@ class RestApiResource(NetworkResource):
 
     async def _attempt(
         self,
-        rt: _Runtime,
+        rt: HttpRuntime,
         method: str,
         url: URL,
         body: bytes | None,
@@ -441,7 +445,7 @@ class RestApiResource(NetworkResource):
                 self.scrub,
             )
 
-    def _retryable(self, rt: _Runtime, exc: BaseException, idempotent: bool) -> bool:
+    def _retryable(self, rt: HttpRuntime, exc: BaseException, idempotent: bool) -> bool:
         aiohttp = rt.aiohttp
         if isinstance(exc, aiohttp.ClientSSLError):
             return False  # a certificate problem does not go away by asking again
@@ -459,7 +463,7 @@ class RestApiResource(NetworkResource):
         return False
 
     def _failure(
-        self, rt: _Runtime, exc: BaseException, method: str, url: URL, attempts: int, timeout: float | None
+        self, rt: HttpRuntime, exc: BaseException, method: str, url: URL, attempts: int, timeout: float | None
     ) -> XResourceError:
         where = f"{self.label}: {method} {self.scrub(str(url))}"
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
@@ -497,13 +501,9 @@ class RestApiResource(NetworkResource):
             return None
         return min(max(seconds, 0.0), self.max_retry_after)
 
-    def _backoff(self, attempt: int) -> float:
-        base: float = min(self.max_backoff, self.backoff_factor * 2 ** (attempt - 1))
-        return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-
     # ---- URLs -----------------------------------------------------------------------------
 
-    def _url(self, rt: _Runtime, path: str, params: Mapping[str, Any] | None) -> URL:
+    def _url(self, rt: HttpRuntime, path: str, params: Mapping[str, Any] | None) -> URL:
         url = rt.url_cache.get(path)
         if url is None:
             url = self._join(rt, path)
@@ -518,7 +518,7 @@ class RestApiResource(NetworkResource):
             url = url.update_query({name: value})
         return url
 
-    def _join(self, rt: _Runtime, path: str) -> URL:
+    def _join(self, rt: HttpRuntime, path: str) -> URL:
         if not path:
             return rt.url_class(rt.base_url)  # type: ignore[no-any-return]
         if "://" in path.partition("?")[0]:
@@ -535,4 +535,6 @@ class RestApiResource(NetworkResource):
 
     def scrub(self, text: str) -> str:
         """Remove resolved secrets, URL passwords and the API key query value from ``text``."""
-        return self._auth.mask_url(super().scrub(text))
+        text = super().scrub(text)
+        rt = self._rt
+        return text if rt is None else rt.auth.mask_url(text)
