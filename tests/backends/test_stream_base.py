@@ -17,10 +17,10 @@ from typing import Any, Literal
 import pytest
 from pydantic import PrivateAttr, ValidationError
 
+from xresource._transport.urls import url_target
 from xresource.backends.streams._base import EventStreamResource
 from xresource.backends.streams._codec import decode_payload, encode_payload
 from xresource.backends.streams._message import Message
-from xresource.backends.streams._net import url_target
 from xresource.errors import XResourceConnectionError, XResourceStateError, XResourceTimeoutError
 from xresource.resource import State
 from xresource.secrets import SecretText

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from tests.support import http_servers as hs
 from tests.support.services import free_port
-from xresource.backends.network import signing
+from xresource._transport import signing
 from xresource.backends.streams.websocket import WebSocketResource
 from xresource.errors import (
     XResourceAuthenticationError,

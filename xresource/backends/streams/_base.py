@@ -47,7 +47,7 @@ from xresource.backends.streams._pipeline import Pipeline
 from xresource.backends.streams._registrations import MessageIterator, Registrations, ReplacedCallback
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.backends.streams._status import ConnectionStatus
-from xresource.backends.streams._supervisor import backoff_budget, backoff_delay, restart, supervise
+from xresource.backends.streams._supervisor import backoff, restart, supervise
 from xresource.backends.streams._tasks import cancel_and_wait
 from xresource.errors import XResourceConnectionError, XResourceError, XResourceStateError
 from xresource.resource import State, XResource
@@ -387,11 +387,11 @@ class EventStreamResource(XResource):
         transitions.give_up(self, reason)
 
     def _backoff(self, attempt: int) -> float:
-        return backoff_delay(self.reconnect_interval, attempt)
+        return backoff(self.reconnect_interval).delay(attempt)
 
     def _reconnect_budget(self) -> float:
         """Longest time the whole backoff schedule may take (for self-healing drivers)."""
-        return backoff_budget(self.reconnect_interval, self.max_reconnect_attempts)
+        return backoff(self.reconnect_interval).budget(self.max_reconnect_attempts)
 
     # ---- for backends -----------------------------------------------------------------------
 

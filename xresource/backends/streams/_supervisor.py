@@ -23,9 +23,9 @@ and ``state_history`` make each transition observable.
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import TYPE_CHECKING
 
+from xresource._transport.backoff import Backoff
 from xresource.backends.streams._runtime import StreamRuntime
 from xresource.backends.streams._transitions import without_label
 
@@ -39,15 +39,9 @@ class ReconnectGaveUp(Exception):  # a signal between hook and supervisor, never
     """Raised by ``_listen`` of a self-reconnecting driver when its retry budget is spent."""
 
 
-def backoff_delay(first: float, attempt: int, cap: float = BACKOFF_CAP) -> float:
-    """``first * 2**(attempt-1)`` seconds, capped, times a random jitter factor in [0.5, 1]."""
-    base: float = min(cap, first * 2 ** min(attempt - 1, 32))
-    return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-
-
-def backoff_budget(first: float, attempts: int, cap: float = BACKOFF_CAP) -> float:
-    """Longest time ``attempts`` attempts of the schedule may take (for self-healing drivers)."""
-    return float(sum(min(cap, first * 2 ** min(n, 32)) for n in range(attempts)))
+def backoff(first: float) -> Backoff:
+    """The reconnect schedule: ``first`` seconds, doubling up to 60 s, times a jitter factor in [0.5, 1]."""
+    return Backoff(first=first, cap=BACKOFF_CAP, factor=2.0, jitter=0.5)
 
 
 async def supervise(stream: EventStreamResource, rt: StreamRuntime) -> None:

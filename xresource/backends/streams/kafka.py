@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import Field, field_validator
 
 from xresource._optional import require
+from xresource._transport.tls import ca_path, tls_context
 from xresource.backends.streams import _kafka_consumer
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
 from xresource.backends.streams._codec import decode_payload, encode_payload
 from xresource.backends.streams._errors import classify, kafka_errors
 from xresource.backends.streams._message import Message
-from xresource.backends.streams._net import tls_context
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import (
     XResourceError,
@@ -258,7 +258,7 @@ class KafkaResource(EventStreamResource):
             "security_protocol": self.security_protocol,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            common["ssl_context"] = tls_context(self.ca_file)
+            common["ssl_context"] = tls_context(ca_file=ca_path(self, self.ca_file) if self.ca_file else None)
         if self.security_protocol.startswith("SASL"):
             common["sasl_mechanism"] = self.sasl_mechanism
             common["sasl_plain_username"] = self.username

@@ -38,11 +38,12 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field
 
 from xresource._optional import require
+from xresource._transport.tls import ca_path, tls_context
+from xresource._transport.urls import url_target
 from xresource.backends.streams import _handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
 from xresource.backends.streams._codec import decode_payload, encode_payload
 from xresource.backends.streams._message import Message, StreamCounters
-from xresource.backends.streams._net import tls_context, url_target
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
 from xresource.secrets import SecretText, UrlText
@@ -179,7 +180,9 @@ class MqttResource(EventStreamResource):
             clean_session=clean,
             keepalive=self.keepalive,
             timeout=self.timeout,
-            tls_context=tls_context(self.ca_file) if secure else None,
+            tls_context=tls_context(ca_file=ca_path(self, self.ca_file) if self.ca_file else None)
+            if secure
+            else None,
             logger=_DRIVER_LOG,
             queue_type=functools.partial(_Inbox, counters=self._counters, runtime=rt),
             max_queued_incoming_messages=self.queue_size,

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
+from xresource._transport.tls import ca_path, tls_context
+from xresource._transport.urls import url_target
 from xresource.backends.streams import _rabbitmq_handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
 from xresource.backends.streams._codec import decode_payload, encode_payload
 from xresource.backends.streams._errors import classify, rabbitmq_errors
 from xresource.backends.streams._message import Message
-from xresource.backends.streams._net import tls_context, url_target
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.backends.streams._supervisor import ReconnectGaveUp
 from xresource.errors import (
@@ -261,7 +262,9 @@ class RabbitMQResource(EventStreamResource):
                 url,
                 timeout=self.timeout,
                 reconnect_interval=self.reconnect_interval,
-                ssl_context=tls_context(self.ca_file) if url.startswith("amqps") else None,
+                ssl_context=tls_context(ca_file=ca_path(self, self.ca_file) if self.ca_file else None)
+                if url.startswith("amqps")
+                else None,
                 client_properties={"connection_name": f"xresource {self.name}"},
             ),
             self.timeout,

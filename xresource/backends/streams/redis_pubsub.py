@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import Field
 
 from xresource._optional import require
+from xresource._transport.tls import ca_path
+from xresource._transport.urls import url_target
 from xresource.backends.streams import _handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
 from xresource.backends.streams._codec import decode_payload, encode_payload
 from xresource.backends.streams._message import Message
-from xresource.backends.streams._net import tls_context, url_target
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
 from xresource.secrets import UrlText
@@ -137,9 +138,7 @@ class RedisPubSubResource(EventStreamResource):
             "socket_keepalive_options": _keepalive_options(self.keepalive_idle),
         }
         if url.startswith("rediss://"):
-            options["ssl_ca_certs"] = self.ca_file
-            if self.ca_file:
-                tls_context(self.ca_file)  # fail early, with a clear error, on a bad CA file
+            options["ssl_ca_certs"] = ca_path(self, self.ca_file) if self.ca_file else None
         rt = self._rt
         assert rt is not None
         rt.client = redis.Redis.from_url(url, **options)

@@ -30,14 +30,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
-from xresource.backends.network._base import HttpUrl, TlsFields, guard_logger, http_status_error
-from xresource.backends.network.auth import AuthParams, PreparedAuth, prepare_auth
+from xresource._transport.auth import AuthParams, PreparedAuth, prepare_auth
+from xresource._transport.http import HttpUrl, http_status_error
+from xresource._transport.scrubbing import guard_logger
+from xresource._transport.tls import TlsFields
 from xresource.backends.streams import _handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
 from xresource.backends.streams._codec import decode_payload
 from xresource.backends.streams._message import Message
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
-from xresource.backends.streams._supervisor import backoff_delay
+from xresource.backends.streams._supervisor import backoff
 from xresource.errors import (
     XResourceConnectionError,
     XResourceRequestError,
@@ -199,7 +201,7 @@ class SseResource(EventStreamResource, TlsFields):
             return super()._backoff(attempt)
         if attempt == 1:
             return self._server_retry
-        return backoff_delay(self._server_retry, attempt)
+        return backoff(self._server_retry).delay(attempt)
 
     async def _hand_over_from(self, previous: Self) -> None:
         if not previous._last_event_id:

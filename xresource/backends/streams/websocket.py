@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
-from xresource.backends.network._base import ScrubbingLogger, TlsFields, http_status_error
-from xresource.backends.network.auth import AuthParams, HeaderName, PreparedAuth, prepare_auth
+from xresource._transport.auth import AuthParams, HeaderName, PreparedAuth, prepare_auth
+from xresource._transport.http import http_status_error
+from xresource._transport.scrubbing import ScrubbingLogger
+from xresource._transport.tls import TlsFields
 from xresource.backends.streams._base import EventStreamResource
 from xresource.backends.streams._codec import decode_payload
 from xresource.backends.streams._message import Message
