@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.stream_contract import StreamContract
 from tests.support.brokers import (
     HOST,
     Tally,
+    TcpProxy,
+    TlsFiles,
     assert_no_task_leak,
     kafka_broker,
     start_tansu,
     task_census,
+    tls_files,
     until,
 )
 from tests.support.services import free_port
@@ -25,7 +31,7 @@ from xresource.backends.streams.kafka import KafkaResource
 from xresource.errors import XResourceConnectionError, XResourceError
 from xresource.resource import State
 
-__all__ = ["kafka_broker"]  # the session fixture, imported for pytest
+__all__ = ["kafka_broker", "tls_files"]  # session fixtures, imported for pytest
 
 # Fast group joins on tansu (it waits about half the session timeout) and short long-polls.
 FAST_CONSUMER = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100, "fetch_max_wait_ms": 100}
@@ -33,6 +39,60 @@ FAST_CONSUMER = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100, "fetc
 
 def unique(prefix: str = "xr-test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class KeyedFeed:
+    """Produces with one key: one partition, so the order is kept (Kafka orders per partition)."""
+
+    def __init__(self, publisher: KafkaResource) -> None:
+        self.publisher = publisher
+
+    async def emit(self, channel: str, payload: Any) -> None:
+        await self.publisher.produce(channel, payload, key="contract")
+
+    async def ready(self) -> None:
+        await self.publisher.wait_ready(timeout=60)
+
+
+class TestKafkaContract(StreamContract):
+    resource_type = KafkaResource
+    defaults: ClassVar[dict[str, Any]] = {
+        "reconnect_interval": 0.05,
+        "timeout": 5,
+        "health_check_interval": 0.2,
+        "consumer_config": FAST_CONSUMER,
+    }
+    tls_testable = False  # tansu 0.6 serves no TLS, and a TLS front cannot rewrite its metadata
+
+    @pytest.fixture
+    def server(self, kafka_broker: str) -> tuple[str, int]:
+        host, port = kafka_broker.rsplit(":", 1)
+        return (host, int(port))
+
+    def address(self, server: tuple[str, int]) -> tuple[str, int]:
+        return server
+
+    def fields_for(self, host: str, port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+        return {"bootstrap_servers": f"{host}:{port}"}
+
+    @contextlib.asynccontextmanager
+    async def feed(self, server: tuple[str, int]) -> AsyncIterator[KeyedFeed]:
+        async with self.make(server) as publisher:
+            assert isinstance(publisher, KafkaResource)
+            yield KeyedFeed(publisher)
+
+    @contextlib.asynccontextmanager
+    async def proxied(self, server: Any) -> AsyncIterator[tuple[TcpProxy, dict[str, Any], Any]]:
+        # Kafka clients connect where the metadata says: a private broker that names the proxy.
+        proxy = TcpProxy(0)
+        broker = start_tansu(advertised_port=proxy.port)
+        proxy.target_port = broker.port
+        await proxy.start()
+        try:
+            yield proxy, self.fields_for(HOST, proxy.port), (HOST, broker.port)
+        finally:
+            await proxy.cut()
+            broker.stop()
 
 
 def make(servers: str | list[str], **fields: Any) -> KafkaResource:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.stream_contract import StreamContract
 from tests.support.brokers import (
     HOST,
     Tally,
@@ -22,6 +25,7 @@ from tests.support.brokers import (
     until,
 )
 from tests.support.services import free_port, require_service
+from tests.support.stream_feeds import BrokerFeed
 from xresource.backends.streams.mqtt import MqttResource, topic_filter_problem, topic_matches
 from xresource.errors import XResourceConnectionError
 from xresource.resource import State
@@ -37,6 +41,29 @@ def shared_mqtt() -> str:
 
 def unique(prefix: str = "xr-test") -> str:
     return f"{prefix}/{uuid.uuid4().hex[:10]}"
+
+
+class TestMqttContract(StreamContract):
+    resource_type = MqttResource
+    defaults: ClassVar[dict[str, Any]] = {"reconnect_interval": 0.05, "timeout": 5, "qos": 1, "keepalive": 5}
+    block_is_lossless = False  # paho hands messages over in a socket callback that cannot wait
+
+    @pytest.fixture
+    def server(self, shared_mqtt: str) -> tuple[str, int]:
+        return (HOST, 1883)
+
+    def address(self, server: tuple[str, int]) -> tuple[str, int]:
+        return server
+
+    def fields_for(self, host: str, port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+        if tls is None:
+            return {"connection_string": f"mqtt://{host}:{port}"}
+        return {"connection_string": f"mqtts://{host}:{port}", "ca_file": str(tls.ca)}
+
+    @contextlib.asynccontextmanager
+    async def feed(self, server: tuple[str, int]) -> AsyncIterator[BrokerFeed]:
+        async with self.make(server) as publisher:
+            yield BrokerFeed(publisher)
 
 
 def make(url: str, **fields: Any) -> MqttResource:

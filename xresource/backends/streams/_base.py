@@ -34,6 +34,7 @@ policy and handler order: ``_pipeline``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
@@ -48,7 +49,7 @@ from xresource.backends.streams._registrations import MessageIterator, Registrat
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.backends.streams._status import ConnectionStatus
 from xresource.backends.streams._supervisor import backoff, restart, supervise
-from xresource.backends.streams._tasks import cancel_and_wait
+from xresource.backends.streams._tasks import cancel_and_wait, cancelling
 from xresource.errors import XResourceConnectionError, XResourceError, XResourceStateError
 from xresource.resource import State, XResource
 
@@ -340,7 +341,9 @@ class EventStreamResource(XResource):
         """``_close()``, which must finish: a failure is logged and counted, never raised."""
         try:
             await self._close()
-        except Exception as exc:  # noqa: BLE001 - closing must finish; say why it was unclean
+        except (Exception, asyncio.CancelledError) as exc:  # closing must finish; say why it was unclean
+            if isinstance(exc, asyncio.CancelledError) and cancelling():
+                raise
             self._counters.cleanup_errors += 1
             log.debug("%s: %s: %s", self.label, why, self.scrub(str(exc) or type(exc).__name__))
 

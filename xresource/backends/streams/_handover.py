@@ -57,6 +57,9 @@ async def take_over(new: EventStreamResource, previous: EventStreamResource) -> 
         raise XResourceStateError(f"{new.label}: connect() before take_over()")
     own, regs = new._regs, previous._regs
     regs.absorb(own)  # anything registered on the new instance before it took over
+    # What a server pushed before the take-over (SSE, WebSocket) was received for nobody:
+    # the old instance delivers it.
+    rt.pipeline.discard_buffered()
     new._regs = rt.pipeline.regs = regs
     try:
         await new._hand_over_from(previous)

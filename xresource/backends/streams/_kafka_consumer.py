@@ -48,9 +48,21 @@ async def _cut_at_offsets(new: KafkaResource, previous: KafkaResource) -> None:
     hold: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     pipe.hold = hold  # the old instance's records before the cut go first
     pipe.refresh()
+    first: dict[tuple[str, int], int] = {}
+
+    def note_first(message: Message) -> bool:
+        first.setdefault((message.channel, message.meta["partition"]), message.meta["offset"])
+        return True
+
+    pipe.gate = note_first  # the receive loop may fetch while positions are being read
     try:
         await new._restore_subscriptions()
-        start = {tp: await rt.consumer.position(tp) for tp in rt.consumer.assignment()}
+        start: dict[Any, int] = {}
+        for tp in rt.consumer.assignment():
+            position = await rt.consumer.position(tp)
+            # Where the new consumer began: its first record if one came already, else its position.
+            start[tp] = first.get((tp.topic, tp.partition), position)
+        pipe.gate = None
 
         def before_start(message: Message) -> bool:
             meta = message.meta
@@ -63,7 +75,7 @@ async def _cut_at_offsets(new: KafkaResource, previous: KafkaResource) -> None:
         await _until_caught_up(new, previous, start)
         await previous._release()
     finally:
-        pipe.hold = None
+        pipe.gate = pipe.hold = None
         hold.set_result(None)
         pipe.refresh()
 
@@ -117,7 +129,11 @@ async def stop_client(stream: KafkaResource, client: Any, patience: float) -> No
     try:
         await asyncio.wait_for(client.stop(), patience)
         return
-    except Exception as exc:  # noqa: BLE001 - closing is best effort
+    except (Exception, asyncio.CancelledError) as exc:  # closing is best effort
+        # aiokafka lets the CancelledError of its own cancelled tasks escape stop():
+        # not ours unless this task is being cancelled.
+        if isinstance(exc, asyncio.CancelledError) and cancelling():
+            raise
         stream._counters.cleanup_errors += 1
         log.debug("%s: stop: %s", stream.label, stream.scrub(repr(exc)))
     # stop() was cut short (it retries its last commit while the broker is

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from xresource._transport.backoff import Backoff
 from xresource.backends.streams._runtime import StreamRuntime
+from xresource.backends.streams._tasks import cancelling
 from xresource.backends.streams._transitions import without_label
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ async def supervise(stream: EventStreamResource, rt: StreamRuntime) -> None:
                 return
             raise ConnectionError("the server closed the stream")
         except asyncio.CancelledError:
-            raise
+            if cancelling():
+                raise
+            stream._note_connection_lost("a driver task was cancelled under the receive loop")
         except ReconnectGaveUp as exc:
             await stream._close_driver("close after giving up")  # stop the driver's own retries
             stream._give_up(str(exc))
@@ -81,9 +84,9 @@ async def _reconnect(stream: EventStreamResource, rt: StreamRuntime) -> bool:
         await asyncio.sleep(stream._backoff(attempt))
         try:
             await stream._open_and_restore()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the next attempt may work
+        except (Exception, asyncio.CancelledError) as exc:  # the next attempt may work
+            if isinstance(exc, asyncio.CancelledError) and cancelling():
+                raise
             stream._note_attempt_failed(attempt, exc)
             continue
         stream._note_connection_restored(attempt)

@@ -377,7 +377,8 @@ class KafkaResource(EventStreamResource):
             if not consumer.subscription():
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), interval)
+                    async with asyncio.timeout(interval):  # no task per wait, unlike wait_for
+                        await changed.wait()
             else:
                 rt.fetching = True
                 try:

@@ -86,6 +86,7 @@ class _RabbitRuntime(StreamRuntime):
         "consumer_tags",
         "events",
         "idle",
+        "order",
         "publish_channel",
         "publish_exchange",
         "queues",
@@ -104,6 +105,7 @@ class _RabbitRuntime(StreamRuntime):
         self.busy = 0  # consumer callbacks under way
         self.idle = asyncio.Event()  # set while no consumer callback runs
         self.idle.set()
+        self.order = asyncio.Lock()  # around buffering only, never network I/O
 
 
 class RabbitMQResource(EventStreamResource):
@@ -373,38 +375,39 @@ class RabbitMQResource(EventStreamResource):
         counters = self._counters
 
         async def on_message(incoming: Any) -> None:
-            rt.busy += 1
+            rt.busy += 1  # the hand-over waits for callbacks under way (rt.idle)
             rt.idle.clear()
             try:
-                await handle(incoming)
+                body = incoming.body
+                message = Message(
+                    channel=incoming.routing_key or queue_name,
+                    data=decode_payload(body),
+                    raw=body,
+                    meta={
+                        "queue": queue_name,
+                        "redelivered": incoming.redelivered,
+                        "headers": dict(incoming.headers or {}),
+                        "content_type": incoming.content_type,
+                    },
+                    subscription=subscription,
+                )
+                # aiormq runs a task per delivery: while one waits for room in the buffer, later
+                # ones queue behind it on the lock (first come, first served), keeping the order.
+                order = rt.order
+                if order.locked() or not pipe.offer(message):
+                    async with order:
+                        await pipe.deliver(message)
+                # Acknowledged once buffered: a message lost in a closed channel
+                # before this point is redelivered after the reconnect.
+                try:
+                    await incoming.ack()
+                except Exception as exc:  # noqa: BLE001 - the broker redelivers it: counted, not fatal
+                    counters.cleanup_errors += 1
+                    log.debug("%s: ack failed (it will be redelivered): %s", self.label, exc)
             finally:
                 rt.busy -= 1
                 if not rt.busy:
                     rt.idle.set()
-
-        async def handle(incoming: Any) -> None:
-            body = incoming.body
-            message = Message(
-                channel=incoming.routing_key or queue_name,
-                data=decode_payload(body),
-                raw=body,
-                meta={
-                    "queue": queue_name,
-                    "redelivered": incoming.redelivered,
-                    "headers": dict(incoming.headers or {}),
-                    "content_type": incoming.content_type,
-                },
-                subscription=subscription,
-            )
-            if not pipe.offer(message):
-                await pipe.deliver(message)
-            # Acknowledged once buffered: a message lost in a closed channel
-            # before this point is redelivered after the reconnect.
-            try:
-                await incoming.ack()
-            except Exception as exc:  # noqa: BLE001 - the broker redelivers it: counted, not fatal
-                counters.cleanup_errors += 1
-                log.debug("%s: ack failed (it will be redelivered): %s", self.label, exc)
 
         return on_message
 

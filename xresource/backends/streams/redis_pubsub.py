@@ -210,7 +210,8 @@ class RedisPubSubResource(EventStreamResource):
                 # Nothing to read, so nothing would notice an outage: ping now and then.
                 changed.clear()
                 try:
-                    await asyncio.wait_for(changed.wait(), self.health_check_interval)
+                    async with asyncio.timeout(self.health_check_interval):  # no task per wait
+                        await changed.wait()
                 except TimeoutError:
                     async with asyncio.timeout(self.timeout):
                         await rt.client.ping()

@@ -93,6 +93,10 @@ class SseResource(EventStreamResource, TlsFields):
         """Id of the last event received (sent as ``Last-Event-ID`` on reconnect)."""
         return self._last_event_id or None
 
+    def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
+        if options:
+            raise TypeError(f"{self.label}: subscribe() takes no options, got {', '.join(sorted(options))}")
+
     async def publish(self, channel: str, data: Any) -> None:
         """Not possible: server-sent events flow from the server to the client only."""
         raise NotImplementedError(
@@ -207,10 +211,22 @@ class SseResource(EventStreamResource, TlsFields):
         if not previous._last_event_id:
             await _handover.splice(self, previous)  # no ids: nothing to resume from
             return
-        # Break, then make: the server replays from the old instance's last id.
-        await previous._release()
-        self._last_event_id = previous._last_event_id
-        await self._restart()
+        # Break, then make: the server replays from the old instance's last id; what this
+        # instance's first connection brings meanwhile, the old one delivers.
+        rt = self._rt
+        assert rt is not None
+        pipe = rt.pipeline
+        pipe.gate = _refuse
+        pipe.refresh()
+        try:
+            await previous._release()
+            self._last_event_id = previous._last_event_id
+            await self._stop_receiving(rt)
+            pipe.discard_buffered()
+            await self._restart()  # the new receive loop starts after the gate is gone
+        finally:
+            pipe.gate = None
+            pipe.refresh()
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -242,3 +258,7 @@ class SseResource(EventStreamResource, TlsFields):
         if isinstance(exc, httpx.TransportError):
             return XResourceConnectionError
         return None
+
+
+def _refuse(message: Message) -> bool:
+    return False
