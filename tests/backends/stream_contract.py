@@ -26,7 +26,7 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +35,7 @@ import yaml
 
 from tests.registry.support import fast_settings
 from tests.support.brokers import HOST, TcpProxy, TlsFiles, task_census
+from tests.support.handover import Collector, replace_under_load
 from tests.support.services import free_port
 from tests.support.stream_feeds import Feed
 from tests.support.waiting import wait_until
@@ -47,27 +48,6 @@ log = logging.getLogger("tests.streams")
 
 REPLACE_FIGURES: dict[str, dict[str, float]] = {}
 """Lost and duplicated messages per type in the steady-publishing replace test (for the report)."""
-
-
-class Collector:
-    """A handler that counts every ``{"n": i}`` payload it gets."""
-
-    def __init__(self, unwrap: Callable[[Any], Any]) -> None:
-        self.unwrap = unwrap
-        self.counts: Counter[int] = Counter()
-        self.order: list[int] = []
-
-    def __call__(self, data: Any) -> None:
-        payload = self.unwrap(data)
-        if isinstance(payload, dict) and isinstance(payload.get("n"), int):
-            self.counts[payload["n"]] += 1
-            self.order.append(payload["n"])
-
-    def has(self, *numbers: int) -> bool:
-        return all(self.counts[n] for n in numbers)
-
-    def duplicates(self) -> int:
-        return sum(count - 1 for count in self.counts.values() if count > 1)
 
 
 def open_fds() -> int:
@@ -345,63 +325,29 @@ class StreamContract:
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(iterator), 10)  # the current instance's disconnect ends it
 
-    async def test_replaces_under_steady_publishing(
-        self, server: Any, request: pytest.FixtureRequest
-    ) -> None:
+    async def test_replaces_under_steady_publishing(self, server: Any) -> None:
         channel = self.channel()
-        got = Collector(self.unwrap)
-        stop = asyncio.Event()
-        current = self.make(server)
+
+        async def subscribe(stream: EventStreamResource, handler: Collector) -> None:
+            await self.subscribed(stream, channel, handler)
+
         async with self.feed(server) as feed:
-
-            async def publish() -> int:
-                n = 0
-                while not stop.is_set():
-                    await feed.emit(channel, {"n": n})
-                    n += 1
-                    await asyncio.sleep(1 / self.publish_rate)  # the publish rate, not a wait
-                return n
-
-            try:
-                await current.connect()
-                await self.subscribed(current, channel, got)
-                publisher = asyncio.create_task(publish())
-                duplicates = 0
-                for _ in range(self.replaces):
-                    count = len(got.counts)
-                    await wait_until(lambda count=count: len(got.counts) >= count + 3, timeout=20)
-                    new = self.make(server)
-                    await new.connect()
-                    await new.take_over(current)
-                    await current.disconnect()
-                    duplicates += current.counters.duplicates
-                    current = new
-                stop.set()
-                sent = await publisher
-                if self.lossless:
-                    await wait_until(
-                        lambda: len(got.counts) >= sent, timeout=30, message=f"all {sent} received"
-                    )
-                else:
-                    await wait_until(lambda: got.has(sent - 1), timeout=30, message="the last one received")
-                duplicates += current.counters.duplicates
-            finally:
-                stop.set()
-                await current.disconnect()
-        lost = sent - len(got.counts)
-        figures = {
-            "sent": sent,
-            "lost": lost,
-            "delivered_twice": got.duplicates(),
-            "duplicates_caught": duplicates,
-        }
-        REPLACE_FIGURES[self.resource_type.__name__] = figures
-        request.node.user_properties.append(("replace_figures", figures))
-        log.warning("%s: %d replaces: %s", self.resource_type.__name__, self.replaces, figures)
+            figures = await replace_under_load(
+                lambda: self.make(server),
+                subscribe,
+                feed,
+                channel,
+                replaces=self.replaces,
+                rate=self.publish_rate,
+                collector=Collector(self.unwrap),
+                expect_all=self.lossless,
+            )
+        REPLACE_FIGURES[self.resource_type.__name__] = figures.as_dict()
+        log.warning("%s: %s", self.resource_type.__name__, figures)
         if self.lossless:
-            assert lost == 0
-            assert got.duplicates() == 0
-        assert got.order == sorted(got.order) or not self.lossless
+            assert figures.lost == 0
+            assert figures.delivered_twice == 0
+            assert figures.in_order
 
     async def test_replace_through_the_registry(self, server: Any, tmp_path: Path) -> None:
         channel = self.channel()

@@ -26,6 +26,7 @@ from tests.support.brokers import (
     tls_files,
     until,
 )
+from tests.support.handover import replace_under_load
 from tests.support.services import free_port
 from xresource.backends.streams.kafka import KafkaResource
 from xresource.errors import XResourceConnectionError, XResourceError
@@ -241,3 +242,20 @@ async def test_ssl_uses_the_ca_file(kafka_broker: str) -> None:
     stream = make(kafka_broker, security_protocol="SSL", ca_file="/nonexistent/ca.pem")
     with pytest.raises(XResourceConnectionError, match=r"ca\.pem|No such file"):
         await stream.connect()
+
+
+async def test_consumer_group_hand_over_commits_and_resumes(kafka_broker: str) -> None:
+    topic, group = unique(), unique("group")
+    async with make(kafka_broker) as publisher:
+        figures = await replace_under_load(
+            lambda: make(kafka_broker, consumer_group=group),
+            lambda stream, handler: stream.subscribe(topic, handler),
+            KeyedFeed(publisher),
+            topic,
+            replaces=5,
+            rate=100,
+        )
+    logging.getLogger("tests.streams").warning("kafka consumer group: %s", figures)
+    assert figures.lost == 0
+    assert figures.delivered_twice == 0  # what was handled was committed before the old consumer left
+    assert figures.in_order

@@ -24,6 +24,7 @@ from tests.support.brokers import (
     tls_files,
     until,
 )
+from tests.support.handover import replace_under_load
 from tests.support.services import free_port, require_service
 from tests.support.stream_feeds import BrokerFeed
 from xresource.backends.streams.mqtt import MqttResource, topic_filter_problem, topic_matches
@@ -243,3 +244,45 @@ async def test_a_retained_message_reaches_the_handler_given_to_subscribe(shared_
             await tally.wait_for([{"retained": True}])
         finally:
             await stream.publish(topic, b"", qos=1, retain=True)  # clear it again
+
+
+async def test_persistent_session_moves_to_the_new_instance(shared_mqtt: str) -> None:
+    topic, client_id = unique(), f"xr-test-{uuid.uuid4().hex[:10]}"
+
+    def persistent() -> MqttResource:
+        return make(shared_mqtt, client_id=client_id, clean_session=False, qos=1)
+
+    async with make(shared_mqtt, qos=1) as publisher:
+        figures = await replace_under_load(
+            persistent,
+            lambda stream, handler: stream.subscribe(topic, handler, qos=1),
+            BrokerFeed(publisher),
+            topic,
+            replaces=10,
+            rate=100,
+        )
+    async with make(shared_mqtt, client_id=client_id, clean_session=True):
+        pass  # a clean session with the same id drops the broker's copy
+    logging.getLogger("tests.streams").warning("mqtt persistent session: %s", figures)
+    assert figures.lost == 0
+    assert figures.delivered_twice == 0
+
+
+async def test_a_second_holder_of_a_client_id_waits_for_the_hand_over(shared_mqtt: str) -> None:
+    client_id = f"xr-test-{uuid.uuid4().hex[:10]}"
+    first = make(shared_mqtt, client_id=client_id, clean_session=False, qos=1)
+    second = make(shared_mqtt, client_id=client_id, clean_session=False, qos=1)
+    try:
+        await first.connect()
+        await second.connect()  # the id is busy: a temporary one, no kicking each other off
+        assert second._rt is not None
+        assert second._rt.staged
+        assert first.connection_state is State.READY
+        await second.take_over(first)
+        assert not second._rt.staged
+        assert second._rt.client.identifier == client_id
+    finally:
+        await second.disconnect()
+        await first.disconnect()
+        async with make(shared_mqtt, client_id=client_id, clean_session=True):
+            pass

@@ -32,6 +32,7 @@ from tests.support.brokers import (
     tls_files,
     until,
 )
+from tests.support.handover import replace_under_load
 from tests.support.stream_feeds import BrokerFeed
 from xresource.backends.streams.rabbitmq import RabbitMQResource
 from xresource.errors import XResourceAuthenticationError, XResourceConnectionError, XResourceTimeoutError
@@ -301,3 +302,20 @@ async def test_amqps_with_a_ca_file_and_refused_without(vhost: RabbitVhost, tls_
             await make(url, timeout=2).connect()
     finally:
         await proxy.cut()
+
+
+async def test_shared_durable_queue_hand_over_loses_nothing(vhost: RabbitVhost, raw_channel: Any) -> None:
+    key, queue = unique(), unique("durable")
+    async with make(url_for(vhost)) as publisher:
+        figures = await replace_under_load(
+            lambda: make(url_for(vhost)),
+            lambda stream, handler: stream.subscribe(key, handler, queue=queue),
+            BrokerFeed(publisher),
+            key,
+            replaces=10,
+            rate=100,
+        )
+    await raw_channel.queue_delete(queue)
+    logging.getLogger("tests.streams").warning("rabbitmq shared queue: %s", figures)
+    assert figures.lost == 0
+    assert figures.delivered_twice == 0

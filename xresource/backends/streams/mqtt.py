@@ -238,7 +238,14 @@ class MqttResource(EventStreamResource):
         assert rt is not None
         if rt.staged and _SESSIONS.get(self._session_key()) is previous:
             # Break, then make: the session (and what the broker queues for it) carries the overlap.
+            late: list[tuple[str, bytes]] = []
+            old_inbox = previous._rt.inbox if previous._rt is not None else None
+            if old_inbox is not None:
+                old_inbox.late = late
             await previous._release()
+            if late:
+                rt.pipeline.gate = _SentAgain(self, late)
+                rt.pipeline.refresh()
             await self._restart()
             return
         qos = max([self.qos, *(o.get("qos", self.qos) for o in self._regs.subscriptions.values())])
@@ -256,17 +263,19 @@ class MqttResource(EventStreamResource):
             await super()._release()
             return
         rt.released = True
-        await self._stop_receiving(rt)
-        inbox = rt.inbox
-        await self._close_driver("leave the session")  # DISCONNECT: the broker keeps the session
-        # What paho received (and acknowledged) before the goodbye is handed over, not lost.
-        pipe = self._pipeline()
-        subscriptions = self._regs.subscriptions
-        while inbox is not None and not inbox.empty():
-            message = _to_message(inbox.get_nowait(), subscriptions)
-            if not pipe.offer(message):
-                await pipe.deliver(message)
-        await pipe.drain()
+        # DISCONNECT first (the broker keeps the session and queues for it), then let the
+        # receive loop hand over what paho had received and acknowledged: it ends by itself
+        # on the closed client. Cancelling it instead could drop a message in aiomqtt's hands.
+        await self._close_driver("leave the session")
+        supervisor = rt.supervisor
+        if supervisor is not None:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.wait([supervisor])
+            except TimeoutError:
+                log.warning("%s: the receive loop did not end after leaving the session", self.label)
+            await self._stop_receiving(rt)
+        await rt.pipeline.drain()
 
     async def _listen(self) -> None:
         rt = self._rt
@@ -302,6 +311,32 @@ def _to_message(incoming: Any, subscriptions: dict[str, dict[str, Any]]) -> Mess
     )
 
 
+class _SentAgain:
+    """Drops what the broker sends again that the old instance already handed over.
+
+    Messages paho read while the old client was saying goodbye were handed to user
+    code but may not have been acknowledged, so the resumed session starts with
+    them again: the first messages that match are counted as duplicates and
+    dropped; the first one that does not ends the check.
+    """
+
+    def __init__(self, stream: MqttResource, late: list[tuple[str, bytes]]) -> None:
+        self.stream = stream
+        self.late = late
+
+    def __call__(self, message: Message) -> bool:
+        identity = (message.channel, message.raw)
+        if identity in self.late:
+            self.late.remove(identity)
+            self.stream._counters.duplicates += 1
+            return False
+        rt = self.stream._rt
+        if rt is not None and rt.pipeline.gate is self:
+            rt.pipeline.gate = None
+            rt.pipeline.refresh()
+        return True
+
+
 class _SubscribeRefused(Exception):
     pass
 
@@ -312,9 +347,15 @@ class _Inbox(asyncio.Queue[Any]):
     def __init__(self, maxsize: int = 0, *, counters: StreamCounters, runtime: _MqttRuntime) -> None:
         super().__init__(maxsize=maxsize)
         self._counters = counters
+        # Set while leaving a persistent session: what arrives from then on was perhaps
+        # never acknowledged, and the broker sends it again to the session's next client.
+        self.late: list[tuple[str, bytes]] | None = None
         runtime.inbox = self
 
     def put_nowait(self, item: Any) -> None:
+        late = self.late
+        if late is not None:
+            late.append((item.topic.value, item.payload))
         if self.full():
             try:
                 self.get_nowait()
