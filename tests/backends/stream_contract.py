@@ -43,6 +43,7 @@ from xresource.backends.streams._base import EventStreamResource
 from xresource.errors import XResourceConnectionError
 from xresource.registry import Registry
 from xresource.resource import State
+from xresource.server.metrics import RegistryCollector
 
 log = logging.getLogger("tests.streams")
 
@@ -380,6 +381,14 @@ class StreamContract:
             await feed.emit(channel, {"n": 2})
             await wait_until(lambda: got.has(2), timeout=20)
             assert got.duplicates() == 0
+            # What the hand-over counted is in /metrics.
+            scraped = {m.name: m for m in RegistryCollector(registry).collect()}
+            values = [
+                s.value
+                for s in scraped["xresource_stream_duplicates"].samples
+                if s.labels["name"] == "events"
+            ]
+            assert values == [second.stream_stats()["duplicates"]]
 
     # ---- nothing outlives disconnect ------------------------------------------------------------
 

@@ -39,6 +39,11 @@ class RegistryCollector(Collector):
             "xresource_stream_dropped", "Messages dropped by the drop_oldest overflow policy", labels=["name"]
         )
         reconnects = CounterMetricFamily("xresource_stream_reconnects", "Reconnects", labels=["name"])
+        duplicates = CounterMetricFamily(
+            "xresource_stream_duplicates",
+            "Messages received twice around a reload hand-over and delivered once",
+            labels=["name"],
+        )
         for name, status in reg.status().items():
             for value in STATES:
                 state.add_metric([name, status.type, value], 1.0 if status.state == value else 0.0)
@@ -54,6 +59,7 @@ class RegistryCollector(Collector):
                 received.add_metric([name], float(stream.get("received", 0)))
                 dropped.add_metric([name], float(stream.get("dropped", 0)))
                 reconnects.add_metric([name], float(stream.get("reconnects", 0)))
+                duplicates.add_metric([name], float(stream.get("duplicates", 0)))
         yield state
         yield generation
         yield leases
@@ -61,6 +67,7 @@ class RegistryCollector(Collector):
         yield received
         yield dropped
         yield reconnects
+        yield duplicates
         reloads = CounterMetricFamily("xresource_reloads", "Reloads by outcome", labels=["outcome"])
         for outcome, count in sorted(reg.reload_counts.items()):
             reloads.add_metric([outcome], float(count))
