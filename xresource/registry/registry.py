@@ -393,7 +393,7 @@ class Registry:
     async def _take_over(self, new: Entry, old: Entry) -> bool:
         try:
             await new.resource.take_over(old.resource)
-        except Exception as exc:  # the new version is rejected; the old one keeps running
+        except Exception as exc:  # noqa: BLE001 - the new version is rejected; the old one keeps running
             new.set_state(State.FAILED, f"{new.resource.label}: take over failed: {exc}")
             await new.close()
             return False
