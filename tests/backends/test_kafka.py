@@ -24,10 +24,10 @@ from tests.support.brokers import (
     start_tansu,
     task_census,
     tls_files,
-    until,
 )
 from tests.support.handover import replace_under_load
 from tests.support.services import free_port
+from tests.support.waiting import wait_until
 from xresource.backends.streams.kafka import KafkaResource
 from xresource.errors import XResourceConnectionError, XResourceError
 from xresource.resource import State
@@ -118,7 +118,7 @@ async def test_round_trip_publish_produce_and_consume(kafka_broker: str) -> None
 
         records = stream.consume(topic)  # already subscribed: nothing to wait for
         first = asyncio.ensure_future(anext(records))
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: stream.stream_stats()["iterators"] == 1, message="consume() is listening")
         await stream.produce(topic, {"id": 2}, key=b"\xffbinary-key")
         record = await asyncio.wait_for(first, 10)
         await records.aclose()
@@ -137,8 +137,8 @@ async def test_consume_subscribes_for_the_iteration_only(kafka_broker: str) -> N
         records = stream.consume([topic])
 
         async def produce_when_subscribed() -> None:
-            await until(lambda: topic in stream.subscriptions and bool(stream._rt.consumer.assignment()))
-            await asyncio.sleep(0.1)
+            # subscribe() inside consume() returns once the start offsets are known.
+            await wait_until(lambda: topic in stream.subscriptions and stream._rt.applied.get(topic) is not None)
             await stream.produce(topic, {"n": 1})
 
         producer = asyncio.create_task(produce_when_subscribed())
@@ -225,7 +225,6 @@ async def test_fault_restart_resumes_at_least_once(caplog: pytest.LogCaptureFixt
             after = [{"after": n} for n in range(20)]
             await asyncio.gather(*(stream.produce(topic, item) for item in after))
             await tally.wait_for(after, timeout=15)
-            await asyncio.sleep(0.2)
             # At least once: every record arrived; duplicates are possible in Kafka and counted.
             assert all(tally.seen(item) >= 1 for item in after)
             logging.getLogger("tests").info("kafka duplicates after reconnect: %d", tally.duplicates())

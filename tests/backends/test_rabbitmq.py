@@ -30,12 +30,12 @@ from tests.support.brokers import (
     rabbitmq_vhost,
     task_census,
     tls_files,
-    until,
 )
 from tests.support.handover import replace_under_load
 from tests.support.stream_feeds import BrokerFeed
+from tests.support.waiting import wait_until
 from xresource.backends.streams.rabbitmq import RabbitMQResource
-from xresource.errors import XResourceAuthenticationError, XResourceConnectionError, XResourceTimeoutError
+from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
 from xresource.resource import State
 
 __all__ = ["rabbitmq_vhost", "tls_files"]  # session fixtures, imported for pytest
@@ -119,7 +119,7 @@ async def test_round_trip_with_topic_wildcards(vhost: RabbitVhost) -> None:
         await stream.publish(f"{base}.user.created", "text")
         await stream.publish(f"{base}.user.created", b"\xff\x00")
         await tally.wait_for([{"id": 1}, "text"])
-        await until(lambda: len(tally.items) == 3)
+        await wait_until(lambda: len(tally.items) == 3)
         assert tally.items[-1] == b"\xff\x00"  # not UTF-8: stays bytes
         assert tally.seen({"id": 2}) == 0
         assert await stream.validate_connection() is True
@@ -138,9 +138,10 @@ async def test_shared_queue_competing_consumers_and_declared_exchange(
         items = [{"n": n} for n in range(20)]
         for item in items:
             await a.publish(key, item)
-        await until(lambda: len(first.items) + len(second.items) == 20)
-        await asyncio.sleep(0.05)
-        assert len(first.items) + len(second.items) == 20  # each job went to exactly one consumer
+        await wait_until(lambda: len(first.items) + len(second.items) >= 20)
+        await a.publish(key, {"last": True})
+        await wait_until(lambda: {"last": True} in first.items + second.items)
+        assert len(first.items) + len(second.items) == 21  # each job went to exactly one consumer
         assert first.items
         assert second.items
         await a.unsubscribe(key)
@@ -226,7 +227,7 @@ async def test_broker_closing_connections_restores_each_consumer_once(
         await asyncio.sleep(0)
         await asyncio.to_thread(close_rabbitmq_connections, vhost.vhost, "test")
         assert await saw_reconnecting is State.RECONNECTING
-        await until(lambda: stream.counters.reconnects == 1, timeout=20)
+        await wait_until(lambda: stream.counters.reconnects == 1, timeout=20)
         await stream.wait_ready(timeout=20)
         # aio-pika restored each consumer, on the same tag: one consumer per queue.
         assert await consumers_on(raw_channel, private_queue) == 1
@@ -236,9 +237,9 @@ async def test_broker_closing_connections_restores_each_consumer_once(
         for item in after:
             await stream.publish(key, item)
             await stream.publish(work_key, item)
-        await on_key.wait_for(after)
+        await stream.publish(key, {"last": True})
+        await on_key.wait_for([*after, {"last": True}])  # one queue keeps order: a duplicate comes first
         await on_work.wait_for(after)
-        await asyncio.sleep(0.1)  # room for a duplicate to show up
         assert on_key.duplicates() == 0
         assert on_work.duplicates() == 0
         assert stream.state_history[-3:] == [State.READY, State.RECONNECTING, State.READY]
@@ -259,13 +260,11 @@ async def test_outage_bounds_publish_then_recovers_or_fails(vhost: RabbitVhost) 
             await stream.subscribe(key, tally)
             await proxy.cut()
             await stream.wait_for_state(State.RECONNECTING, timeout=10)
-            started = asyncio.get_running_loop().time()
             with pytest.raises(XResourceTimeoutError, match=r"not confirmed within 1\.0s"):
-                await stream.publish(key, {"during": "outage"})
-            assert asyncio.get_running_loop().time() - started < 2  # bounded by timeout
+                await stream.publish(key, {"during": "outage"})  # bounded by timeout
             # A publish made during a short outage waits for the reconnect and goes out once.
             pending = asyncio.create_task(stream.publish(key, {"across": "outage"}))
-            await asyncio.sleep(0.05)
+            await wait_until(lambda: stream._status.waiters, message="the publish waits for the reconnect")
             await proxy.start()
             await asyncio.wait_for(pending, 5)
             await stream.wait_ready(timeout=10)
@@ -283,23 +282,6 @@ async def test_outage_bounds_publish_then_recovers_or_fails(vhost: RabbitVhost) 
             await stream.publish(key, {"after": "failed"})
             await tally.wait_for([{"after": "failed"}])
             assert tally.duplicates() == 0
-    finally:
-        await proxy.cut()
-
-
-async def test_amqps_with_a_ca_file_and_refused_without(vhost: RabbitVhost, tls_files: TlsFiles) -> None:
-    proxy = await TcpProxy(5672, tls=tls_files).start()  # a TLS front for the shared broker
-    try:
-        url = url_for(vhost, proxy.port).replace("amqp://", "amqps://")
-        key = unique()
-        tally = Tally()
-        async with make(url, ca_file=str(tls_files.ca)) as stream:
-            assert stream.target() == f"{HOST}:{proxy.port}"
-            await stream.subscribe(key, tally)
-            await stream.publish(key, {"over": "tls"})
-            await tally.wait_for([{"over": "tls"}])
-        with pytest.raises(XResourceConnectionError, match=r"(?i)certificate"):
-            await make(url, timeout=2).connect()
     finally:
         await proxy.cut()
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.support.services import REQUIRE_SERVICES, free_port, port_open, wait_port, wait_port_closed
+from tests.support.waiting import wait_until
 
 HOST = "127.0.0.1"
 
@@ -309,13 +310,6 @@ if __name__ == "__main__":  # manual check: start each private broker once
 # ---- helpers shared by the stream tests ------------------------------------------------------
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(interval)
-
-
 class Tally:
     """A handler that counts what it receives, to prove exactly-once (or at-least-once) delivery."""
 
@@ -331,7 +325,7 @@ class Tally:
         return self.counts[json.dumps(data, sort_keys=True)]
 
     async def wait_for(self, expected: list[Any], timeout: float = 10.0) -> None:
-        await until(lambda: all(self.seen(item) for item in expected), timeout)
+        await wait_until(lambda: all(self.seen(item) for item in expected), timeout=timeout)
 
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.counts.values() if n > 1)
@@ -388,8 +382,8 @@ class TcpProxy:
 async def assert_no_task_leak(before: Counter[str], timeout: float = 3.0) -> None:
     """Fail if tasks beyond ``before`` are still alive after ``timeout`` (transient ones may end)."""
     try:
-        await until(lambda: not (task_census() - before), timeout=timeout)
-    except TimeoutError:
+        await wait_until(lambda: not (task_census() - before), timeout=timeout)
+    except AssertionError:
         raise AssertionError(f"tasks left behind by the old connection: {task_census() - before}") from None
 
 

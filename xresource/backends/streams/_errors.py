@@ -40,6 +40,7 @@ def kafka_errors() -> ErrorTable:
     timeout = XResourceTimeoutError
     return {
         errors.KafkaError: XResourceConnectionError,
+        errors.ConsumerStoppedError: XResourceConnectionError,  # not a KafkaError
         errors.AuthenticationFailedError: auth,
         errors.AuthenticationMethodNotSupported: auth,
         errors.SaslAuthenticationFailed: auth,
