@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from tests.registry.support import fast_settings
-from tests.support.brokers import HOST, TcpProxy, TlsFiles, task_census
+from tests.support.brokers import HOST, BlackHole, TcpProxy, TlsFiles, task_census
 from tests.support.handover import Collector, replace_under_load
 from tests.support.services import free_port
 from tests.support.stream_feeds import Feed
@@ -57,7 +57,7 @@ def open_fds() -> int:
 
 # Tasks of the test's own servers and proxies (aiohttp handlers wait for a client's next
 # request; proxy pumps end at their next read): not the resource's.
-SERVER_SIDE = ("RequestHandler.", "TcpProxy.", "WsFeedServer.", "SseFeedServer.")
+SERVER_SIDE = ("RequestHandler.", "TcpProxy.", "WsFeedServer.", "SseFeedServer.", "BlackHole.")
 
 
 def client_tasks() -> Counter[str]:
@@ -389,6 +389,93 @@ class StreamContract:
                 if s.labels["name"] == "events"
             ]
             assert values == [second.stream_stats()["duplicates"]]
+
+    async def test_health_follows_the_real_connection(self, server: Any) -> None:
+        async with self.proxied(server) as (proxy, fields, _), self.build(**fields) as stream:
+            assert await stream.validate_connection() is True
+            await proxy.cut()
+            await stream.wait_for_state(State.RECONNECTING, timeout=30)
+            assert stream.state is State.RECONNECTING
+            assert await stream.validate_connection() is False  # down, whatever the supervisor hopes
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(stream.connect(), 0.3)  # not "connected" while down
+            await proxy.start()
+            await asyncio.wait_for(stream.connect(), 30)  # returns once the supervisor reconnected
+            assert stream.connection_state is State.READY
+            assert await stream.validate_connection() is True
+
+    async def test_registry_reports_recovered_only_when_up(self, server: Any, tmp_path: Path) -> None:
+        folder = tmp_path / "resources.d"
+        folder.mkdir()
+        events: list[str] = []
+        async with self.proxied(server) as (proxy, fields, _):
+            manifest = {"name": "events", "type": self.resource_type.model_fields["type"].default}
+            manifest.update({k: v for k, v in {**self.defaults, **fields}.items() if v is not None})
+            manifest["max_reconnect_attempts"] = 1000
+            (folder / "events.yaml").write_text(yaml.safe_dump(manifest))
+            settings = fast_settings(health_interval=0.05, connect_timeout=0.3)
+            async with Registry(folder, settings=settings) as registry:
+                registry.on_event(lambda event: events.append(event.kind))
+                assert registry.ready
+                await proxy.cut()
+                await wait_until(lambda: not registry.ready, timeout=30, message="not ready while down")
+                # The registry's own retry ran while the server was down and did not succeed.
+                await wait_until(
+                    lambda: "did not finish" in (registry.status()["events"].error or ""), timeout=30
+                )
+                assert "recovered" not in events
+                assert not registry.ready
+                await proxy.start()
+                await wait_until(lambda: registry.ready, timeout=60, message="ready again once up")
+                assert events.count("recovered") == 1
+
+    async def test_silent_host_times_out_and_leaves_nothing(self, server: Any) -> None:
+        hole = await BlackHole().start()
+        try:
+            tasks_before, fds_before = client_tasks(), open_fds()
+            for attempt in range(3):
+                stream = self.build(**self.fields_for(HOST, hole.port), timeout=0.5)
+                if attempt < 2:  # the resource's own timeout
+                    with pytest.raises(XResourceConnectionError):
+                        await asyncio.wait_for(stream.connect(), 20)
+                else:  # the registry's connect_timeout: the connect is cancelled
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(stream.connect(), 0.2)
+                await asyncio.wait_for(stream.disconnect(), 5)
+            await hole.stop()
+            try:
+                await wait_until(lambda: not (client_tasks() - tasks_before), timeout=5)
+            except AssertionError:
+                raise AssertionError(f"tasks left: {client_tasks() - tasks_before}") from None
+            await wait_until(lambda: open_fds() <= fds_before, message="descriptors left")
+        finally:
+            await hole.stop()
+
+    async def test_nothing_outlives_registry_stop(self, server: Any, tmp_path: Path) -> None:
+        folder = tmp_path / "resources.d"
+        folder.mkdir()
+        async with self.proxied(server) as (proxy, fields, behind), self.feed(behind) as feed:
+            await feed.emit(self.channel(), {"n": -1})  # the feed's own tasks are up and counted
+            tasks_before, fds_before = client_tasks(), open_fds()
+            manifest = {"name": "events", "type": self.resource_type.model_fields["type"].default}
+            manifest.update({k: v for k, v in {**self.defaults, **fields}.items() if v is not None})
+            (folder / "events.yaml").write_text(yaml.safe_dump(manifest))
+            registry = Registry(folder, settings=fast_settings(health_interval=0.05, connect_timeout=0.5))
+            await registry.start()
+            stream = registry.get("events")
+            assert isinstance(stream, EventStreamResource)
+            await self.subscribed(stream, self.channel(), Collector(self.unwrap))
+            iterator = stream.messages()
+            await proxy.cut()  # stop while reconnecting: the hardest moment to end everything
+            await stream.wait_for_state(State.RECONNECTING, timeout=30)
+            await registry.stop()
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(anext(iterator), 5)
+            try:
+                await wait_until(lambda: not (client_tasks() - tasks_before), timeout=5)
+            except AssertionError:
+                raise AssertionError(f"tasks left after stop(): {client_tasks() - tasks_before}") from None
+            await wait_until(lambda: open_fds() <= fds_before, message="descriptors left after stop()")
 
     # ---- nothing outlives disconnect ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ started again on the same port. The shared RabbitMQ cannot be restarted; the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import secrets
@@ -395,3 +396,30 @@ def task_census() -> Counter[str]:
         for task in asyncio.all_tasks()
         if not task.done() and task is not current
     )
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers: a host that is up but silent."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> BlackHole:
+        self._server = await asyncio.start_server(self._swallow, HOST, self.port)
+        return self
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await reader.read()  # until the client gives up
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()

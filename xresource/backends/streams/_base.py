@@ -347,11 +347,17 @@ class EventStreamResource(XResource):
             self._counters.cleanup_errors += 1
             log.debug("%s: %s: %s", self.label, why, self.scrub(str(exc) or type(exc).__name__))
 
+    async def connect(self) -> None:
+        """Connect; while the supervisor is reconnecting, wait until it has (or gave up)."""
+        if self._state is State.READY and self._status.state is not State.READY:
+            # Connected as a resource, with the connection down: what the registry's recovery
+            # asks for is a working connection, which only the supervisor can bring back.
+            await self.wait_ready()
+            return
+        await super().connect()
+
     async def _validate_connection(self) -> bool:
-        if self._status.state is State.RECONNECTING:
-            # The supervisor owns recovery and status() shows "reconnecting";
-            # reporting a failure here would only make the registry reconnect twice.
-            return True
+        # Down while reconnecting: never report a connection that is not there.
         if self._status.state is not State.READY:
             return False
         return await self._ping()

@@ -270,9 +270,10 @@ class KafkaResource(EventStreamResource):
         consumer_options = self._options("consumer_config", aiokafka.AIOKafkaConsumer, common)
         consumer_options.update(group_id=self.consumer_group, auto_offset_reset=self.auto_offset_reset)
         rt.producer = aiokafka.AIOKafkaProducer(**producer_options)
-        await rt.producer.start()
         rt.consumer = aiokafka.AIOKafkaConsumer(**consumer_options)
-        await rt.consumer.start()
+        async with asyncio.timeout(self.timeout):  # a host that accepts and never answers
+            await rt.producer.start()
+            await rt.consumer.start()
 
     def _options(self, field_name: str, driver_class: Any, common: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = getattr(self, field_name)

@@ -199,15 +199,17 @@ class MqttResource(EventStreamResource):
             return
         if _SESSIONS.get(self._session_key()) is self and (rt.closing or rt.released):
             del _SESSIONS[self._session_key()]
+        if not _connected(client):
+            # Never got its CONNACK (a silent host, a cancelled connect): there is nobody to say
+            # goodbye to, and waiting for one would outlast the caller's timeout.
+            _drop_socket(client, self)
+            return
         try:
             await asyncio.wait_for(client.__aexit__(None, None, None), self.timeout)
         except Exception as exc:  # noqa: BLE001 - a dead connection cannot say goodbye
             self._counters.cleanup_errors += 1
             log.debug("%s: close: %s", self.label, self.scrub(repr(exc)))
-            try:
-                client._client.disconnect()  # make paho drop its socket for sure
-            except Exception as again:  # noqa: BLE001 - nothing more can be done
-                log.debug("%s: forced disconnect: %s", self.label, self.scrub(repr(again)))
+            _drop_socket(client, self, connected=True)
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
         rt = self._rt
@@ -296,6 +298,27 @@ class MqttResource(EventStreamResource):
             message = _to_message(incoming, subscriptions)
             if not pipe.offer(message):
                 await pipe.deliver(message)
+
+
+def _connected(client: Any) -> bool:
+    done: asyncio.Future[None] = client._connected  # aiomqtt's CONNACK future
+    return done.done() and not done.cancelled() and done.exception() is None
+
+
+def _drop_socket(client: Any, stream: MqttResource, *, connected: bool = False) -> None:
+    """Make paho close its socket now (and aiomqtt stop watching it).
+
+    A client that never connected closes its socket directly (a DISCONNECT packet
+    would only make aiomqtt watch a socket that is about to close); one that did
+    is asked to disconnect, which drops the socket without waiting for the broker.
+    """
+    paho = client._client
+    step = paho.disconnect if connected else getattr(paho, "_sock_close", paho.disconnect)
+    try:
+        step()
+    except Exception as exc:  # noqa: BLE001 - nothing more can be done; counted
+        stream._counters.cleanup_errors += 1
+        log.debug("%s: forced close: %s", stream.label, stream.scrub(repr(exc)))
 
 
 def _to_message(incoming: Any, subscriptions: dict[str, dict[str, Any]]) -> Message:

@@ -259,6 +259,13 @@ class RabbitMQResource(EventStreamResource):
         url = self.resolve(self.connection_string)
         events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         rt.events = events
+
+        def robust(*args: Any, **kwargs: Any) -> Any:
+            # Kept before it connects, so that _close() also ends a connection whose first
+            # connect failed or was cancelled: left alone, it would start reconnecting by itself.
+            rt.connection = aio_pika.RobustConnection(*args, **kwargs)
+            return rt.connection
+
         connection = await asyncio.wait_for(
             aio_pika.connect_robust(
                 url,
@@ -268,10 +275,10 @@ class RabbitMQResource(EventStreamResource):
                 if url.startswith("amqps")
                 else None,
                 client_properties={"connection_name": f"xresource {self.name}"},
+                connection_class=robust,
             ),
             self.timeout,
         )
-        rt.connection = connection
         rt.queues.clear()
         rt.consumer_tags.clear()
 
