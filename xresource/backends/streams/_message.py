@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +31,6 @@ class Message:
     raw: bytes | str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     subscription: str | None = None
-    key: Hashable | None = None
-    """Where the broker identifies the message (Kafka topic/partition/offset, SSE id), else None."""
 
 
 @dataclass(slots=True)

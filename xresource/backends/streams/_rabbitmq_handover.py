@@ -68,7 +68,9 @@ async def release(stream: RabbitMQResource) -> None:
             log.debug("%s: cancel %r: %s", stream.label, channel, stream.scrub(repr(exc)))
     try:
         async with asyncio.timeout(stream.timeout):
-            await rt.idle.wait()  # consumer callbacks under way finish (and acknowledge)
+            if rt.busy:  # consumer callbacks under way finish (and acknowledge)
+                rt.idle = asyncio.get_running_loop().create_future()
+                await rt.idle
     except TimeoutError:
         log.warning("%s: consumer callbacks still running after %ss", stream.label, stream.timeout)
     await stream._stop_receiving(rt)

@@ -446,5 +446,4 @@ def _to_message(record: Any) -> Message:
             "timestamp": record.timestamp,
             "headers": record.headers,
         },
-        key=(record.topic, record.partition, record.offset),
     )

@@ -103,8 +103,7 @@ class _RabbitRuntime(StreamRuntime):
         self.consumer_tags: dict[str, str] = {}
         self.events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # the robust connection's news
         self.busy = 0  # consumer callbacks under way
-        self.idle = asyncio.Event()  # set while no consumer callback runs
-        self.idle.set()
+        self.idle: asyncio.Future[None] | None = None  # made by a hand-over waiting for busy == 0
         self.order = asyncio.Lock()  # around buffering only, never network I/O
 
 
@@ -383,7 +382,6 @@ class RabbitMQResource(EventStreamResource):
 
         async def on_message(incoming: Any) -> None:
             rt.busy += 1  # the hand-over waits for callbacks under way (rt.idle)
-            rt.idle.clear()
             try:
                 body = incoming.body
                 message = Message(
@@ -413,8 +411,10 @@ class RabbitMQResource(EventStreamResource):
                     log.debug("%s: ack failed (it will be redelivered): %s", self.label, exc)
             finally:
                 rt.busy -= 1
-                if not rt.busy:
-                    rt.idle.set()
+                idle = rt.idle
+                if idle is not None and not rt.busy:
+                    idle.set_result(None)
+                    rt.idle = None
 
         return on_message
 

@@ -174,7 +174,6 @@ class SseResource(EventStreamResource, TlsFields):
                         event=sse.event,
                         raw=sse.data,
                         meta={"id": sse.id or None},
-                        key=sse.id or None,
                     )
                     if not pipe.offer(message):
                         await pipe.deliver(message)
