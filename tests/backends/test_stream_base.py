@@ -550,3 +550,46 @@ def test_error_tables_cover_every_driver_exception(table: str, modules: list[str
             assert mapped is XResourceTimeoutError, f"{name} -> {mapped.__name__}"
         exc = cls.__new__(cls)
         assert _errors.classify(exc, mapping) is mapped  # the lookup the backends use
+
+
+# ---- hand-over --------------------------------------------------------------------------------
+
+
+async def test_take_over_from_an_instance_that_never_connected() -> None:
+    got: list[Any] = []
+    old, new = make(), make()
+    await old.subscribe("c", got.append)  # registered before any connect
+    replaced: list[Any] = []
+    old.on_replaced(lambda before, after: replaced.append((before, after)))
+    async with new:
+        await new.take_over(old)
+        assert new.subscriptions == ["c"]
+        assert new._wire.subscribed == Counter({"c": 1})
+        assert old.replaced_by is new
+        assert replaced == [(old, new)]
+        await new.publish("c", 1)
+        await wait_until(lambda: got == [1])
+        await old.disconnect()  # never connected: nothing to end
+
+
+async def test_take_over_needs_a_connected_instance_of_the_same_type() -> None:
+    old, new = make(), make()
+    with pytest.raises(XResourceStateError, match="connect"):
+        await new.take_over(old)
+    async with new:
+        with pytest.raises(TypeError, match="cannot take over"):
+            await new.take_over(object())  # type: ignore[arg-type]
+        await new.take_over(new)  # itself: nothing to do
+
+
+async def test_a_failed_take_over_leaves_the_old_instance_delivering() -> None:
+    got: list[Any] = []
+    async with make() as old, make() as new:
+        await old.subscribe("c", got.append)
+        new._wire.refuse.add("c")  # the new version cannot subscribe
+        with pytest.raises(XResourceConnectionError, match="take over failed"):
+            await new.take_over(old)
+        assert old.replaced_by is None
+        assert new.subscriptions == []
+        await old.publish("c", "still")
+        await wait_until(lambda: got == ["still"])

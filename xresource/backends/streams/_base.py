@@ -274,7 +274,8 @@ class EventStreamResource(XResource):
             raise TypeError(f"{self.label}: cannot take over from {getattr(previous, 'label', previous)!r}")
         if previous is self:
             return
-        await _handover.take_over(self, previous)
+        async with self.translate_errors("take over"):
+            await _handover.take_over(self, previous)
 
     # ---- errors and metadata ----------------------------------------------------------------
 

@@ -62,7 +62,13 @@ async def take_over(new: EventStreamResource, previous: EventStreamResource) -> 
     rt.pipeline.discard_buffered()
     new._regs = rt.pipeline.regs = regs
     try:
-        await new._hand_over_from(previous)
+        if previous._rt is None or previous.connection_state is not State.READY:
+            # Not delivering (never connected, closed, failed or reconnecting): nothing to cut.
+            await new._restore_subscriptions()
+            if previous._rt is not None:
+                await previous._release()
+        else:
+            await new._hand_over_from(previous)
     except BaseException:
         # Nothing was broken yet (strategies release ``previous`` last): it keeps delivering.
         new._regs = rt.pipeline.regs = Registrations()
@@ -166,8 +172,11 @@ async def marker_cut(
     hold.set_result(None)
     new_pipe.hold = None
     new_pipe.refresh()
-    with contextlib.suppress(Exception):  # the marker channel is private; it expires with the connection
+    try:
         await new._unsubscribe_remote(channel)
+    except Exception as exc:  # noqa: BLE001 - a private channel; it ends with the connection anyway
+        new._counters.cleanup_errors += 1
+        log.debug("%s: unsubscribe from the hand-over marker: %s", new.label, new.scrub(repr(exc)))
 
 
 # ---- splice: no ids, no marker: match the first message the new instance holds -----------------
