@@ -127,8 +127,9 @@ async def leave_group(stream: KafkaResource) -> None:
 async def stop_client(stream: KafkaResource, client: Any, patience: float) -> None:
     """``client.stop()``, and when it is cut short, an end to what it did not reach."""
     try:
-        await asyncio.wait_for(client.stop(), patience)
-        return
+        if not getattr(client, "_closed", False):  # a stop() cut short before: force the rest
+            await asyncio.wait_for(client.stop(), patience)
+            return
     except (Exception, asyncio.CancelledError) as exc:  # closing is best effort
         # aiokafka lets the CancelledError of its own cancelled tasks escape stop():
         # not ours unless this task is being cancelled.

@@ -79,7 +79,7 @@ _RESERVED = frozenset(
 
 
 class _KafkaRuntime(StreamRuntime):
-    __slots__ = ("consumer", "fetching", "producer", "progress", "sub_changed")
+    __slots__ = ("consumer", "fetching", "producer", "progress", "stopping", "sub_changed")
 
     def __init__(self, resource: EventStreamResource) -> None:
         super().__init__(resource)
@@ -88,6 +88,9 @@ class _KafkaRuntime(StreamRuntime):
         self.sub_changed = asyncio.Event()
         self.progress = asyncio.Event()  # set after every batch handed to the pipeline
         self.fetching = False  # inside getmany(): cancelling there loses no record
+        # Clients detached and being stopped: if that is cancelled (a disconnect during a
+        # reconnect), the final close stops them, so no heartbeat or fetch task outlives us.
+        self.stopping: list[Any] = []
 
 
 class KafkaResource(EventStreamResource):
@@ -300,14 +303,14 @@ class KafkaResource(EventStreamResource):
         rt = self._rt
         if rt is None:
             return
-        consumer, producer = rt.consumer, rt.producer
+        rt.stopping.extend(client for client in (rt.consumer, rt.producer) if client is not None)
         rt.consumer = rt.producer = None
         # After a lost connection the final commit and goodbye cannot succeed:
         # do not let them hold up the reconnect.
         patience = min(self.timeout, 1.0) if self.connection_state is State.RECONNECTING else self.timeout
-        for client in (consumer, producer):
-            if client is not None:
-                await self._stop_client(client, patience)
+        while rt.stopping:
+            await self._stop_client(rt.stopping[0], patience)
+            rt.stopping.pop(0)
 
     async def _stop_client(self, client: Any, patience: float) -> None:
         await _kafka_consumer.stop_client(self, client, patience)
