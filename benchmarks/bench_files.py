@@ -6,7 +6,12 @@ Figures:
 - how much the peak resident memory of a process grows while it streams a 100 MB CSV, against
   a 10 MB one: memory is bounded by the chunk, so while the files are 10x apart the ratio
   stays near 1x (memory proportional to the file would give 10x; the target, <= 2.0x, leaves
-  room for the allocator's slow creep of a MiB or so). The same for a JSON array (ijson).
+  room for the allocator's slow creep of a MiB or so). The same for a JSON array (ijson);
+- typed rows: ``read_stream`` with three of the seven columns declared (``columns``) against a
+  DictReader loop converting the same columns by hand (target >= 1.0x);
+- the columnar path (the ``arrow`` extra): rows/s of ``read_batches()`` against the plain
+  DictReader loop (target >= 5.0x), untyped and typed, and its peak memory at two file sizes
+  for CSV and JSON lines, as above. Skipped when pyarrow is not installed.
 
 The data files are generated once and cached in ``benchmarks/.data/`` (gitignored).
 ``quick=True`` uses 20 MB / 2 MB files.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import json
 import random
 import statistics
@@ -86,6 +92,25 @@ def make_json(size_mb: int) -> Path:
     return path
 
 
+def make_jsonl(size_mb: int) -> Path:
+    """JSON lines, one object per line, at least ``size_mb`` MB; cached across runs."""
+    path = DATA / f"items_{size_mb}mb.jsonl"
+    if path.exists() and path.stat().st_size >= size_mb * MB:
+        return path
+    DATA.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        item = 0
+        while handle.tell() < size_mb * MB:
+            handle.writelines(
+                json.dumps({"id": i, "name": f"item {i}", "price": i % 997 / 10}) + "\n"
+                for i in range(item, item + 10_000)
+            )
+            item += 10_000
+    tmp.replace(path)
+    return path
+
+
 def dictreader_rows(path: Path) -> int:
     count = 0
     with path.open(newline="", encoding="utf-8") as handle:
@@ -94,17 +119,58 @@ def dictreader_rows(path: Path) -> int:
     return count
 
 
-def stream_rows(path: Path, chunk_size: int) -> int:
+# The declared types of the typed figures: three of the seven columns are converted.
+TYPED_COLUMNS = {"id": "int", "amount": "decimal", "created_at": "datetime"}
+
+
+def dictreader_typed_rows(path: Path) -> int:
+    """A DictReader loop that converts the same columns by hand (what typed rows replace)."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    count = 0
+    parse_datetime = datetime.fromisoformat
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            row["id"] = int(row["id"]) if row["id"] else None
+            row["amount"] = Decimal(row["amount"]) if row["amount"] else None
+            row["created_at"] = parse_datetime(row["created_at"]) if row["created_at"] else None
+            count += 1
+    return count
+
+
+def typed_stream_rows(path: Path, chunk_size: int) -> int:
+    return stream_rows(path, chunk_size, TYPED_COLUMNS)
+
+
+def stream_rows(path: Path, chunk_size: int, columns: dict[str, str] | None = None) -> int:
     from xresource.backends.files.csv import CsvResource
 
     async def main() -> int:
         count = 0
-        async with CsvResource(name="bench", file_path=path) as resource:
+        async with CsvResource(name="bench", file_path=path, columns=columns) as resource:
             async for chunk in resource.read_stream(chunk_size):
                 count += len(chunk)
         return count
 
     return asyncio.run(main())
+
+
+def batch_rows(path: Path, columns: dict[str, str] | None = None) -> int:
+    from xresource.backends.files.csv import CsvResource
+
+    async def main() -> int:
+        count = 0
+        async with CsvResource(name="bench", file_path=path, columns=columns) as resource:
+            async for batch in resource.read_batches():
+                count += batch.num_rows
+        return count
+
+    return asyncio.run(main())
+
+
+def typed_batch_rows(path: Path) -> int:
+    return batch_rows(path, TYPED_COLUMNS)
 
 
 def timed(fn: Callable[..., int], *args: object) -> tuple[float, float, int]:
@@ -130,35 +196,61 @@ def status(key):
 
 async def main():
     count = 0
-    async with {cls}(name="bench", file_path=Path(sys.argv[1])) as res:
-        async for chunk in res.read_stream(10):  # imports and worker threads, before the mark
+    mode = sys.argv[2]
+    async with {cls}(name="bench", file_path=Path(sys.argv[1]){fields}) as res:
+        warm_up = res.read_batches(10) if mode == "batches" else res.read_stream(10)
+        async for chunk in warm_up:  # imports and worker threads, before the mark
             break
         gc.collect()
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
         start = status("VmRSS:")
-        if sys.argv[2] == "stream":
+        if mode == "stream":
             async for chunk in res.read_stream(1000):
                 count += len(chunk)
+        elif mode == "batches":
+            async for batch in res.read_batches():
+                count += batch.num_rows
         else:
             count = len(await res.read())
         peak = status("VmHWM:")
     return count, peak - start
 
 count, grown = asyncio.run(main())
-print(count, grown)
+pyarrow = sys.modules.get("pyarrow")
+arrow_peak = pyarrow.default_memory_pool().max_memory() // 1024 if pyarrow else 0
+print(count, grown, arrow_peak)
 """
 
 
-def rss_growth_kib(path: Path, module: str, cls: str, mode: str = "stream") -> tuple[int, int]:
+def rss_growth_kib(
+    path: Path, module: str, cls: str, mode: str = "stream", fields: str = ""
+) -> tuple[int, int]:
     """Rows read and the growth of peak resident memory (KiB) while reading ``path``."""
-    code = _CHILD.format(module=module, cls=cls)
+    rows, grown, _ = _child(path, module, cls, mode, fields)
+    return rows, grown
+
+
+def _child(path: Path, module: str, cls: str, mode: str, fields: str) -> tuple[int, int, int]:
+    """Rows, growth of peak resident memory (KiB), and pyarrow's pool peak (KiB, 0 without it)."""
+    code = _CHILD.format(module=module, cls=cls, fields=fields)
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code, str(path), mode], cwd=root, capture_output=True, text=True, check=True
     )
-    rows, grown = out.stdout.split()
-    return int(rows), int(grown)
+    rows, grown, arrow_peak = out.stdout.split()
+    return int(rows), int(grown), int(arrow_peak)
+
+
+def batches_memory_kib(path: Path, module: str, fields: str) -> tuple[int, int, int]:
+    """``read_batches`` in a child: rows, median of 3 resident-memory growths, Arrow pool peak.
+
+    The resident figure swings between runs (allocators keep freed memory in thread caches
+    for a while), so it is the median of three children.
+    """
+    cls = "CsvResource" if module == "csv" else "JsonResource"
+    runs = [_child(path, module, cls, "batches", fields) for _ in range(3)]
+    return runs[0][0], int(statistics.median(r[1] for r in runs)), max(r[2] for r in runs)
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -172,6 +264,10 @@ def run(quick: bool = False) -> list[Row]:
     base_wall: list[float] = []
     base_cpu: list[float] = []
     ours: dict[int, tuple[list[float], list[float]]] = {1000: ([], []), 10_000: ([], [])}
+    typed_walls: dict[str, list[float]] = {"ours": [], "by hand": []}
+    typed_cpus: dict[str, list[float]] = {"ours": [], "by hand": []}
+    have_arrow = importlib.util.find_spec("pyarrow") is not None
+    arrow_walls: dict[str, list[float]] = {"untyped": [], "typed": []} if have_arrow else {}
     expected = 0
     for _ in range(3):
         wall, cpu, expected = timed(dictreader_rows, big)
@@ -182,6 +278,17 @@ def run(quick: bool = False) -> list[Row]:
             assert count == expected, (count, expected)
             walls.append(wall)
             cpus.append(cpu)
+        for label, typed_fn in (("ours", typed_stream_rows), ("by hand", dictreader_typed_rows)):
+            wall, cpu, count = timed(typed_fn, big, 10_000) if label == "ours" else timed(typed_fn, big)
+            assert count == expected, (count, expected)
+            typed_walls[label].append(wall)
+            typed_cpus[label].append(cpu)
+        for label, arrow_fn in (("untyped", batch_rows), ("typed", typed_batch_rows)):
+            if not have_arrow:
+                break
+            wall, _, count = timed(arrow_fn, big)
+            assert count == expected, (count, expected)
+            arrow_walls[label].append(wall)
     base_rate = expected / statistics.median(base_wall)
     for chunk_size, (walls, cpus) in ours.items():
         rate = expected / statistics.median(walls)
@@ -203,20 +310,73 @@ def run(quick: bool = False) -> list[Row]:
             )
         )
 
+    typed_rate = expected / statistics.median(typed_walls["ours"])
+    by_hand_rate = expected / statistics.median(typed_walls["by hand"])
+    rows.append(
+        Row(
+            figure=f"csv typed read_stream(10000) {big_mb} MB ({len(TYPED_COLUMNS)} of 7 columns typed)",
+            value=typed_rate,
+            baseline=by_hand_rate,
+            ratio=typed_rate / by_hand_rate,
+            unit="rows/s",
+            target=">= 1.0x",
+            ok=typed_rate >= by_hand_rate,
+            note=(
+                "baseline: a csv.DictReader loop converting the same columns by hand (int, Decimal, "
+                f"datetime.fromisoformat); medians of 3 (by process CPU time: "
+                f"{statistics.median(typed_cpus['by hand']) / statistics.median(typed_cpus['ours']):.2f}x); "
+                f"against the plain, untyped DictReader: {typed_rate / base_rate:.2f}x"
+            ),
+        )
+    )
+
+    for label, walls in arrow_walls.items():
+        rate = expected / statistics.median(walls)
+        typed_note = f" ({', '.join(TYPED_COLUMNS)} typed)" if label == "typed" else " (every column text)"
+        rows.append(
+            Row(
+                figure=f"csv read_batches() {label} {big_mb} MB",
+                value=rate,
+                baseline=base_rate,
+                ratio=rate / base_rate,
+                unit="rows/s",
+                target=">= 5.0x",
+                ok=rate >= 5 * base_rate,
+                note=(
+                    f"Arrow record batches{typed_note}, against the plain csv.DictReader loop; "
+                    f"medians of 3; best of 3: {min(base_wall) / min(walls):.1f}x"
+                ),
+            )
+        )
+
     # Memory against file size (Linux): what reading adds to the process's peak memory.
     if not Path("/proc/self/clear_refs").exists():
         return rows
-    for label, module, cls, make in (
-        ("csv", "csv", "CsvResource", make_csv),
-        ("json", "json", "JsonResource", make_json),
+    for label, module, cls, make, mode, fields in (
+        ("csv", "csv", "CsvResource", make_csv, "stream", ""),
+        ("json", "json", "JsonResource", make_json, "stream", ""),
+        ("csv", "csv", "CsvResource", make_csv, "batches", ""),
+        ("json lines", "json", "JsonResource", make_jsonl, "batches", ", lines=True"),
     ):
+        if mode == "batches" and importlib.util.find_spec("pyarrow") is None:
+            continue  # the arrow extra is not installed
         big_file, small_file = make(big_mb), make(small_mb)
-        big_rows, big_kib = rss_growth_kib(big_file, module, cls)
-        small_rows, small_kib = rss_growth_kib(small_file, module, cls)
-        _, read_kib = rss_growth_kib(small_file, module, cls, mode="read")
+        arrow_note = ""
+        if mode == "batches":
+            big_rows, big_kib, big_pool = batches_memory_kib(big_file, module, fields)
+            small_rows, small_kib, small_pool = batches_memory_kib(small_file, module, fields)
+            arrow_note = (
+                f"; medians of 3; Arrow's own allocations peak at {big_pool / 1024:.1f} vs "
+                f"{small_pool / 1024:.1f} MiB, the rest is Python objects and allocator caches"
+            )
+        else:
+            big_rows, big_kib = rss_growth_kib(big_file, module, cls, mode, fields)
+            small_rows, small_kib = rss_growth_kib(small_file, module, cls, mode, fields)
+        _, read_kib = rss_growth_kib(small_file, module, cls, "read", fields)
+        operation = "read_batches()" if mode == "batches" else "read_stream(1000)"
         rows.append(
             Row(
-                figure=f"{label} read_stream(1000) peak memory added, {big_mb} MB vs {small_mb} MB file",
+                figure=f"{label} {operation} peak memory added, {big_mb} MB vs {small_mb} MB file",
                 value=big_kib / 1024,
                 baseline=small_kib / 1024,
                 ratio=big_kib / max(small_kib, 1),
@@ -225,7 +385,7 @@ def run(quick: bool = False) -> list[Row]:
                 ok=big_kib <= max(small_kib, 1024) * 2.0,
                 note=(
                     f"{big_rows:,} vs {small_rows:,} rows (file sizes 10x apart); for scale, read() of "
-                    f"the {small_mb} MB file adds {read_kib / 1024:.1f} MiB"
+                    f"the {small_mb} MB file adds {read_kib / 1024:.1f} MiB{arrow_note}"
                 ),
             )
         )

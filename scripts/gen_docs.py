@@ -301,7 +301,7 @@ def cli_page() -> str:
 
 def settings_page() -> str:
     from xresource.backends.streams._base import EventStreamResource
-    from xresource.settings import ENV_PREFIX, SETTINGS_ENV, RegistrySettings, StreamSettings
+    from xresource.settings import ENV_PREFIX, SETTINGS_ENV, RegistrySettings, ServerSettings, StreamSettings
 
     lines = [
         "# Settings reference",
@@ -320,6 +320,7 @@ def settings_page() -> str:
     stream_docs = attribute_docstrings(EventStreamResource)
     for section, model, fallback in (
         ("registry", RegistrySettings, {}),
+        ("server", ServerSettings, {}),
         ("streams", StreamSettings, stream_docs),
     ):
         lines += [f"## `[{section}]`", "", md(inspect.cleandoc(model.__doc__ or "")), ""]

@@ -25,6 +25,8 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from xresource.printable import printable
+
 
 class XResourceError(Exception):
     """Base class of every error raised by xresource."""
@@ -55,7 +57,7 @@ class Problem:
         if self.field:
             parts.append(self.field)
         parts.append(self.message)
-        return ": ".join(parts)
+        return printable(": ".join(parts))  # parts come from manifests: one problem, one line
 
 
 class ManifestError(XResourceError):

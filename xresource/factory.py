@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, TypeAdapter
@@ -90,6 +89,9 @@ class ResourceFactory:
 
     @classmethod
     def entry(cls, type_name: str) -> TypeEntry:
+        found = cls._paths.get(type_name)
+        if found is not None:  # built-in or registered: plugins never override these (setdefault)
+            return found
         cls._load_plugins()
         try:
             return cls._paths[type_name]
@@ -130,6 +132,9 @@ class ResourceFactory:
         if cls._plugins_loaded:
             return
         cls._plugins_loaded = True
+        # Scanning installed distributions is slow; only unknown names and full listings need it.
+        from importlib.metadata import entry_points
+
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             cls._paths.setdefault(ep.name, TypeEntry(ep.value, None))
 

@@ -13,6 +13,9 @@ class XObjPrototype(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
+        # Build a model's validator on its first use, not at import: a CLI run that validates
+        # one type then never pays for the bases and the types it does not meet.
+        defer_build=True,
     )
     # Fields are documented by a docstring under each one; xresource.docstrings turns
     # them into schema descriptions when schemas are generated (not at import).

@@ -30,11 +30,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
-from xresource import secrets
+from xresource import safe_files, secrets
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
@@ -42,6 +42,7 @@ from xresource.errors import (
     XResourceTimeoutError,
 )
 from xresource.prototype import ResourceMetadata, XObjPrototype
+from xresource.safe_files import FilePolicy, RefusedFileError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 
@@ -116,6 +117,7 @@ class XResource(XObjPrototype):
     _origin: ManifestOrigin | None = PrivateAttr(default=None)
     _metadata: ResourceMetadata | None = PrivateAttr(default=None)
     _lifecycle_lock: asyncio.Lock | None = PrivateAttr(default=None)
+    _file_policy: FilePolicy = PrivateAttr(default_factory=FilePolicy)
 
     # The connection runtime, in a real slot (see the module docstring): None until
     # ``_connect`` builds it, None again after ``disconnect()``. Annotated for mypy only
@@ -140,7 +142,8 @@ class XResource(XObjPrototype):
         if private is not None:
             for name, attribute in type(self).__private_attributes__.items():
                 private[name] = attribute.get_default(call_default_factory=True)
-            private["_origin"] = self._origin
+            private["_origin"] = self._origin  # where it came from and which files it may read
+            private["_file_policy"] = self._file_policy
         copied._init_slots()
         copied._copied_from(self)
         return copied
@@ -345,7 +348,50 @@ class XResource(XObjPrototype):
 
     def resolve(self, value: str) -> str:
         """Resolve secret references in ``value``; remember the secrets for scrubbing."""
-        return secrets.resolve(value, owner=self.label, found=self._resolved_secrets)
+        return secrets.resolve(
+            value, owner=self.label, found=self._resolved_secrets, policy=self._file_policy, origin=self
+        )
+
+    def bind_file_policy(self, policy: FilePolicy) -> None:
+        """Set the allowed roots and secret size cap (the loader binds ``[registry]`` settings)."""
+        self._file_policy = policy
+
+    def open_checked(self, path: Path | str, what: str) -> BinaryIO:
+        """Open a file this manifest names (field ``what``) for reading, checked at this open.
+
+        Only a regular file within the allowed roots is opened (see ``xresource.safe_files``);
+        otherwise ``RefusedFileError`` (an ``OSError``, translated like any unreadable file)
+        names the field, the path and the reason.
+        """
+        try:
+            return safe_files.open_checked(path, self._file_policy)
+        except RefusedFileError as exc:
+            raise RefusedFileError(exc.path, exc.reason, what) from None
+
+    def read_checked(self, path: Path | str, what: str) -> bytes:
+        """The whole of a small file this manifest names (a schema, a CA bundle), checked as above."""
+        try:
+            return safe_files.read_checked(path, self._file_policy, safe_files.DEFAULT_MAX_SMALL_FILE_BYTES)
+        except RefusedFileError as exc:
+            raise RefusedFileError(exc.path, exc.reason, what) from None
+
+    def read_ca_file(self, ca_file: str | None) -> str | bytes | None:
+        """``ca_file`` read through the checked open, as ``SSLContext(cadata=...)`` takes it.
+
+        References are resolved; a relative path is relative to the manifest's folder.
+        """
+        if not ca_file:
+            return None
+        path = Path(self.resolve(ca_file)).expanduser()
+        if not path.is_absolute() and self.manifest_path is not None:
+            path = self.manifest_path.parent / path
+        return safe_files.ca_data(self.read_checked(path, "ca_file"))
+
+    def check_within_roots(self, path: Path | str, what: str) -> None:
+        """Refuse a path outside the allowed roots (for writes, and drivers that open paths themselves)."""
+        why = self._file_policy.outside_roots(path)
+        if why is not None:
+            raise RefusedFileError(path, why, what)
 
     def remember_secrets(self, *values: str) -> None:
         """Also scrub these values (encodings of a resolved secret, say) from messages."""

@@ -5,6 +5,8 @@ type, selected by ``type`` with ``if``/``then`` so that editors report the
 errors of the chosen type only (a plain ``oneOf`` reports every branch). The
 schemas declare draft-07, which is what the YAML language server speaks; the
 test suite checks Draft 7 and Draft 2020-12 validators give the same verdicts.
+Editor keywords (hover Markdown, the CLI's messages) come from
+``xresource.schema_editor``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from xresource.docstrings import DocumentedSchema
 from xresource.factory import ResourceFactory
+from xresource.schema_editor import add_editor_extensions
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 SCHEMA_BASE_ID = "https://xresource.dev/schemas/"
@@ -34,7 +37,8 @@ def type_schema(type_name: str) -> dict[str, Any]:
         "type": "string",
         "description": "The JSON Schema this manifest follows (for editors and `xresource validate`).",
     }
-    return {"$schema": DRAFT_07, "$id": f"{SCHEMA_BASE_ID}{type_name}.schema.json", **schema}
+    full = {"$schema": DRAFT_07, "$id": f"{SCHEMA_BASE_ID}{type_name}.schema.json", **schema}
+    return add_editor_extensions(full)
 
 
 def resource_schema() -> dict[str, Any]:
@@ -61,9 +65,17 @@ def resource_schema() -> dict[str, Any]:
         "$id": f"{SCHEMA_BASE_ID}resource.schema.json",
         "title": "xresource manifest",
         "description": "One resource of any type; `type` selects which fields apply.",
+        "markdownDescription": "One resource of any type; `type` selects which fields apply.",
         "type": "object",
         "required": ["name", "type"],
-        "properties": {"type": {"enum": type_names, "description": "The resource type."}},
+        "properties": {
+            "type": {
+                "enum": type_names,
+                "description": "The resource type.",
+                "markdownDescription": "The resource type.",
+                "errorMessage": f"unknown resource type; known types: {', '.join(type_names)}",
+            }
+        },
         "allOf": branches,
         "$defs": dict(sorted(defs.items())),
     }

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from xresource.errors import ManifestError, Problem
 from xresource.prototype import XObjPrototype
+from xresource.secrets import REFERENCE_RE
 
 SETTINGS_ENV = "XRESOURCE_SETTINGS_FILE"
 ENV_PREFIX = "XRESOURCE"
@@ -48,6 +49,46 @@ class RegistrySettings(XObjPrototype):
     """Write structured audit lines (connect, disconnect, reload, lease) to the ``xresource.audit`` logger."""
     max_manifest_bytes: int = Field(default=1_000_000, gt=0)
     """Larger manifest files are rejected unread."""
+    max_secret_bytes: int = Field(default=65_536, gt=0)
+    """Larger ``${file:...}`` secret files are refused unread (secrets are small; devices and logs are not)."""
+    settle_ms: int = Field(default=100, ge=0, le=60_000)
+    """A manifest modified within this many milliseconds is still being written: a reload waits
+    until its size and modification time have been stable this long (0 applies files at once)."""
+    ready_requires_applied: bool = False
+    """``/readyz`` fails while any resource's desired version is not the one running (``pending``)."""
+
+
+class ServerSettings(XObjPrototype):
+    """The ``[server]`` section: limits and protections of the HTTP routes (``xresource serve`` and the mounted ones)."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names a request may name in its ``Host`` header, besides the bound address (and ``localhost`` when bound to loopback or to all interfaces); ``.example.com`` also allows its subdomains, ``*`` turns the check off."""
+    reload_token: str | None = None
+    """A token ``POST /reload`` must carry as ``Authorization: Bearer <token>``, written as a reference (``${env:NAME}`` or ``${file:/path}``); unset: no token is asked."""
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a new connection has to send its first complete request header; then it is closed."""
+    keepalive_timeout: float = Field(default=15.0, gt=0)
+    """Seconds an idle keep-alive connection stays open between requests."""
+    max_connections: int = Field(default=100, ge=1, le=100_000)
+    """Open connections at most (for a moment, one accept batch of up to ``backlog`` more); at the cap a connection still waiting for its first header is closed to make room, or the new one is refused."""
+    backlog: int = Field(default=128, ge=1)
+    """Connections the kernel queues before they are accepted."""
+    max_line_size: int = Field(default=8190, ge=256)
+    """Longest request line or header line, in bytes (a longer one is answered 400)."""
+    max_field_size: int = Field(default=8190, ge=256)
+    """Longest header value, in bytes."""
+    shutdown_timeout: float = Field(default=2.0, ge=0)
+    """Seconds open requests get to finish when ``serve`` stops, before resources are closed."""
+
+    @field_validator("reload_token")
+    @classmethod
+    def _token_is_a_reference(cls, value: str | None) -> str | None:
+        if value is not None and not REFERENCE_RE.fullmatch(value.strip()):
+            raise ValueError(
+                "write the token as a reference, ${env:NAME} or ${file:/run/secrets/name}, "
+                "not literally (settings files are often committed)"
+            )
+        return value
 
 
 class StreamSettings(XObjPrototype):
@@ -61,6 +102,7 @@ class Settings(XObjPrototype):
     """All settings; ``resources`` maps a type name to defaults for its fields."""
 
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
     resources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xresource import packaged_schemas
 from xresource.cli.fields import describe_fields
 from xresource.cli.main import main
 from xresource.factory import BUILTIN_TYPES
@@ -106,18 +107,49 @@ def test_toml_declares_schema_with_a_key(tmp_path: Path, capsys: pytest.CaptureF
     assert data["file_path"] == "data/orders.csv"
 
 
-def test_published_url_when_no_schemas_folder_in_the_repository(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_fresh_repository_gets_the_shipped_schema_and_the_command_for_a_shared_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No schemas/ in the repository: the modeline resolves (to the installed package's schema)."""
     (tmp_path / "schemas").mkdir()  # above the repository root: not ours
     (tmp_path / "schemas" / "resource.schema.json").write_text("{}")
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)
-    target = repo / "resources.d" / "api.yaml"
-    assert init(capsys, str(target), "--type", "rest_api")[0] == 0
-    assert target.read_text().splitlines()[0] == (
-        f"# yaml-language-server: $schema={SCHEMA_BASE_ID}resource.schema.json"
-    )
+    monkeypatch.chdir(repo)
+    target = Path("resources.d") / "api.yaml"
+    code, out, _ = init(capsys, str(target), "--type", "rest_api")
+    assert code == 0
+    modeline = target.read_text().splitlines()[0]
+    shipped = packaged_schemas.union_schema()
+    assert shipped is not None
+    assert modeline == f"# yaml-language-server: $schema={shipped.as_posix()}"
+    assert Path(modeline.split("=", 1)[1]).is_file()
+    assert SCHEMA_BASE_ID not in target.read_text()  # an unpublished URL resolves nowhere
+    assert "note: the modeline points at the schema inside the installed package" in out
+    assert "run: xresource schema --out schemas and set the first line to: " in out
+    assert main(["validate", str(target)]) == 0
+    capsys.readouterr()
+
+    # Following the advice gives a modeline that works on every machine.
+    advised = out.rsplit("set the first line to: ", 1)[1].strip()
+    assert advised == "# yaml-language-server: $schema=../schemas/resource.schema.json"
+    assert main(["schema", "--out", "schemas"]) == 0
+    target.write_text("\n".join([advised, *target.read_text().splitlines()[1:]]) + "\n")
+    assert main(["validate", str(target)]) == 0
+    second = Path("resources.d") / "orders.yaml"
+    code, out, _ = init(capsys, str(second), "--type", "csv")
+    assert second.read_text().splitlines()[0] == advised
+    assert "note:" not in out
+
+
+def test_outside_git_the_advice_names_the_working_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = init(capsys, "resources.d/orders.yaml", "--type", "csv")
+    assert code == 0
+    assert "run: xresource schema --out schemas and set the first line to: " in out
+    assert out.rstrip().endswith("$schema=../schemas/resource.schema.json")
 
 
 def test_declared_schema_is_used_by_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,7 @@ GOOD = "name: orders\ntype: csv\nfile_path: ../data/orders.csv\n"
 BAD = (
     "name: users\ntype: postgresql\nconnection_string: postgresql://app@db/app\nmax_pool_size: many\nfoo: 1\n"
 )
+MODELINE = "# yaml-language-server: $schema=../schemas/resource.schema.json\n"
 # Not a manifest: the hook's default `files` pattern must leave it alone.
 WORKFLOW = "name: ci\non: [push]\njobs: {}\n"
 
@@ -60,6 +61,7 @@ def hook_repository(where: Path) -> Path:
     for extra in ROOT.glob("LICENSE*"):
         shutil.copy2(extra, repo / extra.name)
     shutil.copytree(ROOT / "xresource", repo / "xresource", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "schemas", repo / "schemas")  # the wheel ships them as xresource/schemas
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "hooks")
@@ -80,7 +82,8 @@ def user_repository(where: Path) -> Path:
     (repo / "bad" / "resources.d").mkdir(parents=True)
     (repo / "data").mkdir()
     (repo / "data" / "orders.csv").write_text("id\n1\n")
-    (repo / "resources.d" / "orders.yaml").write_text(GOOD)
+    # With the modeline `xresource init` writes: validated against the installed package's schemas.
+    (repo / "resources.d" / "orders.yaml").write_text(MODELINE + GOOD)
     (repo / "bad" / "resources.d" / "users.yaml").write_text(BAD)
     (repo / ".github" / "workflows").mkdir(parents=True)
     (repo / ".github" / "workflows" / "ci.yml").write_text(WORKFLOW)
@@ -182,6 +185,15 @@ def test_stale_schemas_fail_the_schema_check(pre_commit: PreCommit) -> None:
     assert status_line(result.stdout, "xresource schema check.").endswith("Failed")
     assert "schemas/csv.schema.json: stale or missing; run: xresource schema --out schemas" in result.stdout
     assert "mysql.schema.json" not in result.stdout  # the current ones pass
+
+
+def test_installed_package_ships_the_committed_schemas(pre_commit: PreCommit) -> None:
+    """The wheel pre-commit installed carries schemas/ inside the package, byte for byte."""
+    store = Path(pre_commit.env["PRE_COMMIT_HOME"])
+    (shipped,) = store.glob("repo*/py_env-*/lib/python*/site-packages/xresource/schemas")
+    committed = {p.name: p.read_bytes() for p in (ROOT / "schemas").glob("*.json")}
+    assert {p.name: p.read_bytes() for p in shipped.glob("*.json")} == committed
+    assert "resource.schema.json" in committed
 
 
 def test_hook_files_are_valid_for_pre_commit() -> None:

@@ -129,3 +129,64 @@ def test_missing_declared_schema_is_reported(tmp_path: Path, capsys: pytest.Capt
     code, out = run(["validate", str(tmp_path)], capsys)
     assert code == 1
     assert "nope.json" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "field"),
+    [
+        (
+            "name: orders\ntype: postgresql\nconnection_string: postgresql://app@db/app\n"
+            "options:\n  statement_timeout: 5\n  password: hunter2\n",
+            ":6:13:",
+            "options.password",
+        ),
+        (
+            "name: api\ntype: rest_api\nendpoint: https://x.example/v1\n"
+            "headers:\n  Accept: application/json\n  X-Api-Key: abc123\n",
+            ":6:14:",
+            "headers.X-Api-Key",
+        ),
+        (
+            "name: api\ntype: rest_api\nendpoint: https://x.example/v1\n"
+            "headers:\n  Accept: application/json\n  X-Upstream: https://u:pw@h/x\n",
+            ":6:15:",
+            "headers.X-Upstream",
+        ),
+        (
+            "name: k\ntype: kafka\nbootstrap_servers: k:9092\n"
+            "producer_config:\n  acks: all\n  linger_ms: 5\n  sasl_plain_password: abc\n",
+            ":7:24:",
+            "producer_config.sasl_plain_password",
+        ),
+    ],
+)
+def test_literal_secret_under_a_nested_key_points_at_that_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, field: str
+) -> None:
+    """Not at the mapping's first key (it used to be reported a line or more too early)."""
+    (tmp_path / "m.yaml").write_text(text)
+    code, out = run(["validate", str(tmp_path)], capsys)
+    assert code == 1
+    line = out.splitlines()[0]
+    assert line.startswith(f"{tmp_path / 'm.yaml'}{where} ")
+    assert f": {field}: " in line
+    assert "hunter2" not in out
+    assert "abc123" not in out
+
+
+def test_literal_secret_under_a_toml_table_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "m.toml").write_text(
+        'name = "orders"\ntype = "postgresql"\nconnection_string = "postgresql://app@db/app"\n\n'
+        "[options]\nstatement_timeout = 5\npassword = \"hunter2\"\n"
+    )
+    code, out = run(["validate", str(tmp_path)], capsys)
+    assert code == 1
+    assert out.startswith(f"{tmp_path / 'm.toml'}:7:1: orders: options.password: ")
+
+
+def test_missing_paths_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "good.yaml").write_text(GOOD)
+    for command in (["validate"], ["ls"], ["check"]):
+        assert main([*command, str(tmp_path / "good.yaml"), str(tmp_path / "nope")]) == 2
+        err = capsys.readouterr().err
+        assert err.strip() == f"xresource {command[0]}: error: {tmp_path / 'nope'}: no such file or directory"

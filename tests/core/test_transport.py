@@ -13,7 +13,6 @@ from xresource._transport.backoff import Backoff
 from xresource._transport.scrubbing import ScrubbingLogger, guard_logger
 from xresource._transport.tls import TlsFields, tls_context
 from xresource._transport.urls import add_query_param, parse_url, url_target
-from xresource.errors import XResourceConnectionError
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -61,7 +60,9 @@ def test_user_without_password_and_empty_password() -> None:
         ("postgresql//db/app", "must start with"),
         ("postgresql://app:secret@db/app", "literal password"),
         ("postgresql://app:pa$$word@db/app", "literal password"),
-        ("postgresql://app:x${env:PW}@db/app", None),  # a reference inside the value is fine
+        ("postgresql://app:x${env:PW}@db/app", "literal password"),  # a literal glued to a reference
+        ("postgresql://app:${env:PW}@db/app", None),
+        ("postgresql://app@db:${env:PG_PORT}/app", None),  # a port may be a reference
         ("postgresql://db:0/app", "port"),
         ("postgresql://db:abc/app", "port"),
     ],
@@ -81,14 +82,15 @@ def test_tls_contexts_follow_libpq_modes(tmp_path: object) -> None:
     assert (ca.check_hostname, ca.verify_mode) == (False, ssl.CERT_REQUIRED)
     require = tls_context("require", None)
     assert (require.check_hostname, require.verify_mode) == (False, ssl.CERT_NONE)
-    with pytest.raises(FileNotFoundError):
-        tls_context("verify-full", "/nonexistent/ca.pem")
+    with pytest.raises(ssl.SSLError):  # CA data (read checked by the resource), not a path
+        tls_context("verify-full", "not a certificate")
     insecure = tls_context("insecure", None)
     assert (insecure.check_hostname, insecure.verify_mode) == (False, ssl.CERT_NONE)
 
 
 def test_require_with_a_ca_file_verifies_the_chain() -> None:
-    context = tls_context("require", ssl.get_default_verify_paths().cafile or _any_ca_bundle())
+    bundle = Path(ssl.get_default_verify_paths().cafile or _any_ca_bundle())
+    context = tls_context("require", bundle.read_text())
     assert (context.check_hostname, context.verify_mode) == (False, ssl.CERT_REQUIRED)
 
 
@@ -104,8 +106,8 @@ def test_tls_fields_resolve_ca_file_against_the_manifest(
     resource = ResourceFactory.create(
         "rest_api", name="api", endpoint="https://example.invalid", ca_file="ca.pem"
     )
-    with pytest.raises(XResourceConnectionError, match=r"ca_file .*ca\.pem.* does not exist"):
-        resource.ssl_context(resource)
+    with pytest.raises(OSError, match=r"ca_file 'ca\.pem' does not exist"):
+        resource.ssl_context(resource)  # connect() translates it into XResourceConnectionError
     insecure = TlsFields(verify_ssl=False)
     with caplog.at_level(logging.WARNING):
         context = insecure.ssl_context(resource)

@@ -311,6 +311,7 @@ def check_pre_commit_config(block: Block, sandbox: Path) -> None:
 
 
 def check_kubernetes(block: Block, docs: list[Any], sandbox: Path) -> None:
+    check_command_lines(block)  # xresource in a Job, an init container or a plugin must parse
     for doc in docs:
         assert isinstance(doc, dict), f"{block.where}: {doc}"
         assert {"apiVersion", "kind"} <= set(doc), f"{block.where}: {doc}"

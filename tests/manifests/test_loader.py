@@ -20,7 +20,9 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_yaml_multi_document_and_toml(tmp_path: Path) -> None:
-    write(tmp_path / "a.yaml", f"name: orders\ntype: postgresql\n{PG}---\nname: users\ntype: postgresql\n{PG}")
+    write(
+        tmp_path / "a.yaml", f"name: orders\ntype: postgresql\n{PG}---\nname: users\ntype: postgresql\n{PG}"
+    )
     write(tmp_path / "sub" / "deeper" / "c.toml", 'name = "sales"\ntype = "csv"\nfile_path = "s.csv"\n')
     write(tmp_path / "b.yml", "---\n# an empty document is fine\n")
     result = load_manifests(tmp_path)
@@ -79,8 +81,7 @@ def test_duplicate_names_across_files_name_both(tmp_path: Path) -> None:
 def test_yaml_merge_keys_are_supported(tmp_path: Path) -> None:
     write(
         tmp_path / "a.yaml",
-        "name: a\ntype: csv\nfile_path: a.csv\n---\n"
-        "base: &base {type: csv, delimiter: ';'}\n---\n",
+        "name: a\ntype: csv\nfile_path: a.csv\n---\nbase: &base {type: csv, delimiter: ';'}\n---\n",
     )
     # A document that is a plain mapping of shared values is still validated like a manifest.
     assert not load_manifests(tmp_path).ok
@@ -108,18 +109,27 @@ def test_fingerprint_follows_content_not_mtime(tmp_path: Path) -> None:
     assert load_manifests(tmp_path).resources["a"].fingerprint != first
 
 
-def test_rotated_secret_file_changes_fingerprint(tmp_path: Path) -> None:
+@pytest.mark.timeout(10)  # a hang guard: opening a FIFO for reading blocks until a writer comes
+def test_loading_reads_no_secret(tmp_path: Path) -> None:
+    """validate, ls and plan load manifests: the secret files they name are never opened."""
     secret = write(tmp_path / "secrets" / "pw", "one")
+    fifo = tmp_path / "secrets" / "fifo"
+    os.mkfifo(fifo)
     write(
         tmp_path / "m" / "a.yaml",
         f"name: orders\ntype: postgresql\nconnection_string: postgresql://app@db/app\n"
-        f"password: ${{file:{secret}}}\n",
+        f"password: ${{file:{secret}}}\n---\nname: piped\ntype: postgresql\n"
+        f"connection_string: postgresql://app@db/app\npassword: ${{file:{fifo}}}\n",
     )
-    first = load_manifests(tmp_path / "m").resources["orders"]
+    first = load_manifests(tmp_path / "m")
     secret.write_text("two")
-    second = load_manifests(tmp_path / "m").resources["orders"]
-    assert first.fingerprint != second.fingerprint
-    assert first.manifest_hash == second.manifest_hash  # the shown hash never covers secret content
+    second = load_manifests(tmp_path / "m")
+    # The FIFO is refused by looking at it (a located problem), never by opening it.
+    assert [(p.resource, p.field) for p in first.problems] == [("piped", "password")]
+    assert "orders" in first.resources
+    # Nothing loading computes depends on the secret's content (the live registry adds that).
+    assert first.resources["orders"].fingerprint == second.resources["orders"].fingerprint
+    assert first.resources["orders"].manifest_hash == second.resources["orders"].manifest_hash
 
 
 def test_allowed_roots_confine_data_and_secret_files(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from pydantic import ValidationError
 from xresource.cli.main import main
 from xresource.factory import BUILTIN_TYPES, ResourceFactory
 from xresource.schema import all_schemas, resource_schema
+from xresource.schema_editor import NO_LITERAL_URL_PASSWORD
+from xresource.secrets import LITERAL_URL_PASSWORD_PATTERN, REFERENCE_PATTERN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,3 +137,44 @@ def test_every_field_has_a_description(type_name: str) -> None:
     schema = json.loads(all_schemas()[f"{type_name}.schema.json"])
     missing = [k for k, v in schema["properties"].items() if not v.get("description") and "$ref" not in v]
     assert not missing, f"{type_name}: fields without description: {missing}"
+
+
+def _nodes(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+def test_editor_keywords_hover_and_messages() -> None:
+    """What the YAML language server reads: Markdown hover text and the CLI's messages."""
+    schema = json.loads(all_schemas()["resource.schema.json"])
+    nodes = list(_nodes(schema))
+    described = [n for n in nodes if isinstance(n.get("description"), str)]
+    assert len(described) > 100
+    assert all(n["markdownDescription"] == n["description"] for n in described)
+    # A failed `not` can only say "Matches a schema that is not allowed."; none is left.
+    assert not [n for n in nodes if "not" in n]
+    assert all(n.get("patternErrorMessage") for n in nodes if "pattern" in n)
+    assert all(n.get("errorMessage") for n in nodes if "enum" in n)
+    secrets = [n["patternErrorMessage"] for n in nodes if n.get("pattern") == REFERENCE_PATTERN]
+    assert "literal secret; write a reference instead, e.g. password: ${env:NAME} or ${file:/run/secrets/name}" in secrets
+    assert schema["properties"]["type"]["errorMessage"].startswith("unknown resource type; known types: csv, ")
+
+
+def test_the_url_password_pattern_means_what_not_meant() -> None:
+    """The rewritten pattern accepts exactly the strings the `not` form accepted."""
+    import re
+
+    rewritten = re.compile(NO_LITERAL_URL_PASSWORD)
+    negated = re.compile(LITERAL_URL_PASSWORD_PATTERN)
+    samples = [
+        "postgresql://app:pw@db/app", "postgresql://app@db/app", "postgresql://app:${env:PW}@db/app",
+        "redis://:pw@h:6379", "redis://:${file:/s}@h", "mqtt://h:1883", "https://u:p@h/x?y=1",
+        "a\nb://u:p@h", "no url", "", "x://u:p${env:A}@h", "x://u:${env:A}p@h",
+    ]
+    for sample in samples:
+        assert (rewritten.search(sample) is not None) == (negated.search(sample) is None), sample

@@ -42,7 +42,7 @@ async def test_unchanged_resources_keep_the_same_instance(
         result = await registry.reload()
         assert result.outcome == "unchanged"
         assert sorted(result.unchanged) == ["a", "api", "b"]
-        (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv", "description: v2"))
+        (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv", 'quotechar: "\'"'))
         (manifests / "b.yaml").write_text(csv_manifest("b", data / "b.csv"))  # rewritten, same content
         result = await registry.reload()
         assert result.replaced == ["a"]
@@ -109,7 +109,7 @@ async def test_drain_timeout_bounds_a_lease_that_never_ends(
     (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv"))
     async with Registry(manifests, settings=fast_settings(drain_timeout=0.2)) as registry:
         async with registry.lease("a") as leased:
-            (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv", "description: v2"))
+            (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv", 'quotechar: "\'"'))
             await registry.reload()
             await eventually(lambda: leased.state is State.CLOSED, what="closed after drain_timeout")
         assert "still open after drain_timeout=0.2s; closing anyway" in caplog.text
@@ -119,7 +119,7 @@ async def test_close_grace_keeps_a_replaced_instance_serving_get_callers(manifes
     (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv"))
     async with Registry(manifests, settings=fast_settings(close_grace=0.3)) as registry:
         taken = registry.get("a")  # code that took it just before a swap, without a lease
-        (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv", "description: v2"))
+        (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv", 'quotechar: "\'"'))
         await registry.reload()
         assert registry.get("a") is not taken
         assert len(await taken.read()) == 2  # still usable during the grace period
@@ -158,7 +158,7 @@ async def test_invalid_edit_keeps_the_last_good_version(
         assert rejected[0].path == str(manifests / "a.yaml")
         assert where in rejected[0].errors[0]
         # An unrelated edit while the file is broken still applies, and still keeps `a`.
-        (manifests / "b.yaml").write_text(csv_manifest("b", data / "b.csv", "description: v2"))
+        (manifests / "b.yaml").write_text(csv_manifest("b", data / "b.csv", 'quotechar: "\'"'))
         await swapped(registry, "b", b)
         assert registry.get("a") is a
         assert where in (registry.status()["a"].error or "")
@@ -245,9 +245,20 @@ async def test_temp_file_and_rename_saves_are_seen(manifests: Path, data: Path) 
     async with Registry(manifests, watch=True, settings=fast_settings()) as registry:
         for round_ in range(3):
             old = registry.get("a")
-            write_atomic(manifests / "a.yaml", csv_manifest("a", data / "a.csv", f"description: r{round_}"))
+            quote = "'" if round_ % 2 else "|"
+            write_atomic(
+                manifests / "a.yaml",
+                csv_manifest("a", data / "a.csv", f"description: r{round_}", f'quotechar: "{quote}"'),
+            )
             new = await swapped(registry, "a", old)
             assert new.description == f"r{round_}"
+        # A description-only save is applied to the running instance.
+        write_atomic(
+            manifests / "a.yaml", csv_manifest("a", data / "a.csv", "description: r3", "quotechar: '|'")
+        )
+        await eventually(lambda: registry.status()["a"].generation == 5, what="updated in place")
+        assert registry.get("a") is new
+        assert new.description == "r3"
         assert not (manifests / "a.yaml.tmp").exists()
         assert registry.names() == ["a"]  # the temporary file never became a resource
 

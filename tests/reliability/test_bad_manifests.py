@@ -59,6 +59,7 @@ def test_all_problems_at_once_in_text_format(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
+    assert "internal error" not in proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("invalid: ")
     named = {Path(line.split(":", 1)[0]).name for line in lines[:-1]}
@@ -77,6 +78,6 @@ def test_usage_errors_exit_2() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_missing_path_is_a_problem_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", str(tmp_path / "nope")]) == 1
-    assert "no such file or directory" in capsys.readouterr().out
+def test_missing_path_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    assert f"xresource validate: error: {tmp_path / 'nope'}: no such file or directory" in capsys.readouterr().err

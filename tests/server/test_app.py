@@ -55,6 +55,7 @@ async def test_readyz_goes_from_503_to_200_when_a_failed_resource_recovers(
             assert status == 503
             payload = json.loads(body)
             assert payload["ready"] is False
+            assert payload["status"] == "not_ready"
             assert list(payload["not_ready"]) == ["api"]
             assert payload["not_ready"]["api"]["state"] == "failed"
             assert "Cannot connect" in payload["not_ready"]["api"]["error"]
@@ -69,8 +70,11 @@ async def test_readyz_goes_from_503_to_200_when_a_failed_resource_recovers(
             assert codes[-1] == 200, codes
             assert set(codes) == {503, 200}, codes
             assert json.loads((await _get(http, f"{server.url}/readyz"))[1]) == {
+                "status": "ready",
                 "ready": True,
                 "not_ready": {},
+                "pending": {},
+                "reload_error": None,
             }
         finally:
             await server.stop()
@@ -163,7 +167,7 @@ async def test_post_reload_applies_and_reports(
         try:
             (manifests / "b.yaml").write_text(csv_manifest("b", data / "b.csv"))
             (manifests / "bad.yaml").write_text("name: x\ntype: nope\n")
-            async with http.post(f"{server.url}/reload") as response:
+            async with http.post(f"{server.url}/reload", json={}) as response:
                 assert response.status == 200
                 payload = await response.json()
             async with http.get(f"{server.url}/reload") as response:

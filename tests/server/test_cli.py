@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,65 +13,12 @@ import aiohttp
 import pytest
 
 from tests.registry.support import ApiServer, csv_manifest, eventually, fast_settings, rest_manifest
+from tests.server.support import Serve
 from tests.support.http_servers import start_app
 from tests.support.services import free_port
 from xresource.cli.main import main
 from xresource.registry import Registry
 from xresource.server.app import create_app
-
-SETTINGS = """\
-[registry]
-health_interval = 0
-close_grace = 0
-retry_initial = 0.05
-retry_max = 0.2
-watch_debounce_ms = 20
-watch_step_ms = 5
-rescan_interval = 0
-"""
-
-
-class Serve:
-    """``xresource serve`` as a child process on a spare port."""
-
-    def __init__(self, tmp_path: Path, folder: Path, *extra: str) -> None:
-        settings = tmp_path / "settings.toml"
-        settings.write_text(SETTINGS)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("XRESOURCE_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xresource.cli.main", "--settings", str(settings), "serve", str(folder),
-             "--port", str(self.port), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
-
-    async def wait_up(self, http: aiohttp.ClientSession, timeout: float = 20) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            assert self.proc.poll() is None, self.proc.communicate()
-            try:
-                async with http.get(f"{self.url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-        raise AssertionError("serve did not come up")
-
-    async def resources(self, http: aiohttp.ClientSession) -> dict[str, dict[str, Any]]:
-        async with http.get(f"{self.url}/resources") as response:
-            return {r["name"]: r for r in (await response.json())["resources"]}
-
-    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
 
 
 @pytest.fixture
@@ -315,31 +259,3 @@ async def test_plan_against_serve_with_markdown(
     assert "| add | `new` | csv |" in out
     assert "| remove | `gone` | csv |" in out
     assert "2 unchanged." in out
-
-
-async def test_serve_stops_cleanly_on_sigterm_while_still_connecting(tmp_path: Path) -> None:
-    """A resource whose server accepts and never answers keeps start() busy; SIGTERM still wins."""
-    import socket
-    import time
-
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    folder = tmp_path / "resources.d"
-    folder.mkdir()
-    port = silent.getsockname()[1]
-    (folder / "pg.yaml").write_text(
-        f"name: pg\ntype: postgresql\nconnection_string: postgresql://app@127.0.0.1:{port}/app\nconnect_timeout: 60\n"
-    )
-    (tmp_path / "settings.toml").write_text("[registry]\nconnect_timeout = 60\n")
-    serve = Serve(tmp_path, folder)
-    try:
-        await asyncio.sleep(1.5)  # the child is importing, then connecting (it cannot finish)
-        assert serve.proc.poll() is None
-        started = time.monotonic()
-        code, err = serve.stop(signal.SIGTERM)
-        assert code == 0, err
-        assert time.monotonic() - started < 15
-        assert "Traceback" not in err
-    finally:
-        silent.close()

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from pathlib import Path
 from typing import Literal
 
 from xresource._transport.owner import SecretOwner
-from xresource.errors import XResourceConnectionError
 from xresource.prototype import XObjPrototype
 
 log = logging.getLogger("xresource.transport")
@@ -25,25 +23,17 @@ log = logging.getLogger("xresource.transport")
 TlsMode = Literal["require", "verify-ca", "verify-full", "insecure"]
 
 
-def tls_context(mode: TlsMode = "verify-full", ca_file: str | None = None) -> ssl.SSLContext:
-    """An ``SSLContext`` for ``mode`` (see the module docstring), trusting ``ca_file`` if given."""
-    context = ssl.create_default_context(cafile=ca_file)
+def tls_context(mode: TlsMode = "verify-full", ca_data: str | bytes | None = None) -> ssl.SSLContext:
+    """An ``SSLContext`` for ``mode`` (see the module docstring), trusting the CA certificates
+    in ``ca_data`` if given (PEM text or DER bytes, read through ``XResource.read_ca_file``:
+    a path would be opened again by ssl, after the allowed-roots check)."""
+    context = ssl.create_default_context(cadata=ca_data)
     if mode == "verify-full":
         return context
     context.check_hostname = False
-    if mode == "insecure" or (mode == "require" and ca_file is None):
+    if mode == "insecure" or (mode == "require" and ca_data is None):
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def ca_path(owner: SecretOwner, ca_file: str) -> str:
-    """``ca_file`` resolved (references, ``~``, relative to the manifest's folder); it must exist."""
-    path = Path(owner.resolve(ca_file)).expanduser()
-    if not path.is_absolute() and owner.manifest_path is not None:
-        path = owner.manifest_path.parent / path
-    if not path.is_file():
-        raise XResourceConnectionError(f"{owner.label}: ca_file {str(path)!r} does not exist")
-    return str(path)
 
 
 class TlsFields(XObjPrototype):
@@ -56,8 +46,8 @@ class TlsFields(XObjPrototype):
 
     def ssl_context(self, owner: SecretOwner) -> ssl.SSLContext:
         """An SSL context for these options (``ca_file`` relative to ``owner``'s manifest folder)."""
-        cafile = ca_path(owner, self.ca_file) if self.ca_file else None
+        ca_data = owner.read_ca_file(self.ca_file)  # checked against the allowed roots at this open
         if not self.verify_ssl:
             log.warning("%s: TLS certificate verification is turned off (verify_ssl: false)", owner.label)
-            return tls_context("insecure", cafile)
-        return tls_context("verify-full", cafile)
+            return tls_context("insecure", ca_data)
+        return tls_context("verify-full", ca_data)

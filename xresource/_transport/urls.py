@@ -9,10 +9,11 @@ Nothing here resolves a reference: the parts come back as written.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from xresource.secrets import REFERENCE_RE, has_reference
+from xresource.secrets import REFERENCE_RE, is_only_references, literal_url_password_message
 
 _PLACEHOLDER = "\ue000{}\ue001"
 _PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
@@ -33,11 +34,23 @@ class UrlParts:
     without_password: str = ""
     """The whole URL with the password (and its ``:``) removed, references kept."""
 
+    port_reference: str | None = None
+    """The port when it is written as a reference (``${env:PORT}``); ``port`` is then None."""
+
+    def resolved_port(self, resolve: Callable[[str], str], default_port: int | None) -> int | None:
+        """The port to connect to, resolving a referenced one (its value is never quoted)."""
+        if self.port_reference is None:
+            return self.port or default_port
+        text = resolve(self.port_reference)
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise ValueError(f"the port {self.port_reference} does not resolve to a number from 1 to 65535")
+        return int(text)
+
     def address(self, default_port: int | None) -> str:
         """``host:port`` (or the host list as written); never holds a password."""
         if self.host is None:
             return self.hostinfo
-        port = self.port or default_port
+        port = self.port_reference or self.port or default_port
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{port}" if port else host
 
@@ -74,12 +87,10 @@ def parse_url(text: str, schemes: tuple[str, ...]) -> UrlParts:
         user = show(unquote(raw_user)) or None
         if colon:
             password = show(raw_password)
-            if password and not has_reference(password):
-                raise ValueError(
-                    "the URL holds a literal password; write a reference instead, "
-                    "e.g. postgresql://app:${env:DB_PASSWORD}@host/db"
-                )
-    host, port = _split_hostinfo(hostinfo)
+            if password and not is_only_references(password):
+                raise ValueError(literal_url_password_message(scheme.lower()))
+    host, port_text = _split_hostinfo(hostinfo)
+    port, port_reference = _port(show(port_text)) if port_text else (None, None)
     path, _, query_text = tail.partition("?")
     query_text = query_text.partition("#")[0]
     database = show(unquote(path.lstrip("/"))) or None
@@ -92,14 +103,15 @@ def parse_url(text: str, schemes: tuple[str, ...]) -> UrlParts:
         hostinfo=show(hostinfo),
         host=show(host) if host is not None else None,
         port=port,
+        port_reference=port_reference,
         database=database,
         query=query,
         without_password=base + show(hostinfo) + show(tail),
     )
 
 
-def _split_hostinfo(hostinfo: str) -> tuple[str | None, int | None]:
-    """``host``, ``host:port``, ``[v6]:port``; a host list gives ``(None, None)``."""
+def _split_hostinfo(hostinfo: str) -> tuple[str | None, str | None]:
+    """``host``, ``host:port``, ``[v6]:port`` -> host and port text; a host list gives ``(None, None)``."""
     if not hostinfo or "," in hostinfo:
         return None, None
     if hostinfo.startswith("["):
@@ -107,11 +119,16 @@ def _split_hostinfo(hostinfo: str) -> tuple[str | None, int | None]:
         port_text = after[1:] if after.startswith(":") else ""
     else:
         host, _, port_text = hostinfo.partition(":")
-    if not port_text:
-        return unquote(host), None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"the port {port_text!r} in the connection string is not a number from 1 to 65535")
-    return unquote(host), int(port_text)
+    return unquote(host), port_text or None
+
+
+def _port(text: str) -> tuple[int | None, str | None]:
+    """A port as written: a number, or references resolved at connect (checked then)."""
+    if is_only_references(text):
+        return None, text
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"the port {text!r} in the connection string is not a number from 1 to 65535")
+    return int(text), None
 
 
 def url_target(url: str, default_port: int) -> str:

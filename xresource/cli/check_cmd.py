@@ -8,9 +8,9 @@ import contextlib
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from xresource.cli.paths import existing_paths
 from xresource.cli.table import render_table
 from xresource.errors import XResourceError
 from xresource.manifests import load_manifests
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
-    result = load_manifests([Path(p) for p in args.paths], settings)
+    result = load_manifests(existing_paths(args.paths), settings)
     for problem in result.problems:
         print(problem, file=sys.stderr)
     timeout = args.timeout or settings.registry.connect_timeout

@@ -16,11 +16,12 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from xresource.cli.fields import FieldDoc, describe_fields, example_manifest, summary, yaml_line
 from xresource.errors import UnknownResourceTypeError
 from xresource.factory import BUILTIN_TYPES, ResourceFactory
+from xresource.packaged_schemas import union_schema
 from xresource.resource import NAME_PATTERN
 from xresource.schema import SCHEMA_BASE_ID
 
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"xresource: error: {path} already exists; not overwriting it", file=sys.stderr)
         return 1
     print(f"wrote {path} ({args.type_name} resource {name!r}); check it with: xresource validate {path}")
+    advice = schema_reference(path).advice
+    if advice is not None:
+        print(f"note: {advice}")
     return 0
 
 
@@ -84,17 +88,48 @@ def name_from_path(path: Path) -> str | None:
     return name or None
 
 
-def schema_reference(target: Path) -> str:
-    """Where ``target`` should point for its schema: a relative path to the nearest
-    ``schemas/resource.schema.json`` above it, else the published URL."""
+def schema_reference(target: Path) -> SchemaReference:
+    """Where ``target``'s modeline should point: a relative path to the nearest
+    ``schemas/resource.schema.json`` above it (up to the repository root), else the schema
+    shipped in the installed package, with the command that makes a shareable one."""
     folder = target.resolve().parent
+    top = None
     for candidate in (folder, *folder.parents):
         found = candidate / SCHEMA_FILE
         if found.is_file():
-            return Path(_relpath(found, folder)).as_posix()
+            return SchemaReference(Path(_relpath(found, folder)).as_posix())
         if (candidate / ".git").exists():  # the repository root: schemas above it are not ours
+            top = candidate
             break
-    return f"{SCHEMA_BASE_ID}resource.schema.json"
+    cwd = Path.cwd().resolve()
+    # Where a shared schemas/ belongs: the repository root, else the working folder (the one
+    # holding resources.d/, as in this project's own layout) when the manifest is below it.
+    home = top or (cwd if cwd == folder or cwd in folder.parents else folder)
+    advice = (
+        f"the modeline points at the schema inside the installed package; to commit one that "
+        f"works on every machine, run: xresource schema --out {_shown(home / 'schemas')} "
+        f"and set the first line to: # yaml-language-server: $schema="
+        f"{Path(_relpath(home / SCHEMA_FILE, folder)).as_posix()}"
+    )
+    shipped = union_schema()
+    if shipped is not None:
+        return SchemaReference(shipped.as_posix(), advice)
+    return SchemaReference(
+        f"{SCHEMA_BASE_ID}resource.schema.json", advice.replace("installed package", "web")
+    )
+
+
+class SchemaReference(NamedTuple):
+    ref: str
+    advice: str | None = None  # what to run for a modeline that resolves on every machine
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it is below it (shorter, copy-pasteable)."""
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return str(path)
 
 
 def _relpath(path: Path, start: Path) -> str:
@@ -105,7 +140,7 @@ def _relpath(path: Path, start: Path) -> str:
 
 def render_skeleton(type_name: str, name: str, target: Path) -> str:
     """The text of a new manifest of ``type_name`` called ``name``, to be written at ``target``."""
-    schema = schema_reference(target)
+    schema = schema_reference(target).ref
     manifest = example_manifest(type_name, name)
     # Deprecated spellings are accepted, but a new manifest should not learn them.
     optional = [f for f in describe_fields(type_name) if f.name not in manifest and not f.deprecated]

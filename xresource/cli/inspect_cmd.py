@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from xresource.cli.paths import existing_paths
 from xresource.cli.table import render_table
 from xresource.manifests import load_manifests
 from xresource.settings import load_settings
@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = load_manifests([Path(p) for p in args.paths], load_settings(args.settings))
+    result = load_manifests(existing_paths(args.paths), load_settings(args.settings))
     rows = [
         {
             "name": r.name,

@@ -10,12 +10,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from xresource.cli.paths import UsageError
 from xresource.errors import XResourceError
 
 Command = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only that sub-command's (a faster start-up)."""
     from xresource.cli import commands
 
     parser = argparse.ArgumentParser(
@@ -24,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--settings", help="settings.toml (default: $XRESOURCE_SETTINGS_FILE)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.register_all(sub)
+    if command is None:
+        commands.register_all(sub)
+    else:
+        commands.register_only(sub, command)
     return parser
 
 
@@ -35,11 +40,17 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from xresource.cli.commands import command_in
+
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_in(tokens))
+    args = parser.parse_args(tokens)
     run: Command = args.run
     try:
         return run(args)
+    except UsageError as exc:
+        print(f"xresource {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except XResourceError as exc:

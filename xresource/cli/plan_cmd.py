@@ -10,12 +10,15 @@ import argparse
 import json
 import sys
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from xresource.errors import Problem
-from xresource.manifests import load_manifests
+from xresource.manifests import LoadResult, load_manifests
+from xresource.registry.diff import ChangeKind, Desired, Diff, Version, diff, problem_dict
+from xresource.registry.reader import version_of
+from xresource.resource import XResource
 from xresource.settings import load_settings
 
 
@@ -34,75 +37,106 @@ def register(sub: Any) -> None:
 
 @dataclass
 class Plan:
-    added: list[dict[str, Any]] = field(default_factory=list)
-    replaced: list[dict[str, Any]] = field(default_factory=list)
-    removed: list[dict[str, Any]] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    rejected: list[Problem] = field(default_factory=list)
+    """What a reload from the deployed state to PATH would do: the registry's own diff."""
+
+    diff: Diff
+    running_paths: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def added(self) -> list[dict[str, Any]]:
+        return self._rows("added")
+
+    @property
+    def replaced(self) -> list[dict[str, Any]]:
+        return self._rows("replaced")
+
+    @property
+    def updated(self) -> list[dict[str, Any]]:
+        return self._rows("updated")
+
+    @property
+    def removed(self) -> list[dict[str, Any]]:
+        return self._rows("removed")
+
+    @property
+    def unchanged(self) -> list[str]:
+        # A running resource whose new file is broken keeps running as it is.
+        return sorted(self.diff.names("unchanged") + self.diff.names("rejected"))
+
+    @property
+    def rejected(self) -> list[Problem]:
+        return self.diff.problems
+
+    def _rows(self, kind: ChangeKind) -> list[dict[str, Any]]:
+        rows = []
+        for change in self.diff.of_kind(kind):
+            row = change.as_dict()
+            if kind == "removed":
+                row["path"] = self.running_paths.get(change.name, change.path)
+            rows.append(row)
+        return rows
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON output: rows of the diff's shape (see ``xresource.registry.diff``)."""
         return {
             "added": self.added,
             "replaced": self.replaced,
+            "updated": self.updated,
             "removed": self.removed,
             "unchanged": self.unchanged,
             "rejected": [str(p) for p in self.rejected],
+            "problems": [problem_dict(p) for p in self.rejected],
         }
 
 
-def current_state(against: str, settings: Any) -> dict[str, dict[str, Any]]:
-    """name -> {type, manifest_hash, path} of what runs (or is deployed)."""
+def current_state(against: str, settings: Any) -> dict[str, Version]:
+    """name -> the version that runs (a serve's ``/resources``) or is deployed (a folder)."""
     if against.startswith(("http://", "https://")):
         url = against.rstrip("/") + "/resources"
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - operator-given URL
             data = json.load(response)
-        return {r["name"]: r for r in data["resources"]}
-    root = Path(against)
-    loaded = load_manifests(root, settings)
-    return {
-        name: {
-            "name": name,
-            "type": r.type,
-            "manifest_hash": r.manifest_hash,
-            "path": str(r.manifest_path),
-            "relative_path": _relative(r.manifest_path, root),
+        return {
+            r["name"]: Version(
+                name=r["name"],
+                type=r["type"],
+                path=r.get("path"),
+                manifest_hash=r.get("manifest_hash"),
+                fields=r.get("fields") or None,  # a server before fields were shown: hashes only
+            )
+            for r in data["resources"]
         }
-        for name, r in loaded.resources.items()
+    return _versions(load_manifests(Path(against), settings), Path(against))
+
+
+def _versions(loaded: LoadResult, root: Path) -> dict[str, Version]:
+    """Versions whose folder is relative to ``root``, so two checkouts compare equal."""
+    return {
+        name: version_of(resource, loaded.fields.get(name, {}), folder=_relative_folder(resource, root))
+        for name, resource in loaded.resources.items()
     }
 
 
-def make_plan(path: Path, current: dict[str, dict[str, Any]], settings: Any) -> Plan:
+def make_plan(path: Path, current: dict[str, Version], settings: Any) -> Plan:
     """What the registry would do on a reload from ``current`` to the manifests under ``path``.
 
-    It follows the registry's rule: a file with any problem changes nothing that runs, so
-    nothing it defines is added or replaced, and what runs from it is not removed.
+    It is the registry's own diff: a file with any problem changes nothing that runs,
+    so nothing it defines is added or replaced, and what runs from it is not removed.
+    Validation reads no secret, so a rotated secret file is not part of a plan.
     """
     loaded = load_manifests(path, settings)
-    plan = Plan(rejected=list(loaded.problems))
-    broken = {str(p.file) for p in loaded.problems}
-    frozen = {n for f, names in loaded.names_by_file.items() if str(f) in broken for n in names}
-    # A file that no longer parses names nothing; what runs from it is found by its path.
-    broken_paths = [_relative(Path(f), path) for f in broken]
-    for name, info in current.items():
-        if _same_file(info, broken_paths):
-            frozen.add(name)
-    for name, resource in sorted(loaded.resources.items()):
-        row = {"name": name, "type": resource.type, "path": str(resource.manifest_path)}
-        if name in frozen:
-            if name in current:
-                plan.unchanged.append(name)  # the running version is kept
-        elif name not in current:
-            plan.added.append(row)
-        elif current[name].get("manifest_hash") != resource.manifest_hash:
-            plan.replaced.append(row)
-        else:
-            plan.unchanged.append(name)
-    for name, info in sorted(current.items()):
-        if name in frozen and name not in loaded.resources:
-            plan.unchanged.append(name)
-        elif name not in loaded.resources:
-            plan.removed.append({"name": name, "type": info.get("type"), "path": info.get("path")})
-    return plan
+    files = {_relative(f, path): str(f) for f in loaded.files}
+    running = {name: replace(v, path=_head_file(v.path, files)) for name, v in current.items()}
+    desired = Desired(
+        versions=_versions(loaded, path),
+        problems=loaded.problems,
+        names_by_file={str(f): names for f, names in loaded.names_by_file.items()},
+    )
+    return Plan(diff(running, desired), {name: v.path for name, v in current.items()})
+
+
+def _relative_folder(resource: XResource, root: Path) -> str | None:
+    relative = _relative(resource.manifest_path, root)
+    return str(Path(relative).parent) if relative is not None else None
 
 
 def _relative(file: Path | None, root: Path) -> str | None:
@@ -115,29 +149,35 @@ def _relative(file: Path | None, root: Path) -> str | None:
         return file.name
 
 
-def _same_file(info: dict[str, Any], broken: list[str | None]) -> bool:
-    """Whether the running resource ``info`` comes from one of the ``broken`` files (relative paths)."""
-    relative = info.get("relative_path")
-    if relative is not None:  # a deployed folder: the exact relative path is known
-        return relative in broken
-    running = Path(str(info.get("path") or "")).parts
-    # A running server reports absolute paths in its own checkout: match the trailing parts.
-    for rel in broken:
-        if rel is not None:
-            parts = Path(rel).parts
-            if running[-len(parts) :] == parts:
-                return True
-    return False
+def _head_file(running: str | None, head_files: dict[str | None, str]) -> str | None:
+    """The file in PATH that a running resource's manifest corresponds to, if any.
+
+    A deployed folder gives paths in its own checkout, a running server absolute paths in
+    its own: the file in PATH with the longest matching tail of path parts is the same file.
+    """
+    if running is None:
+        return None
+    parts = Path(running).parts
+    best: tuple[int, str | None] = (0, running)
+    for relative, file in head_files.items():
+        if relative is None:
+            continue
+        tail = Path(relative).parts
+        if len(tail) > best[0] and parts[-len(tail) :] == tail:
+            best = (len(tail), file)
+    return best[1]
 
 
 def render_text(plan: Plan) -> str:
     lines = [f"+ add      {r['name']} ({r['type']})  {r['path']}" for r in plan.added]
     lines += [f"~ replace  {r['name']} ({r['type']})  {r['path']}" for r in plan.replaced]
+    lines += [f"* update   {r['name']} ({r['type']})  {r['path']}" for r in plan.updated]
     lines += [f"- remove   {r['name']} ({r['type']})" for r in plan.removed]
     lines += [f"! reject   {p}" for p in plan.rejected]
+    update = f"{len(plan.updated)} to update in place, " if plan.updated else ""
     lines.append(
-        f"plan: {len(plan.added)} to add, {len(plan.replaced)} to replace, {len(plan.removed)} to remove, "
-        f"{len(plan.unchanged)} unchanged, {len(plan.rejected)} problem(s)"
+        f"plan: {len(plan.added)} to add, {len(plan.replaced)} to replace, {update}"
+        f"{len(plan.removed)} to remove, {len(plan.unchanged)} unchanged, {len(plan.rejected)} problem(s)"
     )
     return "\n".join(lines)
 
@@ -146,6 +186,7 @@ def render_markdown(plan: Plan) -> str:
     lines = ["### xresource plan", "", "| change | name | type | manifest |", "|---|---|---|---|"]
     lines += [f"| add | `{r['name']}` | {r['type']} | {r['path']} |" for r in plan.added]
     lines += [f"| replace | `{r['name']}` | {r['type']} | {r['path']} |" for r in plan.replaced]
+    lines += [f"| update in place | `{r['name']}` | {r['type']} | {r['path']} |" for r in plan.updated]
     lines += [f"| remove | `{r['name']}` | {r['type']} | {r['path']} |" for r in plan.removed]
     if plan.rejected:
         lines += ["", "**Rejected** (these files change nothing until fixed):", ""]

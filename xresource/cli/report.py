@@ -1,4 +1,11 @@
-"""Problem reports for ``validate``: text, json, github annotations and JUnit XML."""
+"""Problem reports for ``validate``: text, json, github annotations and JUnit XML.
+
+Everything in a problem may come from an untrusted manifest (names, keys, file
+names). Text, GitHub and JUnit output escape control characters
+(:func:`xresource.printable.printable`), so a newline in a key can never start
+a line of its own, such as a ``::error`` workflow command; JSON escapes them by
+itself.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from xresource.errors import Problem
+from xresource.printable import printable
 
 FORMATS = ("text", "json", "github", "junit")
 
@@ -29,7 +37,7 @@ def render(fmt: str, files: Sequence[Path], resources: int, problems: Sequence[P
         return _github(files, resources, problems)
     if fmt == "junit":
         return _junit(files, problems)
-    lines = [str(p) for p in problems]
+    lines = [printable(str(p)) for p in problems]
     lines.append(summary(len(files), resources, problems))
     return "\n".join(lines)
 
@@ -60,7 +68,8 @@ def _json(files: Sequence[Path], resources: int, problems: Sequence[Problem]) ->
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # GitHub's own escapes for the line breaks it understands, then nothing else raw.
+    return printable(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _escape_property(text: str) -> str:
@@ -94,10 +103,11 @@ def _junit(files: Sequence[Path], problems: Sequence[Problem]) -> str:
         errors="0",
     )
     for file, file_problems in by_file.items():
-        case = ET.SubElement(suite, "testcase", classname="xresource.validate", name=file)
+        # XML 1.0 cannot hold most control characters at all: escape them.
+        case = ET.SubElement(suite, "testcase", classname="xresource.validate", name=printable(file))
         for p in file_problems:
-            failure = ET.SubElement(case, "failure", message=p.message, type=p.code)
-            failure.text = str(p)
+            failure = ET.SubElement(case, "failure", message=printable(p.message), type=printable(p.code))
+            failure.text = printable(str(p))
     suites = ET.Element("testsuites")
     suites.append(suite)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
+from xresource.cli.paths import existing_paths
 from xresource.cli.report import FORMATS, render
 from xresource.manifests import load_manifests
 from xresource.manifests.declared import check_declared_schemas
+from xresource.manifests.loader import ParseCache
 from xresource.settings import load_settings
 
 
@@ -22,15 +23,33 @@ def register(sub: Any) -> None:
         action="store_true",
         help="ignore $schema modelines / keys (validate with the built-in models only)",
     )
+    parser.add_argument(
+        "--preflight",
+        action="store_true",
+        help="also check that every ${env:...} is set and every ${file:...} is a readable regular file "
+        "within the allowed roots and size cap, here and now (no value is read or shown)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
-    result = load_manifests([Path(p) for p in args.paths], settings)
+    paths = existing_paths(args.paths)
+    parsed: ParseCache = {}  # every document read, valid or not, for the preflight
+    result = load_manifests(paths, settings, parse_cache=parsed)
     problems = list(result.problems)
     if not args.no_declared_schema:
-        problems.extend(check_declared_schemas(result))
+        problems.extend(check_declared_schemas(result, settings))
+    if args.preflight:
+        from xresource.manifests.preflight import preflight
+
+        # Loading already reports what it can see without reading (a FIFO, a folder): once.
+        seen = {(p.file, p.line, p.field) for p in problems}
+        problems.extend(
+            p
+            for p in preflight([doc for docs, _ in parsed.values() for doc in docs], settings)
+            if (p.file, p.line, p.field) not in seen
+        )
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
     output = render(args.format, result.files, len(result.resources), problems)
     stream = sys.stdout

@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ from pydantic import ValidationError
 from xresource.errors import ManifestError, Problem, UnknownResourceTypeError
 from xresource.factory import PluginLoadError, ResourceFactory
 from xresource.manifests.document import Document, format_path
+from xresource.manifests.paths import path_problems, unknown_scheme_problems
 from xresource.manifests.scan import iter_manifest_files
 from xresource.manifests.toml_reader import read_toml
 from xresource.manifests.yaml_reader import read_yaml
 from xresource.resource import NAME_PATTERN, ManifestOrigin, XResource
-from xresource.secrets import referenced_files, suggested_reference
+from xresource.safe_files import FilePolicy
+from xresource.secrets import suggested_reference
 from xresource.settings import Settings, default_settings
 
 
@@ -33,6 +36,10 @@ class LoadResult:
     documents: dict[str, Document] = field(default_factory=dict)  # by resource name
     names_by_file: dict[Path, list[str]] = field(default_factory=dict)
     file_hashes: dict[Path, str] = field(default_factory=dict)
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each valid resource's fields as written (with settings defaults), by name."""
+    held: list[Path] = field(default_factory=list)
+    """Files the reader held back (still being written); not read this time."""
 
     @property
     def ok(self) -> bool:
@@ -82,16 +89,68 @@ def read_documents(
     return docs, problems, digest
 
 
+@dataclass
+class FileLoad:
+    """What one manifest file gave: its valid resources and every problem, located."""
+
+    file: Path
+    digest: str
+    resources: list[tuple[XResource, Document, dict[str, Any]]] = field(default_factory=list)
+    """Each valid resource with its document and its fields as written (with settings defaults)."""
+    names: list[tuple[str, Document]] = field(default_factory=list)
+    """Every name the file declares, valid or not, with its document."""
+    problems: list[Problem] = field(default_factory=list)
+
+
+FileLoader = Callable[[Path], "FileLoad | None"]
+"""Reads one file for :func:`load_manifests`; ``None`` holds the file back (not read this time)."""
+
+
+def load_file(file: Path, settings: Settings, parse_cache: ParseCache | None = None) -> FileLoad:
+    """Read, parse and validate one manifest file; any failure is a problem of this file."""
+    try:
+        docs, problems, digest = read_documents(file, settings.registry.max_manifest_bytes, parse_cache)
+    except Exception as exc:  # noqa: BLE001 - one file's trouble never fails the others
+        return FileLoad(file, "", problems=[_unexpected(file, None, exc)])
+    loaded = FileLoad(file, digest, problems=list(problems))
+    for doc in docs:
+        try:
+            resource, doc_problems, fields = _validate(doc, settings)
+        except Exception as exc:  # noqa: BLE001 - a validator or plugin bug stays this file's problem
+            resource, doc_problems, fields = None, [_unexpected(file, doc.line, exc)], {}
+        loaded.problems.extend(doc_problems)
+        name = doc.data.get("name") if isinstance(doc.data, dict) else None
+        if isinstance(name, str):
+            loaded.names.append((name, doc))
+        if resource is not None:
+            loaded.resources.append((resource, doc, fields))
+    return loaded
+
+
+def _unexpected(file: Path, line: int | None, exc: BaseException) -> Problem:
+    # The exception's text may quote the file (or worse); its type says enough to act on.
+    return Problem(
+        str(file),
+        line,
+        None,
+        f"this file could not be read ({type(exc).__name__}); its resources keep their last good version",
+        code="internal",
+    )
+
+
 def load_manifests(
     paths: Path | str | Iterable[Path | str],
     settings: Settings | None = None,
     *,
     parse_cache: ParseCache | None = None,
+    loader: FileLoader | None = None,
 ) -> LoadResult:
     """Read and validate every manifest under ``paths`` (files or folders).
 
     ``parse_cache`` (kept by the live registry between reloads) skips parsing
     files whose bytes are unchanged; every file is still read and hashed.
+    ``loader`` replaces :func:`load_file` (the live registry holds back files
+    still being written, and reuses what it read from files that did not change).
     """
     settings = settings or default_settings()
     roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
@@ -99,125 +158,125 @@ def load_manifests(
     for root in roots:
         if not root.exists():
             result.problems.append(Problem(str(root), None, None, "no such file or directory"))
+    read = loader or (lambda file: load_file(file, settings, parse_cache))
     first_seen: dict[str, Document] = {}
     for file in iter_manifest_files(r for r in roots if r.exists()):
         result.files.append(file)
-        docs, problems, digest = read_documents(file, settings.registry.max_manifest_bytes, parse_cache)
-        result.file_hashes[file] = digest
-        result.problems.extend(problems)
-        names = result.names_by_file.setdefault(file, [])
-        for doc in docs:
-            resource, doc_problems = validate_document(doc, settings)
-            result.problems.extend(doc_problems)
-            name = doc.data.get("name") if isinstance(doc.data, dict) else None
-            if isinstance(name, str):
-                names.append(name)
-                if name in first_seen:
-                    other = first_seen[name]
-                    line, col = doc.mark_for(("name",))
-                    result.problems.append(
-                        Problem(
-                            str(file),
-                            line,
-                            col,
-                            f"duplicate name {name!r}; also defined at {other.file}:{other.mark_for(('name',))[0]}",
-                            resource=name,
-                            field="name",
-                            code="duplicate",
-                        )
-                    )
-                    oline, ocol = other.mark_for(("name",))
-                    result.problems.append(
-                        Problem(
-                            str(other.file),
-                            oline,
-                            ocol,
-                            f"duplicate name {name!r}; also defined at {file}:{line}",
-                            resource=name,
-                            field="name",
-                            code="duplicate",
-                        )
-                    )
-                    result.resources.pop(name, None)
-                    continue
+        loaded = read(file)
+        if loaded is None:
+            result.held.append(file)
+            continue
+        result.file_hashes[file] = loaded.digest
+        result.problems.extend(loaded.problems)
+        result.names_by_file[file] = [name for name, _ in loaded.names]
+        duplicates = set()
+        for name, doc in loaded.names:
+            if name in first_seen:
+                result.problems.extend(_duplicate(name, doc, first_seen[name]))
+                result.resources.pop(name, None)
+                duplicates.add(id(doc))
+            else:
                 first_seen[name] = doc
-            if resource is not None:
+        for resource, doc, fields in loaded.resources:
+            if id(doc) not in duplicates:
                 result.resources[resource.name] = resource
                 result.documents[resource.name] = doc
+                result.fields[resource.name] = fields
     return result
+
+
+def _duplicate(name: str, doc: Document, other: Document) -> list[Problem]:
+    line, col = doc.mark_for(("name",))
+    oline, ocol = other.mark_for(("name",))
+    return [
+        Problem(
+            str(doc.file),
+            line,
+            col,
+            f"duplicate name {name!r}; also defined at {other.file}:{oline}",
+            resource=name,
+            field="name",
+            code="duplicate",
+        ),
+        Problem(
+            str(other.file),
+            oline,
+            ocol,
+            f"duplicate name {name!r}; also defined at {doc.file}:{line}",
+            resource=name,
+            field="name",
+            code="duplicate",
+        ),
+    ]
 
 
 def validate_document(doc: Document, settings: Settings) -> tuple[XResource | None, list[Problem]]:
     """Validate one document against its type's model; never raises for bad input."""
+    resource, problems, _ = _validate(doc, settings)
+    return resource, problems
+
+
+def _validate(doc: Document, settings: Settings) -> tuple[XResource | None, list[Problem], dict[str, Any]]:
+    """Validate one document; also returns its fields as written (with settings defaults)."""
     data = doc.data
     file = str(doc.file)
     if not isinstance(data, dict):
         kind = type(data).__name__
-        return None, [
-            Problem(file, doc.line, doc.column, f"a manifest must be a mapping of fields, got {kind}")
-        ]
-    name = data.get("name") if isinstance(data.get("name"), str) else None
+        return (
+            None,
+            [Problem(file, doc.line, doc.column, f"a manifest must be a mapping of fields, got {kind}")],
+            {},
+        )
+    # A name is shown in problems only once it is a valid name (never a line break or a command).
+    name = data.get("name") if isinstance(data.get("name"), str) and _valid_name(data["name"]) else None
     type_name = data.get("type")
     if type_name is None:
         line, col = doc.line, doc.column
-        return None, [Problem(file, line, col, "required field 'type' is missing", name, "type", "missing")]
+        return (
+            None,
+            [Problem(file, line, col, "required field 'type' is missing", name, "type", "missing")],
+            {},
+        )
     if not isinstance(type_name, str):
         line, col = doc.mark_for(("type",))
-        return None, [Problem(file, line, col, "'type' must be a string", name, "type")]
+        return None, [Problem(file, line, col, "'type' must be a string", name, "type")], {}
     try:
         resource_class = ResourceFactory.get_class(type_name)
     except UnknownResourceTypeError as exc:
         line, col = doc.mark_for(("type",))
         close = difflib.get_close_matches(type_name, exc.known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known types: {', '.join(exc.known)}"
-        return None, [
-            Problem(file, line, col, f"unknown resource type {type_name!r}{hint}", name, "type", "type")
-        ]
+        return (
+            None,
+            [Problem(file, line, col, f"unknown resource type {type_name!r}{hint}", name, "type", "type")],
+            {},
+        )
     except PluginLoadError as exc:
         line, col = doc.mark_for(("type",))
-        return None, [Problem(file, line, col, str(exc), name, "type", "plugin")]
+        return None, [Problem(file, line, col, str(exc), name, "type", "plugin")], {}
     # "$schema" declares a schema for editors and `validate`; it is not a field.
     merged = {**settings.defaults_for(type_name), **{k: v for k, v in data.items() if k != "$schema"}}
+    scheme_problems = unknown_scheme_problems(doc, name)
     try:
         resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
     except ValidationError as exc:
-        return None, [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
-    outside = _outside_allowed_roots(resource, settings)
-    if outside:
-        line, col = doc.mark_for(("file_path",) if "file_path" in data else ())
-        return None, [
-            Problem(
-                str(doc.file),
-                line,
-                col,
-                outside,
-                name,
-                "file_path" if "file_path" in data else None,
-                "allowed_roots",
-            )
-        ]
+        problems = [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
+        reported = {(p.line, p.message) for p in problems}
+        return None, problems + [p for p in scheme_problems if (p.line, p.message) not in reported], {}
+    if scheme_problems:
+        return None, scheme_problems, {}
+    policy = FilePolicy.from_settings(settings.registry)
+    path_issues = path_problems(doc, resource, policy)
+    if path_issues:
+        return None, path_issues, {}
     fields_hash = manifest_hash(merged)
-    resource.bind_manifest(
-        ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(doc, fields_hash, merged))
-    )
-    return resource, []
+    resource.bind_manifest(ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(doc, fields_hash)))
+    resource.bind_file_policy(policy)
+    return resource, [], merged
 
 
-def _outside_allowed_roots(resource: XResource, settings: Settings) -> str | None:
-    """With ``[registry] allowed_roots`` set, data and secret files must lie under one of them."""
-    roots = [r.resolve() for r in settings.registry.allowed_roots]
-    if not roots:
-        return None
-    paths = set(resource.referenced_files())
-    file_path = getattr(resource, "file_path", None)
-    if isinstance(file_path, Path):
-        paths.add(file_path)
-    for path in sorted(paths):
-        real = path.resolve()
-        if not any(real == root or root in real.parents for root in roots):
-            allowed = ", ".join(str(r) for r in roots)
-            return f"{path} is outside the allowed roots ({allowed}); see [registry] allowed_roots"
-    return None
+def _valid_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None
 
 
 def manifest_hash(merged: dict[str, Any]) -> str:
@@ -229,6 +288,8 @@ def _problem_from_error(
     doc: Document, name: str | None, err: Any, resource_class: type[XResource]
 ) -> Problem:
     loc = doc.normalize(tuple(err["loc"]))
+    # A literal secret deep in an options map: point at its key, not at the map.
+    loc = (*loc, *((err.get("ctx") or {}).get("key_path") or ()))
     if err["type"] in ("extra_forbidden", "missing") and tuple(err["loc"])[-1:] != loc[-1:]:
         loc = (*loc, err["loc"][-1])
     kind = err["type"]
@@ -256,18 +317,14 @@ def _problem_from_error(
     return Problem(str(doc.file), line, col, message, name, field_path, kind)
 
 
-def _fingerprint(doc: Document, fields_hash: str, merged: dict[str, Any]) -> str:
-    """What decides "changed" on reload: fields, the folder paths resolve against, secret files.
+def _fingerprint(doc: Document, fields_hash: str) -> str:
+    """What decides "changed" on reload: the fields and the folder relative paths resolve against.
 
-    Internal only: it covers secret file contents, so it is never shown.
+    Loading reads no secret (``validate``, ``ls`` and ``plan`` must not): the live
+    registry adds the content of referenced secret files itself, read through
+    ``xresource.safe_files``, to notice a rotated secret.
     """
     digest = hashlib.sha256()
-    digest.update(str(doc.file.parent.absolute()).encode())  # what relative paths resolve against
+    digest.update(str(doc.file.parent.absolute()).encode())
     digest.update(fields_hash.encode())
-    # A rotated secret file is a change of the resource that uses it.
-    for secret_file in sorted(referenced_files([merged])):
-        try:
-            digest.update(hashlib.sha256(secret_file.read_bytes()).digest())
-        except OSError:
-            digest.update(b"unreadable")
     return digest.hexdigest()

@@ -6,6 +6,11 @@ data ourselves, so that we can (a) record each key's position, (b) refuse
 tags that build objects, (c) refuse duplicate keys, and (d) stop alias
 expansion ("billion laughs") after a fixed number of nodes instead of
 building a huge structure.
+
+Only expansions count toward that limit: a node built for the second time
+(it was reached through an alias) counts, a node written in the file does not,
+since the file's size already bounds those. So 60,000 plain tags load, while a
+few lines of nested aliases that would expand to millions of nodes do not.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from xresource.manifests.document import Document, FieldPath, Mark
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-MAX_NODES = 50_000  # per document, counting every alias expansion
+MAX_NODES = 50_000  # per document: nodes built again through aliases
 MAX_DEPTH = 64
 
 _SCALAR_TAGS = {
@@ -52,17 +57,21 @@ def _mark(node: yaml.Node) -> Mark:
 class _Builder:
     def __init__(self) -> None:
         self.constructor = yaml.constructor.SafeConstructor()
-        self.nodes = 0
+        self.expanded = 0  # nodes built more than once (reached again through an alias)
+        self.seen: set[int] = set()  # ids of nodes built once; the graph holds them alive
         self.marks: dict[FieldPath, Mark] = {}
         self.value_marks: dict[FieldPath, Mark] = {}
 
     def build(self, node: yaml.Node, path: FieldPath, depth: int) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise _Reject(
-                f"document expands to more than {MAX_NODES} nodes (alias bomb?); refusing to load it",
-                _mark(node),
-            )
+        if id(node) in self.seen:
+            self.expanded += 1
+            if self.expanded > MAX_NODES:
+                raise _Reject(
+                    f"aliases expand to more than {MAX_NODES} nodes (an alias bomb?); refusing to load it",
+                    _mark(node),
+                )
+        else:
+            self.seen.add(id(node))
         if depth > MAX_DEPTH:
             raise _Reject(f"document nests deeper than {MAX_DEPTH} levels", _mark(node))
         if isinstance(node, yaml.ScalarNode):
@@ -108,6 +117,14 @@ class _Builder:
         return result
 
 
+def _position(text: str, offset: int) -> Mark:
+    """1-based line and column of a reader error's offset (libyaml counts UTF-8 bytes)."""
+    if _Loader is not yaml.SafeLoader:
+        offset = len(text.encode("utf-8")[:offset].decode("utf-8", "ignore"))
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
 def read_yaml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
     """Parse every document of ``text``; a problem stops the file (later documents are unreliable)."""
     docs: list[Document] = []
@@ -143,6 +160,14 @@ def read_yaml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
                 mark.column + 1 if mark else None,
                 f"invalid YAML: {message}",
                 code="yaml",
+            )
+        ]
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        line, column = _position(text, exc.position)
+        code = ord(exc.character) if isinstance(exc.character, str) else int(exc.character)
+        return docs, [
+            Problem(
+                str(file), line, column, f"invalid YAML: character U+{code:04X} is not allowed", code="yaml"
             )
         ]
     except yaml.YAMLError as exc:

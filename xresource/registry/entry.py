@@ -1,13 +1,16 @@
-"""One running version of a resource: its instance, state, leases and retry task."""
+"""One running version of a resource: its instance, state, leases, what it was built from."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
-from xresource.errors import XResourceConnectionError, XResourceError
+from xresource.errors import XResourceConnectionError, XResourceError, XResourceStateError
+from xresource.registry.diff import Version, shown
+from xresource.registry.tasks import TaskSet
 from xresource.resource import State, XResource
 
 log = logging.getLogger("xresource.registry")
@@ -18,21 +21,35 @@ class Entry:
 
     __slots__ = (
         "_idle",
+        "_shown",
         "connect_task",
         "current",
         "error",
         "generation",
         "leases",
+        "pending",
+        "pending_changes",
         "ready_map",
         "resource",
         "retry_task",
         "since",
         "state",
+        "tasks",
+        "version",
     )
 
-    def __init__(self, resource: XResource, generation: int) -> None:
+    def __init__(self, resource: XResource, generation: int, version: Version, tasks: TaskSet) -> None:
         self.resource = resource
         self.generation = generation
+        self.version = version
+        """What this instance was built from (compared with the files on every reload)."""
+        self.tasks = tasks
+        """The registry's task owner: a lazy connect runs there, so ``stop()`` awaits it."""
+        self.pending: str | None = None
+        """Why the files' version of this name is not the one running (None: it is)."""
+        self.pending_changes: tuple[str, ...] = ()
+        """What that version would change (``field: old -> new``)."""
+        self._shown: dict[str, Any] | None = None
         self.state = State.NEW
         self.error: str | None = None
         self.leases = 0
@@ -115,15 +132,31 @@ class Entry:
     def ensure_connecting(self, timeout: float) -> asyncio.Task[bool]:
         """Start (or join) a connect for a lazy resource."""
         if self.connect_task is None or self.connect_task.done():
-            self.connect_task = asyncio.create_task(
-                self.connect(timeout), name=f"connect-{self.resource.name}"
-            )
+            self.connect_task = self.tasks.spawn(self.connect(timeout), name=f"connect-{self.resource.name}")
         return self.connect_task
 
     async def wait_connected(self, timeout: float) -> None:
         ok = await self.ensure_connecting(timeout)
         if not ok:
             raise XResourceConnectionError(self.error or f"{self.resource.label} failed to connect")
+
+    async def ensure_lazy_connected(self, timeout: float) -> None:
+        """Connect a lazy (or failed, not retrying) version now; join a connect in flight."""
+        if self.state in (State.NEW, State.CONNECTING) or (
+            self.state is State.FAILED and self.retry_task is None
+        ):
+            await self.wait_connected(timeout)
+
+    def not_ready_error(self) -> XResourceConnectionError | XResourceStateError:
+        """What ``get()`` raises for this version while it is not ready."""
+        resource = self.resource
+        if self.state is State.NEW and resource.connect_mode == "lazy":
+            return XResourceStateError(
+                f"{resource.label} connects lazily and is not connected yet; "
+                f"use `await registry.aget({resource.name!r})` or `registry.lease(...)`"
+            )
+        detail = self.error or f"state is {self.state.value}"
+        return XResourceConnectionError(f"{resource.label} is not ready ({self.state.value}): {detail}")
 
     # ---- leases and draining ------------------------------------------------------------------
 
@@ -167,12 +200,39 @@ class Entry:
         self.set_state(State.CLOSED, self.error)
 
     def cancel_tasks(self) -> None:
+        """Stop this version's retry and connect (the task owner awaits them)."""
         for task in (self.retry_task, self.connect_task):
             if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
 
-    async def wait_tasks(self) -> None:
-        for task in (self.retry_task, self.connect_task):
-            if task is not None and task is not asyncio.current_task():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+    # ---- what it was built from ---------------------------------------------------------------
+
+    def set_pending(self, reason: str | None, changes: tuple[str, ...] = ()) -> None:
+        self.pending = reason
+        self.pending_changes = changes if reason is not None else ()
+
+    def rebind(self, version: Version) -> None:
+        """The same instance now stands for ``version`` (a renamed file, a live update)."""
+        self.version = version
+        self._shown = None
+
+    @property
+    def shown_fields(self) -> dict[str, Any]:
+        """The manifest's fields as written, safe to show (secrets as their references)."""
+        if self._shown is None:
+            fields = self.version.fields or {}
+            self._shown = {str(k): shown(v, str(k)) for k, v in fields.items()}
+        return self._shown
+
+
+class ReadyMap(dict[str, XResource]):
+    """name -> ready, current instance; a missing name asks ``fallback`` (which raises why)."""
+
+    __slots__ = ("_fallback",)
+
+    def __init__(self, fallback: Callable[[str], Any]) -> None:
+        super().__init__()
+        self._fallback = fallback
+
+    def __missing__(self, name: str) -> Any:
+        return self._fallback(name)

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from xresource.errors import Problem
+from xresource.registry.diff import FieldChange
+from xresource.registry.tasks import TaskSet
 
 log = logging.getLogger("xresource.registry")
 
-EventKind = Literal["added", "replaced", "removed", "rejected", "failed", "recovered"]
+EventKind = Literal["added", "replaced", "updated", "removed", "rejected", "failed", "recovered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,10 @@ class ReloadEvent:
     path: str | None = None
     errors: tuple[str, ...] = ()
     at: float = field(default_factory=time.time)
+    changes: tuple[FieldChange, ...] = ()
+    """Why: each changed field, old -> new, as written (a secret shows as its reference)."""
+    secrets_rotated: tuple[str, ...] = ()
+    """References (``${file:...}``) whose file content changed."""
 
     def describe(self) -> str:
         who = self.name or "(file)"
@@ -35,6 +41,9 @@ class ReloadEvent:
             text += f" generation={self.generation}"
         if self.path:
             text += f" path={self.path}"
+        why = [c.describe() for c in self.changes] + [f"secret {r} rotated" for r in self.secrets_rotated]
+        if why:
+            text += " changed: " + ", ".join(why)
         if self.errors:
             text += ": " + "; ".join(self.errors)
         return text
@@ -46,14 +55,18 @@ class ReloadResult:
 
     added: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    """Changed in place (only live fields changed): same instance, generation up."""
     removed: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    """Names whose file was still being written; applied by a follow-up reload once it settles."""
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.replaced or self.removed)
+        return bool(self.added or self.replaced or self.updated or self.removed)
 
     @property
     def outcome(self) -> str:
@@ -71,7 +84,7 @@ class EventHub:
     def __init__(self) -> None:
         self._callbacks: list[EventCallback] = []
         self._queues: set[asyncio.Queue[ReloadEvent]] = set()
-        self._tasks: set[asyncio.Future[object]] = set()  # async callbacks still running
+        self._tasks = TaskSet()  # async callbacks still running; awaited (cancelled) at close
 
     def add_callback(self, callback: EventCallback) -> Callable[[], None]:
         self._callbacks.append(callback)
@@ -84,10 +97,7 @@ class EventHub:
             try:
                 result = callback(event)
                 if asyncio.iscoroutine(result):
-                    # Held until done: the loop keeps only a weak reference to a task.
-                    task = asyncio.ensure_future(result)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._callback_done)
+                    self._tasks.spawn(result, name=f"xresource-event-{event.kind}")
             except Exception:
                 log.exception("reload event callback raised")
         for queue in self._queues:
@@ -96,10 +106,12 @@ class EventHub:
                     queue.get_nowait()
             queue.put_nowait(event)
 
-    def _callback_done(self, task: asyncio.Future[object]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("reload event callback raised", exc_info=task.exception())
+    async def close(self) -> None:
+        """Cancel async callbacks still running and wait for them (the registry stops)."""
+        await self._tasks.close()
+
+    def reopen(self) -> None:
+        self._tasks.reopen()
 
     def stream(self, maxsize: int = 1000) -> EventStream:
         """An async iterator of the events emitted from this call on (not from its first await)."""

@@ -6,70 +6,137 @@ Measured with watchfiles: watching a folder sees a Kubernetes ConfigMap swap
 swap; mtime polling misses a swap within the same second. So we watch
 folders, treat any event as "rescan", and let the registry compare content
 hashes. The watch call's timeout doubles as the periodic safety-net rescan.
+
+The blocking watch runs on a thread of its own, never on the event loop's
+default executor: an application's ``asyncio.to_thread`` must not wait
+because registries are watching. The thread only hands what it saw to the
+loop; the reload itself runs as a task the registry owns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from xresource.registry.tasks import TaskSet
+from xresource.resource import XResource
+
 log = logging.getLogger("xresource.registry")
+
+WatchCallback = Callable[[str, frozenset[str]], Awaitable[None]]
+"""``on_change(reason, paths)``: reason is ``"file change"`` or ``"rescan"``; paths the watcher reported."""
+
+_JOIN_SECONDS = 5.0
 
 
 class FolderWatcher:
-    """Calls ``on_change()`` after file events (debounced) and every ``rescan_interval`` seconds."""
+    """Calls ``on_change`` after file events (debounced) and every ``rescan_interval`` seconds."""
 
     def __init__(
         self,
         folders: Iterable[Path],
-        on_change: Callable[[str], Awaitable[None]],
+        on_change: WatchCallback,
         *,
         debounce_ms: int,
         step_ms: int,
         rescan_interval: float,
+        tasks: TaskSet,
     ) -> None:
         self.folders = sorted({f.resolve() for f in folders if f.exists()})
         self._on_change = on_change
         self._debounce_ms = debounce_ms
         self._step_ms = step_ms
         self._timeout_ms = int(rescan_interval * 1000) if rescan_interval > 0 else 0
+        self._tasks = tasks
         self._stop = threading.Event()
         self._notify: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self._queue: asyncio.Queue[tuple[str, frozenset[str]]] = asyncio.Queue()
+        self._consumer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Arm the OS watch now (so an edit right after ``start`` is seen), then loop in a task."""
+        """Arm the OS watch now (so an edit right after ``start`` is seen), then watch on a thread."""
         from watchfiles._rust_notify import RustNotify  # the watcher behind watchfiles.awatch
 
+        loop = asyncio.get_running_loop()
         self._notify = RustNotify([str(f) for f in self.folders], False, False, 300, True, True)
-        self._task = asyncio.create_task(self._loop(), name="xresource-watcher")
+        self._exited = loop.create_future()
+        self._consumer = self._tasks.spawn(self._consume(), name="xresource-watcher")
+        self._thread = threading.Thread(
+            target=self._watch, args=(loop, self._notify, self._exited), name="xresource-watcher", daemon=True
+        )
+        self._thread.start()
 
-    async def _loop(self) -> None:
-        notify = self._notify
-        while not self._stop.is_set():
-            result = await asyncio.to_thread(
-                notify.watch, self._debounce_ms, self._step_ms, self._timeout_ms, self._stop
-            )
-            if result == "stop" or self._stop.is_set():
-                return
-            reason = "rescan" if result == "timeout" else "file change"
+    def _watch(self, loop: asyncio.AbstractEventLoop, notify: Any, exited: asyncio.Future[None]) -> None:
+        """The watcher thread: block in the OS watch, hand each result to the loop."""
+        try:
+            while not self._stop.is_set():
+                result = notify.watch(self._debounce_ms, self._step_ms, self._timeout_ms, self._stop)
+                if result == "stop" or self._stop.is_set():
+                    return
+                if result == "timeout":
+                    item = ("rescan", frozenset[str]())
+                else:
+                    item = ("file change", frozenset(str(path) for _, path in result))
+                loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:
+            return  # the loop closed under us: nobody is left to tell
+        except Exception:
+            log.exception("the file watcher stopped")
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_done, exited)
+
+    async def _consume(self) -> None:
+        while True:
+            reason, paths = await self._queue.get()
+            # Events that queued up during the last reload are one more reload, not many.
+            while not self._queue.empty():
+                more_reason, more_paths = self._queue.get_nowait()
+                paths |= more_paths
+                if more_reason != "rescan":
+                    reason = more_reason
             try:
-                await self._on_change(reason)
+                await self._on_change(reason, paths)
             except Exception:
                 log.exception("reload after %s failed", reason)
 
     async def stop(self) -> None:
+        """Stop the thread (it notices within ``step_ms``) and the task it feeds; wait for both."""
         self._stop.set()
-        if self._task is not None:
+        if self._exited is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._step_ms / 1000 + 2.0)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
-            self._task = None
+                await asyncio.wait_for(asyncio.shield(self._exited), _JOIN_SECONDS)
+            except TimeoutError:
+                log.warning("the file watcher thread did not stop within %gs", _JOIN_SECONDS)
+            self._exited = None
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            if consumer is not asyncio.current_task():
+                consumer.cancel()
+                await asyncio.gather(consumer, return_exceptions=True)
+        if self._thread is not None and not self._thread.is_alive():
+            self._thread = None
         if self._notify is not None:
             self._notify.close()
             self._notify = None
+
+
+def watch_folders(root: Path, resources: Iterable[XResource]) -> set[Path]:
+    """The folders to watch: the manifests' folder and the folders of referenced secret files."""
+    folders = {root if root.is_dir() else root.parent}
+    for resource in resources:
+        for secret_file in resource.referenced_files():
+            folders.add(secret_file.parent)
+    return {f for f in folders if f.exists()}
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -44,10 +44,18 @@ class RegistryCollector(Collector):
             "Messages received twice around a reload hand-over and delivered once",
             labels=["name"],
         )
+        pending = GaugeMetricFamily(
+            "xresource_resource_pending",
+            "1 while the files' version of the resource is not the one running (see status pending)",
+            labels=["name"],
+        )
+        pending_count = 0
         for name, status in reg.status().items():
             for value in STATES:
                 state.add_metric([name, status.type, value], 1.0 if status.state == value else 0.0)
             generation.add_metric([name], status.generation)
+            pending.add_metric([name], 1.0 if status.pending else 0.0)
+            pending_count += 1 if status.pending else 0
             leases.add_metric([name], status.leases)
             stats = status.metadata.get("pool")
             if isinstance(stats, dict):
@@ -68,6 +76,12 @@ class RegistryCollector(Collector):
         yield dropped
         yield reconnects
         yield duplicates
+        yield pending
+        pending_total = GaugeMetricFamily(
+            "xresource_resources_pending", "Resources whose desired version is not the one running"
+        )
+        pending_total.add_metric([], float(pending_count))
+        yield pending_total
         reloads = CounterMetricFamily("xresource_reloads", "Reloads by outcome", labels=["outcome"])
         for outcome, count in sorted(reg.reload_counts.items()):
             reloads.add_metric([outcome], float(count))

@@ -241,6 +241,7 @@ class MongoResource(DatabaseResource):
             kwargs["tls"] = tls
         if self.ca_file is not None:
             kwargs["tlsCAFile"] = self.ca_file
+            self.check_within_roots(self.ca_file, "ca_file")  # pymongo opens it itself
         password = parts.password or self.password
         if password:
             kwargs["password"] = self.resolve(password)

@@ -155,7 +155,7 @@ class MySQLResource(DatabaseResource):
         sslmode = self._effective_sslmode()
         kwargs: dict[str, Any] = {
             "host": self.resolve(parts.host),
-            "port": parts.port or self.default_port,
+            "port": parts.resolved_port(self.resolve, self.default_port),
             "user": self.resolve(parts.user) if parts.user else None,
             "password": self.resolve(password) if password else "",
             "db": self.resolve(parts.database) if parts.database else None,
@@ -169,7 +169,7 @@ class MySQLResource(DatabaseResource):
             "program_name": f"xresource:{self.name}",
         }
         if sslmode != "disable":
-            kwargs["ssl"] = tls_context(sslmode, self.ca_file)
+            kwargs["ssl"] = tls_context(sslmode, self.read_ca_file(self.ca_file))
         kwargs.update(self._resolve_options(self.options))
 
         pool = None

@@ -130,6 +130,7 @@ class PostgresResource(DatabaseResource):
         parts = self.url_parts()
         dsn = parts.without_password
         if self.ca_file is not None:
+            self.check_within_roots(self.ca_file, "ca_file")  # asyncpg opens it itself
             separator = "&" if "?" in dsn else "?"
             dsn += f"{separator}sslrootcert={quote(self.ca_file, safe='/')}"
         kwargs: dict[str, Any] = {

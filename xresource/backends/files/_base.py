@@ -180,6 +180,7 @@ class FileResource(XResource):
         """Write through ``fill`` to a temporary file, then move it over the file in one step."""
         # Replace the real file, not a symlink pointing at it (ConfigMap-style layouts).
         target = Path(os.path.realpath(self.file_path))
+        self.check_within_roots(target, "file_path")
         try:
             mode = target.stat().st_mode & 0o7777
         except OSError:
@@ -226,7 +227,9 @@ class TextFileResource(FileResource):
         return "utf-8-sig" if self.is_utf8 else self.encoding
 
     def _open_text(self, newline: str | None = None) -> TextIO:
-        return open(self.file_path, encoding=self.read_encoding, newline=newline)
+        return io.TextIOWrapper(
+            self.open_checked(self.file_path, "file_path"), self.read_encoding, newline=newline
+        )
 
     def _atomic_write_text(self, fill: Callable[[TextIO], object], newline: str | None = None) -> None:
         def fill_bytes(raw: IO[bytes]) -> None:

@@ -16,15 +16,25 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import islice
-from typing import Any, ClassVar, Literal, Self, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TextIO
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from xresource.backends.files._base import Chunks, Row, TextFileResource
+from xresource.backends.files._columns import (
+    Columns,
+    TextRowTyper,
+    format_rows,
+    require_header,
+    unknown_columns_error,
+)
 from xresource.errors import XResourceDataError
+
+if TYPE_CHECKING:
+    from xresource.backends.files.arrow import FrameLibrary
 
 # One character that is not a line break (the schema says so too, so editors flag it).
 _NOT_A_LINE_BREAK = r"^[^\r\n]$"
@@ -42,6 +52,15 @@ class CsvResource(TextFileResource):
     """The one character that quotes fields containing the delimiter, quotes or newlines."""
     has_header: bool = True
     """Whether the first row names the columns: rows are then dicts, otherwise lists."""
+    columns: Columns | None = None
+    """Types of columns by header name (``str``, ``int``, ``float``, ``decimal``, ``bool``, ``date``,
+    ``datetime``); rows then hold typed values, and an empty cell of a typed column (other than
+    ``str``) reads as ``None``. Columns not listed stay text. Needs ``has_header``."""
+
+    @field_validator("columns", mode="after")
+    @classmethod
+    def _columns_need_header(cls, value: Columns | None, info: ValidationInfo) -> Columns | None:
+        return require_header(value, info.data.get("has_header", True))
 
     @model_validator(mode="after")
     def _usable_dialect(self) -> Self:
@@ -70,11 +89,23 @@ class CsvResource(TextFileResource):
             reader = self._reader(handle)
             try:
                 header = self._header(reader) if self.has_header else None
+                if header and self.columns:
+                    yield from self._typed_chunks(reader, header, chunk_size)
+                    return
                 take = self._take_lists if header is None else self._take_dicts
                 while chunk := take(reader, header or [], chunk_size):
                     yield chunk
             except csv.Error as exc:
                 raise self.data_error(str(exc), line=_line(reader)) from exc
+
+    def _typed_chunks(self, reader: Iterator[list[str]], header: list[str], chunk_size: int) -> Chunks:
+        assert self.columns is not None
+        unknown = unknown_columns_error(self, self.columns, header, _line(reader))
+        if unknown is not None:
+            raise unknown
+        typer = TextRowTyper(self, header, self.columns)
+        while chunk := typer.take(reader, chunk_size):
+            yield chunk
 
     def _header(self, reader: Iterator[list[str]]) -> list[str] | None:
         for row in reader:
@@ -139,6 +170,26 @@ class CsvResource(TextFileResource):
                 break
         return out
 
+    # ---- columnar (the arrow extra) ---------------------------------------------------------
+
+    def read_batches(self, batch_size: int = 65_536) -> AsyncIterator[Any]:
+        """Yield Arrow record batches (``pyarrow.RecordBatch``) of at most ``batch_size`` rows each.
+
+        Memory is bounded by a block of the file and the batch, not by the file. Parsed by
+        Arrow's streaming CSV reader with this resource's dialect, encoding and
+        header; ``columns`` give the Arrow types, other columns are strings.
+        Needs ``pip install 'xresource[arrow]'``.
+        """
+        from xresource.backends.files import arrow  # pyarrow's glue, loaded on first use
+
+        return arrow.stream(self, batch_size, arrow.csv_batches)
+
+    async def read_frame(self, library: FrameLibrary = "pandas") -> Any:
+        """The whole file as a pandas or polars ``DataFrame``, or a ``pyarrow.Table`` (``"arrow"``)."""
+        from xresource.backends.files import arrow
+
+        return await arrow.read_frame(self, library, arrow.csv_batches)
+
     # ---- writing --------------------------------------------------------------------------
 
     def _write_sync(self, data: Any) -> None:
@@ -152,6 +203,10 @@ class CsvResource(TextFileResource):
             names = list(fieldnames)
             if any(not isinstance(name, str) for name in names):
                 raise self.data_error("cannot write: column names must be strings")
+            if self.columns and rows:
+                # Typed values as the text they read back from; declared columns stay in the header.
+                rows = format_rows(self, self.columns, rows)
+                names += [name for name in self.columns if name not in fieldnames]
 
             def fill(handle: TextIO) -> None:
                 if not names:

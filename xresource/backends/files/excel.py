@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from types import ModuleType
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from xresource._optional import require
-from xresource.backends.files._base import Chunks, FileResource
+from xresource.backends.files._base import Chunks, FileResource, Row
+from xresource.backends.files._columns import CellRowTyper, Columns, require_header, unknown_columns_error
 
 _Values = tuple[Any, ...]
 
@@ -43,6 +44,16 @@ class ExcelResource(FileResource):
     """The sheet to read: its name, or its 0-based position; the first sheet when not set."""
     has_header: bool = True
     """Whether the first row names the columns: rows are then dicts, otherwise lists."""
+    columns: Columns | None = None
+    """Types of columns by header name (``str``, ``int``, ``float``, ``decimal``, ``bool``, ``date``,
+    ``datetime``): cells are converted (a whole-number float to ``int``, a date-time at midnight
+    to ``date`` ...), and an empty cell reads as ``None``. Columns not listed keep the cell's
+    value. Needs ``has_header``."""
+
+    @field_validator("columns", mode="after")
+    @classmethod
+    def _columns_need_header(cls, value: Columns | None, info: ValidationInfo) -> Columns | None:
+        return require_header(value, info.data.get("has_header", True))
 
     def _metadata_details(self) -> dict[str, Any]:
         return {**super()._metadata_details(), "sheet": self.sheet, "has_header": self.has_header}
@@ -67,16 +78,19 @@ class ExcelResource(FileResource):
     @contextmanager
     def _workbook(self) -> Iterator[Any]:
         openpyxl = self._openpyxl()
-        try:
-            workbook = openpyxl.load_workbook(self.file_path, read_only=True, data_only=True)
-        except OSError:
-            raise  # the file went away or cannot be read: a connection problem, translated as such
-        except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a corrupt file
-            raise self.data_error(f"not a valid Excel workbook (.xlsx, .xlsm): {exc}") from None
-        try:
-            yield workbook
-        finally:
-            workbook.close()
+        # Opened here (checked: a regular file within the allowed roots), closed here: openpyxl
+        # does not close a file object it was given.
+        with self.open_checked(self.file_path, "file_path") as handle:
+            try:
+                workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+            except OSError:
+                raise  # the file went away or cannot be read: a connection problem, translated as such
+            except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a corrupt file
+                raise self.data_error(f"not a valid Excel workbook (.xlsx, .xlsm): {exc}") from None
+            try:
+                yield workbook
+            finally:
+                workbook.close()
 
     def _sheet_names(self) -> list[str]:
         with self._workbook() as workbook:
@@ -127,8 +141,15 @@ class ExcelResource(FileResource):
             header = self._header(numbered, worksheet.title) if self.has_header else None
             if self.has_header and header is None:
                 return  # an empty sheet
-            while chunk := self._take(numbered, header, chunk_size, worksheet.title):
+            convert = self._typer(header, worksheet.title)
+            while chunk := self._take(numbered, header, chunk_size, worksheet.title, convert):
                 yield chunk
+
+    def _typer(self, header: list[str] | None, title: str) -> Callable[[Row, int], Row] | None:
+        """The converter of declared column types for this header (None when nothing is typed)."""
+        if header is None or not self.columns:
+            return None
+        return CellRowTyper(self, header, self.columns, title)
 
     def _header(self, numbered: Iterator[tuple[int, _Values]], title: str) -> list[str] | None:
         from openpyxl.utils import get_column_letter
@@ -148,11 +169,19 @@ class ExcelResource(FileResource):
                         "rename it, or set has_header: false"
                     )
                 seen.add(name)
+            unknown = unknown_columns_error(self, self.columns or {}, names, number)
+            if unknown is not None:
+                raise unknown
             return names
         return None
 
     def _take(
-        self, numbered: Iterator[tuple[int, _Values]], header: list[str] | None, count: int, title: str
+        self,
+        numbered: Iterator[tuple[int, _Values]],
+        header: list[str] | None,
+        count: int,
+        title: str,
+        convert: Callable[[Row, int], Row] | None = None,
     ) -> list[Any]:
         out: list[Any] = []
         width = len(header) if header is not None else 0
@@ -177,7 +206,7 @@ class ExcelResource(FileResource):
                     )
                 row: dict[str, Any] = dict.fromkeys(header)
                 row.update(zip(header, values[:width], strict=False))
-                out.append(row)
+                out.append(row if convert is None else convert(row, number))
             if got < wanted:
                 break
         return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from itertools import islice
 from pathlib import Path
@@ -27,8 +27,12 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import ValidationInfo, field_validator
 
 from xresource._optional import require
+from xresource.backends.files import _jsonlines as jsonlines
 from xresource.backends.files._base import Chunks, FileRuntime, TextFileResource, resolve_against_base
 from xresource.errors import XResourceConnectionError, XResourceDataError
+
+if TYPE_CHECKING:
+    from xresource.backends.files.arrow import FrameLibrary
 
 # Keywords about an array as a whole or its items, left out of the check of the array's
 # shape at the start of a stream (items are checked one by one, the rest only by read()).
@@ -58,6 +62,9 @@ class JsonResource(TextFileResource):
 
     json_schema: dict[str, Any] | Path | None = None
     """A JSON Schema the data must match: inline, or a schema file's path (relative to the manifest)."""
+    lines: bool = False
+    """The file is JSON lines (``.jsonl``, ``.ndjson``): one document per line; ``read()`` returns
+    the list of documents, and ``json_schema`` applies to each of them."""
 
     if TYPE_CHECKING:
         _rt: JsonRuntime | None
@@ -107,7 +114,7 @@ class JsonResource(TextFileResource):
         if not schema.is_file():
             raise XResourceConnectionError(f"{self.label}: json_schema file {str(schema)!r} does not exist")
         try:
-            return json.loads(schema.read_text(encoding="utf-8-sig"))
+            return json.loads(self.read_checked(schema, "json_schema").decode("utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise XResourceDataError(
                 f"{self.label}: {schema}:{exc.lineno}:{exc.colno}: json_schema file is not valid JSON: "
@@ -120,6 +127,8 @@ class JsonResource(TextFileResource):
     # ---- reading --------------------------------------------------------------------------
 
     def _read_sync(self) -> Any:
+        if self.lines:
+            return jsonlines.read_all(self)
         with self._open_text() as handle:
             try:
                 document = json.load(handle)
@@ -133,6 +142,9 @@ class JsonResource(TextFileResource):
         return document
 
     def _iter_chunks(self, chunk_size: int) -> Chunks:
+        if self.lines:
+            yield from jsonlines.chunks(self, chunk_size)
+            return
         if self._first_character() != "[":
             yield [self._read_sync()]
             return
@@ -197,7 +209,7 @@ class JsonResource(TextFileResource):
     def _open_utf8(self) -> Iterator[IO[bytes] | _Utf8Reader]:
         """The file as UTF-8 bytes (what ijson parses), past any byte order mark."""
         if self.is_utf8:
-            with open(self.file_path, "rb") as raw:
+            with self.open_checked(self.file_path, "file_path") as raw:
                 if raw.read(len(_BOM)) != _BOM:
                     raw.seek(0)
                 yield raw
@@ -214,9 +226,30 @@ class JsonResource(TextFileResource):
             where = _json_path([*prefix, *error.absolute_path])
             raise self.data_error(f"{what} does not match json_schema at {where}: {_short(error.message)}")
 
+    # ---- columnar (the arrow extra) ---------------------------------------------------------
+
+    def read_batches(self, batch_size: int = 65_536) -> AsyncIterator[Any]:
+        """Yield Arrow record batches (``pyarrow.RecordBatch``) of at most ``batch_size`` rows each.
+
+        JSON lines are parsed by Arrow block by block; a top-level array of objects is parsed
+        by ``read_stream``'s parser, one batch at a time. Needs ``pip install 'xresource[arrow]'``.
+        """
+        from xresource.backends.files import arrow  # pyarrow's glue, loaded on first use
+
+        return arrow.stream(self, batch_size, arrow.json_batches)
+
+    async def read_frame(self, library: FrameLibrary = "pandas") -> Any:
+        """The whole file as a pandas or polars ``DataFrame``, or a ``pyarrow.Table`` (``"arrow"``)."""
+        from xresource.backends.files import arrow
+
+        return await arrow.read_frame(self, library, arrow.json_batches)
+
     # ---- writing --------------------------------------------------------------------------
 
     def _write_sync(self, data: Any) -> None:
+        if self.lines:
+            jsonlines.write(self, data)
+            return
         validator = self._validator()
         if validator is not None:
             self._check(validator, data, "cannot write: data")

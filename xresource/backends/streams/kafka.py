@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import Field, field_validator
 
 from xresource._optional import require
-from xresource._transport.tls import ca_path, tls_context
+from xresource._transport.tls import tls_context
 from xresource.backends.streams import _kafka_consumer
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
 from xresource.backends.streams._codec import decode_payload, encode_payload
@@ -261,7 +261,7 @@ class KafkaResource(EventStreamResource):
             "security_protocol": self.security_protocol,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            common["ssl_context"] = tls_context(ca_file=ca_path(self, self.ca_file) if self.ca_file else None)
+            common["ssl_context"] = tls_context(ca_data=self.read_ca_file(self.ca_file))
         if self.security_protocol.startswith("SASL"):
             common["sasl_mechanism"] = self.sasl_mechanism
             common["sasl_plain_username"] = self.username

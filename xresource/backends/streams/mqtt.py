@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field
 
 from xresource._optional import require
-from xresource._transport.tls import ca_path, tls_context
+from xresource._transport.tls import tls_context
 from xresource._transport.urls import url_target
 from xresource.backends.streams import _handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
@@ -180,9 +180,7 @@ class MqttResource(EventStreamResource):
             clean_session=clean,
             keepalive=self.keepalive,
             timeout=self.timeout,
-            tls_context=tls_context(ca_file=ca_path(self, self.ca_file) if self.ca_file else None)
-            if secure
-            else None,
+            tls_context=tls_context(ca_data=self.read_ca_file(self.ca_file)) if secure else None,
             logger=_DRIVER_LOG,
             queue_type=functools.partial(_Inbox, counters=self._counters, runtime=rt),
             max_queued_incoming_messages=self.queue_size,

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
-from xresource._transport.tls import ca_path, tls_context
+from xresource._transport.tls import tls_context
 from xresource._transport.urls import url_target
 from xresource.backends.streams import _rabbitmq_handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
@@ -270,7 +270,7 @@ class RabbitMQResource(EventStreamResource):
                 url,
                 timeout=self.timeout,
                 reconnect_interval=self.reconnect_interval,
-                ssl_context=tls_context(ca_file=ca_path(self, self.ca_file) if self.ca_file else None)
+                ssl_context=tls_context(ca_data=self.read_ca_file(self.ca_file))
                 if url.startswith("amqps")
                 else None,
                 client_properties={"connection_name": f"xresource {self.name}"},

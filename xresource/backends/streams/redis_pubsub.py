@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import Field
 
 from xresource._optional import require
-from xresource._transport.tls import ca_path
 from xresource._transport.urls import url_target
 from xresource.backends.streams import _handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
@@ -138,7 +137,7 @@ class RedisPubSubResource(EventStreamResource):
             "socket_keepalive_options": _keepalive_options(self.keepalive_idle),
         }
         if url.startswith("rediss://"):
-            options["ssl_ca_certs"] = ca_path(self, self.ca_file) if self.ca_file else None
+            options["ssl_ca_data"] = self.read_ca_file(self.ca_file)  # checked against the allowed roots
         rt = self._rt
         assert rt is not None
         rt.client = redis.Redis.from_url(url, **options)
