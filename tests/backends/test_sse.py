@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
 import pytest
 from pydantic import ValidationError
 
+from tests.backends.stream_contract import StreamContract
 from tests.support import http_servers as hs
-from tests.support.services import free_port
+from tests.support.brokers import TlsFiles, tls_files
+from tests.support.stream_feeds import SseFeedServer
+from tests.support.waiting import eventually
 from xresource.backends.streams.sse import SseResource
-from xresource.errors import XResourceAuthenticationError, XResourceConnectionError, XResourceRequestError
+from xresource.errors import XResourceAuthenticationError, XResourceQueryError, XResourceRequestError
 from xresource.resource import State
 
+__all__ = ["tls_files"]  # the session fixture, imported for pytest
 
-async def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+
+class TestSseContract(StreamContract):
+    resource_type = SseResource
+    defaults: ClassVar[dict[str, Any]] = {"reconnect_interval": 0.05, "timeout": 5}
+
+    @pytest.fixture
+    async def server(self) -> AsyncIterator[SseFeedServer]:
+        feed = await SseFeedServer().start()
+        yield feed
+        await feed.stop()
+
+    def address(self, server: SseFeedServer) -> tuple[str, int]:
+        assert server.running is not None
+        return (server.running.host, server.running.port)
+
+    def fields_for(self, host: str, port: int, tls: TlsFiles | None = None) -> dict[str, Any]:
+        if tls is None:
+            return {"endpoint": f"http://{host}:{port}/events"}
+        return {"endpoint": f"https://{host}:{port}/events", "ca_file": str(tls.ca)}
+
+    @contextlib.asynccontextmanager
+    async def feed(self, server: SseFeedServer) -> AsyncIterator[SseFeedServer]:
+        yield server
 
 
 @pytest.fixture
@@ -61,7 +82,7 @@ async def test_event_names_dispatch(server, state):
     async with make(server.url) as sse:
         for name in got:
             sse.on(name, got[name].append)
-        await wait_for(lambda: len(got["message"]) == 6)
+        await eventually(lambda: len(got["message"]) == 6)
     assert numbers(got["message"]) == [1, 2, 3, 4, 5, 6]
     assert numbers(got["tick"]) == [1, 3, 5]
     assert numbers(got["tock"]) == [2, 4, 6]
@@ -73,7 +94,7 @@ async def test_subscribe_is_an_event_filter(server, state):
     ticks: list = []
     async with make(server.url) as sse:
         await sse.subscribe("tick", ticks.append)
-        await wait_for(lambda: len(ticks) == 3)
+        await eventually(lambda: len(ticks) == 3)
         assert sse.subscriptions == ["tick"]
     assert numbers(ticks) == [1, 3, 5]
 
@@ -100,8 +121,7 @@ async def test_resumes_with_last_event_id_without_gaps_or_duplicates(server, sta
     got: list = []
     async with make(server.url) as sse:
         sse.on("message", got.append)
-        await wait_for(lambda: len(got) == 6)
-        await asyncio.sleep(0.05)  # nothing more must arrive
+        await eventually(lambda: len(got) == 6)  # the server sends events 1..6 only
         assert sse.counters.reconnects == 1
         assert sse.connection_state is State.READY
     assert numbers(got) == [1, 2, 3, 4, 5, 6]
@@ -114,7 +134,7 @@ async def test_resumes_again_and_again(server, state):
     got: list = []
     async with make(server.url) as sse:
         sse.on("message", got.append)
-        await wait_for(lambda: len(got) == 9)
+        await eventually(lambda: len(got) == 9)
         assert sse.state_history.count(State.RECONNECTING) == 3
     assert numbers(got) == list(range(1, 10))
     assert state.last_event_ids == [None, "2", "4", "6"]
@@ -127,9 +147,7 @@ async def test_server_retry_field_sets_the_reconnect_delay(server, state):
     # reconnect_interval alone would wait 15-30 s; the server's retry: 100 ms wins.
     async with make(server.url, reconnect_interval=30) as sse:
         sse.on("message", got.append)
-        started = time.monotonic()
-        await wait_for(lambda: len(got) == 6, timeout=5)
-    assert 0.09 <= time.monotonic() - started < 3
+        await eventually(lambda: len(got) == 6, timeout=10)  # long before the 15-30 s of reconnect_interval
     assert state.last_event_ids == [None, "3"]
 
 
@@ -138,7 +156,7 @@ async def test_idle_timeout_reconnects_a_silent_stream(server, state):
     got: list = []
     async with make(server.url, idle_timeout=0.3) as sse:
         sse.on("message", got.append)
-        await wait_for(lambda: len(state.last_event_ids) == 2)
+        await eventually(lambda: len(state.last_event_ids) == 2)
     assert numbers(got) == [1, 2, 3]
     assert state.last_event_ids == [None, "3"]
 
@@ -147,7 +165,7 @@ async def test_non_ascii_event_ids_resume(server, state):
     state.unicode_ids, state.per_connection, state.total, state.retry_ms = True, 0, 0, 20
     state.drops = 1  # the first connection sends only the id record, then ends
     async with make(server.url) as sse:
-        await wait_for(lambda: len(state.last_event_ids) >= 2)
+        await eventually(lambda: len(state.last_event_ids) >= 2)
         assert await sse.validate_connection() is True
     assert state.last_event_ids[:2] == [None, "été-0"]
 
@@ -159,7 +177,7 @@ async def test_comments_and_bare_records_are_not_dispatched(server, state):
     async with make(server.url) as sse:
         for name in got:
             sse.on(name, got[name].append)
-        await wait_for(lambda: len(got["message"]) == 7)
+        await eventually(lambda: len(got["message"]) == 7)
     assert got["ping"] == [""]  # a named event counts even with empty data
     assert got["message"][0] == ""
     assert numbers(got["message"][1:]) == [1, 2, 3, 4, 5, 6]
@@ -170,7 +188,7 @@ async def test_headers_and_auth_reach_the_server(server, state, caplog):
     state.drops = 0
     sse = make(server.url, headers={"X-Client": "xr"}, auth={"bearer_token": "${env:SSE_TOKEN}"})
     async with sse:
-        await wait_for(lambda: sse.last_event_id == "6")
+        await eventually(lambda: sse.last_event_id == "6")
         outputs = [repr(sse), str(sse.get_metadata()), sse.model_dump_json()]
     headers = state.headers[0]
     assert headers["Authorization"] == f"Bearer {hs.BEARER_TOKEN}"
@@ -184,7 +202,7 @@ async def test_api_key_query_never_reaches_the_log(server, state, caplog):
     caplog.set_level(logging.DEBUG)
     state.drops = 0
     async with make(server.url, auth={"api_key": "${env:SSE_KEY}", "api_key_query": "key"}) as sse:
-        await wait_for(lambda: sse.last_event_id == "6")
+        await eventually(lambda: sse.last_event_id == "6")
     assert "HTTP Request" in caplog.text  # httpx did log the request line
     for form in (hs.API_KEY, quote(hs.API_KEY, safe=""), quote_plus(hs.API_KEY)):
         assert form not in caplog.text
@@ -198,7 +216,7 @@ async def test_rejected_stream_errors(server, state):
     assert "key=***" in str(info.value)
     assert hs.API_KEY not in str(info.value)
     state.status = 404
-    with pytest.raises(XResourceRequestError) as info2:
+    with pytest.raises(XResourceQueryError) as info2:  # a 4xx: the request is wrong, no retry helps
         await make(server.url).connect()
     assert info2.value.status == 404
     assert not isinstance(info2.value, XResourceAuthenticationError)
@@ -206,7 +224,7 @@ async def test_rejected_stream_errors(server, state):
 
 async def test_not_an_event_stream(server):
     bad = SseResource(name="events", endpoint=f"{server.url}/nope")
-    with pytest.raises(XResourceRequestError):
+    with pytest.raises(XResourceQueryError):
         await bad.connect()
     app, _ = hs.rest_app()
     rest = await hs.start_app(app)
@@ -215,13 +233,6 @@ async def test_not_an_event_stream(server):
             await SseResource(name="events", endpoint=f"{rest.url}/echo").connect()
     finally:
         await rest.stop()
-
-
-async def test_connection_refused():
-    sse = SseResource(name="events", endpoint=f"http://127.0.0.1:{free_port()}/events")
-    with pytest.raises(XResourceConnectionError):
-        await sse.connect()
-    assert sse.state is State.FAILED
 
 
 async def test_gives_up_after_max_reconnect_attempts(server, state):
@@ -258,15 +269,3 @@ def certificate(tmp_path_factory):
     return hs.make_certificate(tmp_path_factory.mktemp("tls"))
 
 
-async def test_https_with_ca_file(certificate):
-    app, state = hs.sse_app()
-    state.drops = 0
-    running = await hs.start_app(app, ssl_context=hs.server_ssl_context(*certificate))
-    try:
-        url = f"{running.url}/events"
-        async with SseResource(name="events", endpoint=url, ca_file=str(certificate[0])) as sse:
-            await wait_for(lambda: sse.last_event_id == "6")
-        with pytest.raises(XResourceConnectionError):
-            await SseResource(name="events", endpoint=url).connect()
-    finally:
-        await running.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import logging
 import math
 from collections import Counter
@@ -17,13 +18,11 @@ from typing import Any, Literal
 import pytest
 from pydantic import PrivateAttr, ValidationError
 
-from xresource.backends.streams._base import (
-    EventStreamResource,
-    Message,
-    decode_payload,
-    encode_payload,
-    url_target,
-)
+from tests.support.waiting import eventually
+from xresource._transport.urls import url_target
+from xresource.backends.streams._base import EventStreamResource
+from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._message import Message
 from xresource.errors import XResourceConnectionError, XResourceStateError, XResourceTimeoutError
 from xresource.resource import State
 from xresource.secrets import SecretText
@@ -75,7 +74,9 @@ class Loopback(EventStreamResource):
             if item is _DROP:
                 secret = self.resolve(self.token) if self.token else ""
                 raise ConnectionResetError(f"connection reset by peer (token {secret})")
-            await self._deliver(item)
+            pipe = self._pipeline()
+            if not pipe.offer(item):
+                await pipe.deliver(item)
 
     async def _close(self) -> None:
         self._inbox = None
@@ -97,12 +98,6 @@ class Loopback(EventStreamResource):
 def make(**fields: Any) -> Loopback:
     fields.setdefault("reconnect_interval", 0.01)
     return Loopback(name="loop", **fields)
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 # ---- payloads ---------------------------------------------------------------------------------
@@ -187,7 +182,7 @@ async def test_states_reconnect_and_restore_each_subscription_once() -> None:
         assert stream._wire.subscribed == Counter({"early": 1, "late": 1})
         await stream.publish("early", {"n": 1})
         await stream.publish("late", {"n": 2})
-        await until(lambda: len(got) == 2)
+        await eventually(lambda: len(got) == 2)
         assert got == [{"n": 1}, {"n": 2}]
         assert stream.stream_stats()["connection_state"] == "ready"
     assert stream.state_history[-3:] == [State.RECONNECTING, State.READY, State.CLOSED]
@@ -217,7 +212,7 @@ async def test_gives_up_after_max_attempts_then_connect_recovers(caplog: pytest.
         assert stream.connection_state is State.READY
         assert stream._wire.subscribed == Counter({"a": 1})
         await stream.publish("a", "again")
-        await until(lambda: got == ["again"])
+        await eventually(lambda: got == ["again"])
         tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith("loop-")]
         assert len(tasks) == 2  # one supervisor and one dispatcher: the old ones are gone
         text = caplog.text + repr(stream) + str(stream.get_metadata()) + str(stream.last_error)
@@ -297,7 +292,7 @@ async def test_subscribe_validation_and_rollback() -> None:
         with pytest.raises(XResourceConnectionError, match="not allowed"):
             await stream.subscribe("forbidden", print)
         assert stream.subscriptions == []
-        assert "forbidden" not in stream._handlers
+        assert "forbidden" not in stream._regs.handlers
         await stream.subscribe("ok")
         await stream.unsubscribe("ok")
         await stream.unsubscribe("never-subscribed")
@@ -322,7 +317,7 @@ async def test_a_raising_handler_does_not_stop_the_others(caplog: pytest.LogCapt
         stream.on("typed", lambda d: seen.append(("event", d)))
         stream._wire.push("c", {"i": 1}, event="typed")
         stream._wire.push("c", {"i": 2})
-        await until(lambda: len(seen) == 5)
+        await eventually(lambda: len(seen) == 5)
         assert seen == [
             ("any", {"i": 1}),
             ("async", {"i": 1}),
@@ -336,7 +331,7 @@ async def test_a_raising_handler_does_not_stop_the_others(caplog: pytest.LogCapt
         stream.off("c", slow_ok)
         stream.off("message")
         stream._wire.push("c", 3)
-        await until(lambda: stream.counters.delivered == 3)
+        await eventually(lambda: stream.counters.delivered == 3)
         assert len(seen) == 5
 
 
@@ -359,7 +354,7 @@ async def test_order_is_kept_across_the_inline_and_buffered_paths() -> None:
             stream._wire.push("c", n)
             if n % 13 == 0:
                 await asyncio.sleep(0)
-        await until(lambda: len(received) == 300)
+        await eventually(lambda: len(received) == 300)
         assert received == list(range(300))
         assert stream.counters.dropped == 0 or stream.overflow == "drop_oldest"
 
@@ -379,7 +374,8 @@ async def test_block_makes_the_receiver_wait_and_loses_nothing() -> None:
         await stream.subscribe("c", slow)
         for n in range(50):
             stream._wire.push("c", n)
-        await asyncio.sleep(0.05)
+        # The receive loop stops when the buffer is full and the handler holds one more:
+        await eventually(lambda: stream.counters.received >= 4 and stream.stream_stats()["queued"] == 3)
         # One in the async handler, three buffered, one waiting to be buffered; the rest stay
         # unread. (An async handler goes through the buffer: the receive loop ran ahead of it.)
         assert 4 <= stream.counters.received <= 3 + 2
@@ -387,7 +383,7 @@ async def test_block_makes_the_receiver_wait_and_loses_nothing() -> None:
         assert stream._wire.inbox.qsize() >= 50 - 5
         assert stream.stream_stats()["queued"] <= 3
         gate.set()
-        await until(lambda: len(got) == 50)
+        await eventually(lambda: len(got) == 50)
         assert got == list(range(50))
         assert stream.counters.dropped == 0
 
@@ -404,10 +400,10 @@ async def test_drop_oldest_keeps_memory_bounded_and_counts() -> None:
         await stream.subscribe("c", slow)
         for n in range(50):
             stream._wire.push("c", n)
-        await until(lambda: stream.counters.received == 50)  # the receiver never waited
+        await eventually(lambda: stream.counters.received == 50)  # the receiver never waited
         assert stream.stream_stats()["queued"] <= 3
         gate.set()
-        await until(lambda: stream.counters.delivered + stream.counters.dropped == 50)
+        await eventually(lambda: stream.counters.delivered + stream.counters.dropped == 50)
         # Only the newest messages survived (at most the buffer plus the one in the handler),
         # in order, and every other one is counted as dropped.
         assert 3 <= len(got) <= 4
@@ -421,7 +417,7 @@ async def test_iterators_buffer_apply_the_policy_and_end_at_close() -> None:
         iterator = stream.messages()
         for n in range(5):  # one at a time: only the (unread) iterator overflows
             stream._wire.push("c", n)
-            await until(lambda n=n: stream.counters.delivered == n + 1)
+            await eventually(lambda n=n: stream.counters.delivered == n + 1)
         assert [(await anext(iterator)).data for _ in range(2)] == [3, 4]
         assert stream.counters.dropped == 3
         assert stream.stream_stats()["iterators"] == 1
@@ -444,13 +440,13 @@ async def test_handlers_and_iterators_see_the_same_messages() -> None:
             message = await asyncio.wait_for(anext(iterator), 5)
         assert message.data == {"x": 1}
         assert message.channel == "c"
-        await until(lambda: got == [{"x": 1}])
+        await eventually(lambda: got == [{"x": 1}])
 
 
 def test_async_handlers_are_recognised() -> None:
     import functools
 
-    from xresource.backends.streams._base import _is_async
+    from xresource.backends.streams._registrations import _is_async
 
     async def coroutine_function(data: Any) -> None:
         pass
@@ -487,7 +483,7 @@ async def test_a_copy_starts_unconnected() -> None:
         # The original was not touched by its copies connecting and closing.
         assert stream.connection_state is State.READY
         await stream.publish("c", "still here")
-        await until(lambda: got == ["still here"])
+        await eventually(lambda: got == ["still here"])
 
 
 async def test_a_plain_function_returning_an_awaitable_is_awaited_in_order() -> None:
@@ -503,7 +499,97 @@ async def test_a_plain_function_returning_an_awaitable_is_awaited_in_order() -> 
             taken.append(await asyncio.wait_for(handed_over.get(), 5))
             await asyncio.sleep(0.001)  # a slow reader: the puts have to wait
         assert taken == list(range(30))
-        await until(lambda: len(seen_sync) == 30)
+        await eventually(lambda: len(seen_sync) == 30)
         assert seen_sync == list(range(30))
         assert stream.counters.handler_errors == 0
         assert stream.counters.dropped == 0
+
+
+# ---- driver errors by exact type ---------------------------------------------------------------
+
+
+def _exported_exceptions(module_names: list[str]) -> list[type[BaseException]]:
+    """Every exception class the driver modules document (``__all__``) or define."""
+    found: list[type[BaseException]] = []
+    packages = {name.split(".")[0] for name in module_names}
+    for module_name in module_names:
+        module = importlib.import_module(module_name)
+        names = getattr(module, "__all__", None) or list(vars(module))
+        for name in names:
+            value = getattr(module, name, None)
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__.split(".")[0] in packages
+            ):
+                found.append(value)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("table", "modules"),
+    [
+        ("kafka_errors", ["aiokafka.errors"]),
+        ("rabbitmq_errors", ["aio_pika.exceptions", "aiormq.exceptions", "pamqp.exceptions"]),
+    ],
+)
+def test_error_tables_cover_every_driver_exception(table: str, modules: list[str]) -> None:
+    from xresource.backends.streams import _errors
+    from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
+
+    mapping = getattr(_errors, table)()
+    exported = _exported_exceptions(modules)
+    assert len(exported) > 10
+    for cls in exported:
+        mapped = next((mapping[base] for base in cls.__mro__ if base in mapping), None)
+        assert mapped is not None, f"{cls.__module__}.{cls.__name__} is not in the {table} table"
+        name = cls.__name__
+        if any(word in name for word in ("Auth", "Sasl", "AccessRefused")):
+            assert mapped is XResourceAuthenticationError, f"{name} -> {mapped.__name__}"
+        if ("Timeout" in name or "TimedOut" in name) and not name.startswith("Invalid"):
+            assert mapped is XResourceTimeoutError, f"{name} -> {mapped.__name__}"
+        exc = cls.__new__(cls)
+        assert _errors.classify(exc, mapping) is mapped  # the lookup the backends use
+
+
+# ---- hand-over --------------------------------------------------------------------------------
+
+
+async def test_take_over_from_an_instance_that_never_connected() -> None:
+    got: list[Any] = []
+    old, new = make(), make()
+    await old.subscribe("c", got.append)  # registered before any connect
+    replaced: list[Any] = []
+    old.on_replaced(lambda before, after: replaced.append((before, after)))
+    async with new:
+        await new.take_over(old)
+        assert new.subscriptions == ["c"]
+        assert new._wire.subscribed == Counter({"c": 1})
+        assert old.replaced_by is new
+        assert replaced == [(old, new)]
+        await new.publish("c", 1)
+        await eventually(lambda: got == [1])
+        await old.disconnect()  # never connected: nothing to end
+
+
+async def test_take_over_needs_a_connected_instance_of_the_same_type() -> None:
+    old, new = make(), make()
+    with pytest.raises(XResourceStateError, match="connect"):
+        await new.take_over(old)
+    async with new:
+        with pytest.raises(TypeError, match="cannot take over"):
+            await new.take_over(object())  # type: ignore[arg-type]
+        await new.take_over(new)  # itself: nothing to do
+
+
+async def test_a_failed_take_over_leaves_the_old_instance_delivering() -> None:
+    got: list[Any] = []
+    async with make() as old, make() as new:
+        await old.subscribe("c", got.append)
+        new._wire.refuse.add("c")  # the new version cannot subscribe
+        with pytest.raises(XResourceConnectionError, match="take over failed"):
+            await new.take_over(old)
+        assert old.replaced_by is None
+        assert new.subscriptions == []
+        await old.publish("c", "still")
+        await eventually(lambda: got == ["still"])

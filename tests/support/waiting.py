@@ -45,7 +45,8 @@ async def eventually(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {what or predicate}")
+            described = what or getattr(predicate, "__qualname__", repr(predicate))
+            raise AssertionError(f"not true within {timeout}s: {described} (last value: {value!r})")
         await asyncio.sleep(interval)
 
 

@@ -39,6 +39,11 @@ class RegistryCollector(Collector):
             "xresource_stream_dropped", "Messages dropped by the drop_oldest overflow policy", labels=["name"]
         )
         reconnects = CounterMetricFamily("xresource_stream_reconnects", "Reconnects", labels=["name"])
+        duplicates = CounterMetricFamily(
+            "xresource_stream_duplicates",
+            "Messages received twice around a reload hand-over and delivered once",
+            labels=["name"],
+        )
         pending = GaugeMetricFamily(
             "xresource_resource_pending",
             "1 while the files' version of the resource is not the one running (see status pending)",
@@ -62,6 +67,7 @@ class RegistryCollector(Collector):
                 received.add_metric([name], float(stream.get("received", 0)))
                 dropped.add_metric([name], float(stream.get("dropped", 0)))
                 reconnects.add_metric([name], float(stream.get("reconnects", 0)))
+                duplicates.add_metric([name], float(stream.get("duplicates", 0)))
         yield state
         yield generation
         yield leases
@@ -69,6 +75,7 @@ class RegistryCollector(Collector):
         yield received
         yield dropped
         yield reconnects
+        yield duplicates
         yield pending
         pending_total = GaugeMetricFamily(
             "xresource_resources_pending", "Resources whose desired version is not the one running"

@@ -10,25 +10,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from xresource._transport.http import HttpAuthenticationError, HttpUrl
-from xresource._transport.scrubbing import ScrubbingLogger, guard_logger
+from xresource._transport.http import HttpUrl
 from xresource._transport.tls import TlsFields
-from xresource.errors import XResourceError, XResourceRequestError
 from xresource.resource import XResource
 from xresource.secrets import HeaderMap, mask_url_password
-
-# HttpAuthenticationError, ScrubbingLogger and guard_logger are re-exported for the
-# stream backends (with http_status_error below), which import them from here until
-# they move to ``xresource._transport``; drop them from this module then.
-__all__ = [
-    "HttpAuthenticationError",
-    "HttpUrl",
-    "NetworkResource",
-    "ScrubbingLogger",
-    "TlsFields",
-    "guard_logger",
-    "http_status_error",
-]
 
 
 class NetworkResource(XResource, TlsFields):
@@ -50,15 +35,3 @@ class NetworkResource(XResource, TlsFields):
 
     def _metadata_details(self) -> dict[str, Any]:
         return {"endpoint": self.target()}
-
-
-def http_status_error(message: str, status: int) -> XResourceError:
-    """The stream handshakes' error for an HTTP status: 401/403 authentication, the rest request errors.
-
-    Kept for the WebSocket and SSE backends until they use
-    ``xresource._transport.http.http_status_error`` (where other 4xx answers are
-    query errors, as for ``rest_api``); delete it then.
-    """
-    if status in (401, 403):
-        return HttpAuthenticationError(message, status)
-    return XResourceRequestError(message, status)

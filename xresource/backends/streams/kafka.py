@@ -14,6 +14,15 @@ committed offset, so a record may be handled twice around a reconnect.
 ``subscribe(topic)`` returns once the topic's partitions are assigned and their
 start offsets are known (bounded by ``timeout``), so a record produced after it
 returns is received even with ``auto_offset_reset: latest``.
+
+Reload hand-over (``_hand_over_from``). Without a consumer group the new
+instance subscribes first and notes where it starts in every partition; the old
+one delivers every record before those offsets and nothing from them on, so
+each record is handed to user code once. In a consumer group only one member
+may own a partition: the old consumer finishes the batch it is in, hands over
+what it buffered, commits exactly what was handled and leaves the group; the
+new consumer then joins and continues from the committed offsets. Kafka keeps
+the records meanwhile, so nothing is lost either way.
 """
 
 from __future__ import annotations
@@ -27,23 +36,20 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator
 
 from xresource._optional import require
-from xresource.backends.streams._base import (
-    ErrorClass,
-    EventStreamResource,
-    Message,
-    decode_payload,
-    encode_payload,
-    tls_context,
-)
+from xresource._transport.tls import tls_context
+from xresource.backends.streams import _kafka_consumer
+from xresource.backends.streams._base import ErrorClass, EventStreamResource
+from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._errors import classify, kafka_errors
+from xresource.backends.streams._message import Message
+from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import (
-    XResourceAuthenticationError,
     XResourceError,
-    XResourceTimeoutError,
 )
 from xresource.resource import State
 from xresource.secrets import OptionsMap, SecretText
@@ -72,10 +78,26 @@ _RESERVED = frozenset(
 )
 
 
+class _KafkaRuntime(StreamRuntime):
+    __slots__ = ("consumer", "fetching", "producer", "progress", "stopping", "sub_changed")
+
+    def __init__(self, resource: EventStreamResource) -> None:
+        super().__init__(resource)
+        self.producer: Any = None  # read on every produce
+        self.consumer: Any = None
+        self.sub_changed = asyncio.Event()
+        self.progress = asyncio.Event()  # set after every batch handed to the pipeline
+        self.fetching = False  # inside getmany(): cancelling there loses no record
+        # Clients detached and being stopped: if that is cancelled (a disconnect during a
+        # reconnect), the final close stops them, so no heartbeat or fetch task outlives us.
+        self.stopping: list[Any] = []
+
+
 class KafkaResource(EventStreamResource):
     """Kafka: ``subscribe``/``publish`` like every stream, plus ``produce`` and ``consume``."""
 
     install_extra: ClassVar[str | None] = "kafka"
+    runtime_type: ClassVar[RuntimeType] = _KafkaRuntime
 
     type: Literal["kafka"] = "kafka"
     """The resource type; selects the backend."""
@@ -104,17 +126,8 @@ class KafkaResource(EventStreamResource):
     health_check_interval: float = Field(default=5.0, gt=0, le=3600)
     """Seconds without a record after which the cluster is probed, to notice an outage."""
 
-    _consumer: Any = None
-    _sub_changed: asyncio.Event | None = None
-
-    # Read on every publish: slots, not pydantic private attributes (see _base).
-    __slots__ = ("_producer",)
     if TYPE_CHECKING:
-        _producer: Any
-
-    def _init_slots(self) -> None:
-        super()._init_slots()
-        self._producer = None
+        _rt: _KafkaRuntime | None
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -142,12 +155,7 @@ class KafkaResource(EventStreamResource):
         return self.label
 
     def error_class_for(self, exc: BaseException) -> ErrorClass | None:
-        name = type(exc).__name__
-        if "Authentication" in name or "Authorization" in name or "Sasl" in name:
-            return XResourceAuthenticationError
-        if "Timeout" in name or "TimedOut" in name:
-            return XResourceTimeoutError
-        return None
+        return classify(exc, kafka_errors())
 
     def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
         if options:
@@ -171,7 +179,8 @@ class KafkaResource(EventStreamResource):
         UTF-8. Returns ``{"topic", "partition", "offset", "timestamp"}``.
         """
         _check_topic(self._label, topic)  # the label only when it is needed: a per-message path
-        producer = self._producer
+        rt = self._rt
+        producer = rt.producer if rt is not None else None
         if producer is None:
             raise self._no_connection(f"produce to {topic!r}")
         payload = encode_payload(value)
@@ -201,7 +210,7 @@ class KafkaResource(EventStreamResource):
         """Iterate over records of ``topics`` as dicts: topic, partition, offset, key, value, timestamp.
 
         Topics not subscribed yet are subscribed for the time of the iteration.
-        Records survive reconnects like every subscription (at least once).
+        Records survive reconnects and reloads like every subscription (at least once).
         """
         wanted = [topics] if isinstance(topics, str) else list(topics)
         if not wanted:
@@ -210,7 +219,7 @@ class KafkaResource(EventStreamResource):
             _check_topic(self.label, topic)
         wanted_set = set(wanted)
         iterator = self.messages()  # registered before subscribing: nothing is missed
-        added = [topic for topic in dict.fromkeys(wanted) if topic not in self._subscriptions]
+        added = [topic for topic in dict.fromkeys(wanted) if topic not in self._regs.subscriptions]
         try:
             for topic in added:
                 await self.subscribe(topic)
@@ -228,25 +237,31 @@ class KafkaResource(EventStreamResource):
         finally:
             await iterator.aclose()
             for topic in added:
-                with contextlib.suppress(XResourceError):
-                    await self.unsubscribe(topic)
+                try:
+                    await self.unsubscribe(topic)  # reaches the current instance after a reload
+                except XResourceError as exc:
+                    log.info("%s: unsubscribe %r after consume(): %s", self.label, topic, exc)
 
     async def list_collections_or_tables(self) -> list[str]:
         """Topic names known to the cluster."""
         self.require_ready()
+        rt = self._rt
+        assert rt is not None
         async with self.translate_errors("list topics"):
-            return sorted(await self._consumer.topics())
+            return sorted(await rt.consumer.topics())
 
     # ---- hooks ----------------------------------------------------------------------------
 
     async def _open(self) -> None:
         aiokafka = require("aiokafka", "kafka", type_name=self.type)
+        rt = self._rt
+        assert rt is not None
         common: dict[str, Any] = {
             "bootstrap_servers": _split_servers(self.bootstrap_servers),
             "security_protocol": self.security_protocol,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            common["ssl_context"] = tls_context(self.read_ca_file(self.ca_file))
+            common["ssl_context"] = tls_context(ca_data=self.read_ca_file(self.ca_file))
         if self.security_protocol.startswith("SASL"):
             common["sasl_mechanism"] = self.sasl_mechanism
             common["sasl_plain_username"] = self.username
@@ -257,11 +272,11 @@ class KafkaResource(EventStreamResource):
         producer_options = self._options("producer_config", aiokafka.AIOKafkaProducer, producer_common)
         consumer_options = self._options("consumer_config", aiokafka.AIOKafkaConsumer, common)
         consumer_options.update(group_id=self.consumer_group, auto_offset_reset=self.auto_offset_reset)
-        self._sub_changed = asyncio.Event()
-        self._producer = aiokafka.AIOKafkaProducer(**producer_options)
-        await self._producer.start()
-        self._consumer = aiokafka.AIOKafkaConsumer(**consumer_options)
-        await self._consumer.start()
+        rt.producer = aiokafka.AIOKafkaProducer(**producer_options)
+        rt.consumer = aiokafka.AIOKafkaConsumer(**consumer_options)
+        async with asyncio.timeout(self.timeout):  # a host that accepts and never answers
+            await rt.producer.start()
+            await rt.consumer.start()
 
     def _options(self, field_name: str, driver_class: Any, common: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = getattr(self, field_name)
@@ -285,72 +300,59 @@ class KafkaResource(EventStreamResource):
         return value
 
     async def _close(self) -> None:
-        consumer, producer = self._consumer, self._producer
-        self._consumer = self._producer = None
+        rt = self._rt
+        if rt is None:
+            return
+        rt.stopping.extend(client for client in (rt.consumer, rt.producer) if client is not None)
+        rt.consumer = rt.producer = None
         # After a lost connection the final commit and goodbye cannot succeed:
         # do not let them hold up the reconnect.
-        patience = min(self.timeout, 1.0) if self._conn_state is State.RECONNECTING else self.timeout
-        for client in (consumer, producer):
-            if client is not None:
-                await self._stop_client(client, patience)
+        patience = min(self.timeout, 1.0) if self.connection_state is State.RECONNECTING else self.timeout
+        while rt.stopping:
+            await self._stop_client(rt.stopping[0], patience)
+            rt.stopping.pop(0)
 
     async def _stop_client(self, client: Any, patience: float) -> None:
-        try:
-            await asyncio.wait_for(client.stop(), patience)
-            return
-        except Exception as exc:  # noqa: BLE001 - closing is best effort
-            log.debug("%s: stop: %s", self.label, self.scrub(repr(exc)))
-        # stop() was cut short (it retries its last commit while the broker is
-        # gone): end the tasks and sockets it did not reach, or they would live
-        # on, heartbeating into the void, next to the new client.
-        coordinator = getattr(client, "_coordinator", None)
-        steps = [
-            getattr(coordinator, "_stop_heartbeat_task", None),
-            getattr(coordinator, "_stop_commit_offsets_refresh_task", None),
-            getattr(getattr(client, "_fetcher", None), "close", None),
-            getattr(getattr(client, "_sender", None), "close", None),
-            getattr(getattr(client, "_client", None) or getattr(client, "client", None), "close", None),
-        ]
-        for step in steps:
-            if step is not None:
-                try:
-                    await asyncio.wait_for(step(), patience)
-                except (Exception, asyncio.CancelledError) as exc:
-                    if isinstance(exc, asyncio.CancelledError) and _cancelling():
-                        raise
-                    log.debug("%s: forced stop: %s", self.label, self.scrub(repr(exc)))
+        await _kafka_consumer.stop_client(self, client, patience)
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
-        consumer = self._consumer
-        topics = set(self._subscriptions)
+        rt = self._rt
+        assert rt is not None
+        consumer = rt.consumer
+        topics = set(self._regs.subscriptions)
         if set(consumer.subscription()) != topics:
             # aiokafka replaces the whole set; calling it with the same set would still rebalance.
             consumer.subscribe(topics=sorted(topics))
-        if self._sub_changed is not None:
-            self._sub_changed.set()
-        await self._wait_assigned(channel)
+        rt.sub_changed.set()
+        await self._wait_assigned(consumer, channel)
 
-    async def _wait_assigned(self, topic: str) -> None:
-        consumer = self._consumer
-        deadline = time.monotonic() + self.timeout
-        while not any(tp.topic == topic for tp in consumer.assignment()):
-            if time.monotonic() > deadline:
-                # Another group member may hold every partition: not an error.
-                log.info("%s: no partition of %r assigned after %ss", self.label, topic, self.timeout)
-                return
-            await asyncio.sleep(0.02)
+    async def _wait_assigned(self, consumer: Any, topic: str) -> None:
+        # The driver resolves an assignment waiter at every (re)assignment: no polling.
+        state = consumer._subscription
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    next_assignment = state.wait_for_assignment()
+                    if any(tp.topic == topic for tp in consumer.assignment()):
+                        break
+                    await next_assignment
+        except TimeoutError:
+            # Another group member may hold every partition: not an error.
+            log.info("%s: no partition of %r assigned after %ss", self.label, topic, self.timeout)
+            return
         for tp in list(consumer.assignment()):
             if tp.topic == topic:
                 # Resolves the start offset now, so later records are not skipped by "latest".
                 await asyncio.wait_for(consumer.position(tp), self.timeout)
 
     async def _unsubscribe_remote(self, channel: str) -> None:
-        consumer = self._consumer
-        remaining = sorted(self._subscriptions)
+        rt = self._rt
+        assert rt is not None
+        remaining = sorted(self._regs.subscriptions)
         if remaining:
-            consumer.subscribe(topics=remaining)
+            rt.consumer.subscribe(topics=remaining)
         else:
-            consumer.unsubscribe()
+            rt.consumer.unsubscribe()
 
     async def _ping(self) -> bool:
         async with self.translate_errors("ping"):
@@ -358,42 +360,58 @@ class KafkaResource(EventStreamResource):
         return True
 
     async def _probe(self) -> None:
+        rt = self._rt
+        if rt is None or rt.producer is None:
+            raise ConnectionError("not connected")
         async with asyncio.timeout(self.timeout):
-            await self._producer.client.fetch_all_metadata()
+            await rt.producer.client.fetch_all_metadata()
 
     async def _listen(self) -> None:
-        consumer = self._consumer
-        changed = self._sub_changed
-        assert consumer is not None
-        assert changed is not None
-        deliver = self._delivery()
-        offer = self._offering()
+        rt = self._rt
+        assert rt is not None
+        consumer = rt.consumer
+        if consumer is None:
+            raise ConnectionError("not connected")
+        changed, progress = rt.sub_changed, rt.progress
+        pipe = self._pipeline()
         interval = self.health_check_interval
         wait_ms = max(1, int(interval * 1000))
         last_sign_of_life = time.monotonic()
-        while True:
+        while not rt.released:
             if not consumer.subscription():
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), interval)
+                    async with asyncio.timeout(interval):  # no task per wait, unlike wait_for
+                        await changed.wait()
             else:
-                batch = await consumer.getmany(timeout_ms=wait_ms)
+                rt.fetching = True
+                try:
+                    batch = await consumer.getmany(timeout_ms=wait_ms)
+                finally:
+                    rt.fetching = False
                 if batch:
                     last_sign_of_life = time.monotonic()
                     for records in batch.values():
                         for record in records:
                             message = _to_message(record)
-                            if not offer(message):
-                                await deliver(message)
+                            if not pipe.offer(message):
+                                await pipe.deliver(message)
+                    progress.set()
                     continue
             if time.monotonic() - last_sign_of_life >= interval:
                 await self._probe()
                 last_sign_of_life = time.monotonic()
 
+    # ---- reload hand-over (see _kafka_consumer) ------------------------------------------
 
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    async def _hand_over_from(self, previous: Self) -> None:
+        await _kafka_consumer.hand_over(self, previous)
+
+    async def _release(self) -> None:
+        if self.consumer_group is None:
+            await super()._release()
+        else:
+            await _kafka_consumer.leave_group(self)
 
 
 def _split_servers(value: str | list[str]) -> list[str]:

@@ -22,35 +22,33 @@ A publish during an outage waits for the reconnect and is then sent once; it is
 bounded by ``timeout`` (``XResourceTimeoutError``), so it never waits for ever
 (aio-pika itself either waits on a restoring channel or fails at once,
 depending on its version and timing).
+
+Reload hand-over: see ``_rabbitmq_handover`` (the new instance consumes the
+same queues before the old consumers are cancelled: nothing lost or doubled).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import re
-import sys
-import time
 import uuid
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
-from xresource.backends.streams._base import (
-    ErrorClass,
-    EventStreamResource,
-    Message,
-    ReconnectGaveUp,
-    decode_payload,
-    encode_payload,
-    tls_context,
-    url_target,
-)
+from xresource._transport.tls import tls_context
+from xresource._transport.urls import url_target
+from xresource.backends.streams import _rabbitmq_handover
+from xresource.backends.streams._base import ErrorClass, EventStreamResource
+from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._errors import classify, rabbitmq_errors
+from xresource.backends.streams._message import Message
+from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
+from xresource.backends.streams._supervisor import ReconnectGaveUp
 from xresource.errors import (
-    XResourceAuthenticationError,
     XResourceError,
     XResourceTimeoutError,
 )
@@ -71,16 +69,49 @@ def _aio_pika() -> Any:
     return require("aio_pika", "rabbitmq", type_name="rabbitmq")
 
 
+@functools.cache
 def _invalid_channel_state() -> type[Exception]:
-    exceptions = sys.modules.get("aiormq.exceptions")
-    found: type[Exception] = getattr(exceptions, "ChannelInvalidStateError", RuntimeError)
+    """aiormq's error for a frame sent on a channel that is closing (cached: a publish path)."""
+    exceptions = require("aiormq.exceptions", "rabbitmq", type_name="rabbitmq")
+    found: type[Exception] = exceptions.ChannelInvalidStateError
     return found
+
+
+class _RabbitRuntime(StreamRuntime):
+    __slots__ = (
+        "busy",
+        "connection",
+        "consume_channel",
+        "consume_exchange",
+        "consumer_tags",
+        "events",
+        "idle",
+        "order",
+        "publish_channel",
+        "publish_exchange",
+        "queues",
+    )
+
+    def __init__(self, resource: EventStreamResource) -> None:
+        super().__init__(resource)
+        self.connection: Any = None  # read on every publish
+        self.publish_exchange: Any = None  # read on every publish
+        self.publish_channel: Any = None
+        self.consume_channel: Any = None
+        self.consume_exchange: Any = None
+        self.queues: dict[str, Any] = {}
+        self.consumer_tags: dict[str, str] = {}
+        self.events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # the robust connection's news
+        self.busy = 0  # consumer callbacks under way
+        self.idle: asyncio.Future[None] | None = None  # made by a hand-over waiting for busy == 0
+        self.order = asyncio.Lock()  # around buffering only, never network I/O
 
 
 class RabbitMQResource(EventStreamResource):
     """RabbitMQ: ``subscribe(binding_key)``, ``subscribe(key, queue=name)``, ``publish(routing_key, data)``."""
 
     install_extra: ClassVar[str | None] = "rabbitmq"
+    runtime_type: ClassVar[RuntimeType] = _RabbitRuntime
 
     type: Literal["rabbitmq"] = "rabbitmq"
     """The resource type; selects the backend."""
@@ -101,38 +132,20 @@ class RabbitMQResource(EventStreamResource):
     persistent: bool = False
     """Publish messages as persistent (written to disk by durable queues)."""
 
-    _consume_channel: Any = None
-    _publish_channel: Any = None
-    _consume_exchange: Any = None
-    _queues: dict[str, Any] = PrivateAttr(default_factory=dict)
+    # Names of this instance's private queues, per channel: kept across reconnects (a
+    # queue outlives a short outage) and handed to the successor on a reload.
     _queue_names: dict[str, str] = PrivateAttr(default_factory=dict)
-    _consumer_tags: dict[str, str] = PrivateAttr(default_factory=dict)
-    _events: asyncio.Queue[tuple[str, str]] | None = None
-    _instance: str = ""
+    _instance: str = PrivateAttr(default_factory=lambda: uuid.uuid4().hex[:12])
 
-    # Read on every publish: slots, not pydantic private attributes (see _base).
-    __slots__ = ("_connection", "_publish_exchange")
     if TYPE_CHECKING:
-        _connection: Any
-        _publish_exchange: Any
-
-    def _init_slots(self) -> None:
-        super()._init_slots()
-        self._connection = None
-        self._publish_exchange = None
+        _rt: _RabbitRuntime | None
 
     def target(self) -> str:
         default = 5671 if self.connection_string.startswith("amqps") else 5672
         return url_target(self.connection_string, default)
 
     def error_class_for(self, exc: BaseException) -> ErrorClass | None:
-        name = type(exc).__name__
-        text = str(exc)
-        if "ACCESS_REFUSED" in text or name in ("ProbableAuthenticationError", "AuthenticationError"):
-            return XResourceAuthenticationError
-        if name in ("TimeoutError", "AMQPTimeoutError"):
-            return XResourceTimeoutError
-        return None
+        return classify(exc, rabbitmq_errors())
 
     def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
         unknown = set(options) - _SUBSCRIBE_OPTIONS
@@ -154,7 +167,7 @@ class RabbitMQResource(EventStreamResource):
 
     def consumer_queue(self, channel: str) -> str | None:
         """The queue that ``subscribe(channel)`` consumes (for monitoring), or None."""
-        options = self._subscriptions.get(channel)
+        options = self._regs.subscriptions.get(channel)
         if options is None:
             return None
         return self._queue_name(channel, options)
@@ -173,7 +186,8 @@ class RabbitMQResource(EventStreamResource):
         once; if that takes longer than ``timeout`` it raises
         ``XResourceTimeoutError`` (the message was not sent).
         """
-        if self._connection is None:
+        rt = self._rt
+        if rt is None or rt.connection is None:
             raise self._no_connection(f"publish to {channel!r}")
         aio_pika = _aio_pika()
         body = encode_payload(data)
@@ -190,18 +204,20 @@ class RabbitMQResource(EventStreamResource):
         # broker, as in every other pub/sub here, rather than sent back.
         try:
             async with asyncio.timeout(self.timeout):
-                exchange = self._publish_exchange
-                if exchange is not None and self._conn_state is State.READY:
+                exchange = rt.publish_exchange
+                if exchange is not None and self._status.state is State.READY:
+                    epoch = rt.epoch
                     try:
                         await exchange.publish(message, routing_key=channel, mandatory=False)
                         return None
                     except _invalid_channel_state():
-                        pass  # closed before the frame went out: wait for the reconnect below
-                await self._publish_when_connected(message, channel)
+                        # Closed before the frame went out: wait for our state to catch up.
+                        await self._connection_news(rt, epoch)
+                await self._publish_when_connected(rt, message, channel)
         except TimeoutError as exc:
             raise XResourceTimeoutError(
                 f"{self.label} at {self.target()}: publish to {channel!r} failed: not confirmed within "
-                f"{self.timeout}s (connection {self._conn_state.value})"
+                f"{self.timeout}s (connection {self._status.state.value})"
             ) from exc
         except XResourceError:
             raise
@@ -209,63 +225,77 @@ class RabbitMQResource(EventStreamResource):
             raise self.translate(exc, f"publish to {channel!r}") from exc
         return None
 
-    async def _publish_when_connected(self, message: Any, routing_key: str) -> None:
+    async def _publish_when_connected(self, rt: _RabbitRuntime, message: Any, routing_key: str) -> None:
         """The slow path: wait for ``ready``, then publish; again if the channel closed first."""
         invalid_state = _invalid_channel_state()
         while True:
-            if self._conn_state is not State.READY:
+            if self._status.state is not State.READY:
                 state = await self.wait_for_state(State.READY, State.FAILED, State.CLOSED)
                 if state is not State.READY:
                     raise self._unavailable(f"publish to {routing_key!r}")
-            exchange = self._publish_exchange
-            if exchange is None:
+            exchange = rt.publish_exchange
+            if exchange is None or self._rt is not rt:
                 raise self._unavailable(f"publish to {routing_key!r}")
+            epoch = rt.epoch
             try:
                 await exchange.publish(message, routing_key=routing_key, mandatory=False)
                 return
             except invalid_state:
                 # The channel closed before the frame went out, so sending again
                 # cannot duplicate it; wait until our state has caught up.
-                await asyncio.sleep(0.02)
+                await self._connection_news(rt, epoch)
+
+    async def _connection_news(self, rt: _RabbitRuntime, epoch: int) -> None:
+        """Wait until the connection was lost or restored since ``epoch`` (the caller's timeout bounds it)."""
+        await self._status.wait_while(lambda: rt.epoch == epoch and self._rt is rt)
 
     # ---- hooks ----------------------------------------------------------------------------
 
     async def _open(self) -> None:
         aio_pika = _aio_pika()
-        if not self._instance:
-            self._instance = uuid.uuid4().hex[:12]
+        rt = self._rt
+        assert rt is not None
         url = self.resolve(self.connection_string)
         events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        self._events = events
+        rt.events = events
+
+        def robust(*args: Any, **kwargs: Any) -> Any:
+            # Kept before it connects, so that _close() also ends a connection whose first
+            # connect failed or was cancelled: left alone, it would start reconnecting by itself.
+            rt.connection = aio_pika.RobustConnection(*args, **kwargs)
+            return rt.connection
+
         connection = await asyncio.wait_for(
             aio_pika.connect_robust(
                 url,
                 timeout=self.timeout,
                 reconnect_interval=self.reconnect_interval,
-                ssl_context=tls_context(self.read_ca_file(self.ca_file)) if url.startswith("amqps") else None,
+                ssl_context=tls_context(ca_data=self.read_ca_file(self.ca_file))
+                if url.startswith("amqps")
+                else None,
                 client_properties={"connection_name": f"xresource {self.name}"},
+                connection_class=robust,
             ),
             self.timeout,
         )
-        self._connection = connection
-        self._queues.clear()
-        self._consumer_tags.clear()
+        rt.queues.clear()
+        rt.consumer_tags.clear()
 
         def lost(_sender: Any, exc: BaseException | None = None) -> None:
-            if connection is self._connection and not self._closing:
+            if connection is rt.connection and not rt.closing:
                 events.put_nowait(("lost", self.scrub(str(exc) if exc else "connection closed")))
 
         def restored(_sender: Any) -> None:
-            if connection is self._connection:
+            if connection is rt.connection:
                 events.put_nowait(("restored", ""))
 
         connection.close_callbacks.add(lost)
         connection.reconnect_callbacks.add(restored)
-        self._consume_channel = await connection.channel()
-        await self._consume_channel.set_qos(prefetch_count=self.prefetch_count)
-        self._publish_channel = await connection.channel(publisher_confirms=True)
-        self._consume_exchange = await self._exchange_on(self._consume_channel)
-        self._publish_exchange = await self._exchange_on(self._publish_channel)
+        rt.consume_channel = await connection.channel()
+        await rt.consume_channel.set_qos(prefetch_count=self.prefetch_count)
+        rt.publish_channel = await connection.channel(publisher_confirms=True)
+        rt.consume_exchange = await self._exchange_on(rt.consume_channel)
+        rt.publish_exchange = await self._exchange_on(rt.publish_channel)
 
     async def _exchange_on(self, channel: Any) -> Any:
         if not self.exchange:
@@ -279,24 +309,34 @@ class RabbitMQResource(EventStreamResource):
         )
 
     async def _close(self) -> None:
-        connection, self._connection = self._connection, None
-        self._consume_channel = self._publish_channel = None
-        self._consume_exchange = self._publish_exchange = None
+        rt = self._rt
+        if rt is None:
+            return
+        connection, rt.connection = rt.connection, None
+        rt.consume_channel = rt.publish_channel = None
+        rt.consume_exchange = rt.publish_exchange = None
         if connection is None:
             return
         try:
             await asyncio.wait_for(connection.close(), self.timeout)
         except Exception as exc:  # noqa: BLE001 - closing is best effort
+            self._counters.cleanup_errors += 1
             log.debug("%s: close: %s", self.label, self.scrub(repr(exc)))
 
     async def _disconnect(self) -> None:
         # Private queues go with the resource; the broker would expire them later anyway.
         # Cancel first: deleting a queue under a live consumer makes the broker
         # cancel it, which aio-pika answers by restoring the consumer.
-        if self._consume_channel is not None and self._connection is not None:
-            for channel_name in list(self._consumer_tags):
-                with contextlib.suppress(Exception):
+        rt = self._rt
+        if rt is not None and rt.consume_channel is not None and rt.connection is not None:
+            for channel_name in list(rt.consumer_tags):
+                try:
                     await asyncio.wait_for(self._unsubscribe_remote(channel_name), self.timeout)
+                except Exception as exc:  # noqa: BLE001 - the queue expires by itself later
+                    self._counters.cleanup_errors += 1
+                    log.debug(
+                        "%s: unsubscribe %r at close: %s", self.label, channel_name, self.scrub(repr(exc))
+                    )
         await super()._disconnect()
 
     def _queue_name(self, channel: str, options: dict[str, Any]) -> str:
@@ -314,9 +354,11 @@ class RabbitMQResource(EventStreamResource):
         return name
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
-        if channel in self._consumer_tags:
+        rt = self._rt
+        assert rt is not None
+        if channel in rt.consumer_tags:
             return  # already consuming on this connection (aio-pika restores it itself)
-        amqp_channel = self._consume_channel
+        amqp_channel = rt.consume_channel
         name = self._queue_name(channel, options)
         private = options.get("queue") is None and bool(self.exchange)
         if private:
@@ -329,51 +371,69 @@ class RabbitMQResource(EventStreamResource):
         else:
             queue = await amqp_channel.declare_queue(name, durable=True)
         if self.exchange:
-            await queue.bind(self._consume_exchange, routing_key=channel)
-        tag = await queue.consume(self._consumer_for(channel, name))
-        self._queues[channel] = queue
-        self._consumer_tags[channel] = tag
+            await queue.bind(rt.consume_exchange, routing_key=channel)
+        tag = await queue.consume(self._consumer_for(rt, channel, name))
+        rt.queues[channel] = queue
+        rt.consumer_tags[channel] = tag
 
-    def _consumer_for(self, subscription: str, queue_name: str) -> Any:
-        deliver = self._delivery()
-        offer = self._offering()
+    def _consumer_for(self, rt: _RabbitRuntime, subscription: str, queue_name: str) -> Any:
+        pipe = rt.pipeline
+        counters = self._counters
 
         async def on_message(incoming: Any) -> None:
-            body = incoming.body
-            message = Message(
-                channel=incoming.routing_key or queue_name,
-                data=decode_payload(body),
-                raw=body,
-                meta={
-                    "queue": queue_name,
-                    "redelivered": incoming.redelivered,
-                    "headers": dict(incoming.headers or {}),
-                    "content_type": incoming.content_type,
-                },
-                subscription=subscription,
-            )
-            if not offer(message):
-                await deliver(message)
-            # Acknowledged once buffered: a message lost in a closed channel
-            # before this point is redelivered after the reconnect.
-            with contextlib.suppress(Exception):
-                await incoming.ack()
+            rt.busy += 1  # the hand-over waits for callbacks under way (rt.idle)
+            try:
+                body = incoming.body
+                message = Message(
+                    channel=incoming.routing_key or queue_name,
+                    data=decode_payload(body),
+                    raw=body,
+                    meta={
+                        "queue": queue_name,
+                        "redelivered": incoming.redelivered,
+                        "headers": dict(incoming.headers or {}),
+                        "content_type": incoming.content_type,
+                    },
+                    subscription=subscription,
+                )
+                # aiormq runs a task per delivery: while one waits for room in the buffer, later
+                # ones queue behind it on the lock (first come, first served), keeping the order.
+                order = rt.order
+                if order.locked() or not pipe.offer(message):
+                    async with order:
+                        await pipe.deliver(message)
+                # Acknowledged once buffered: a message lost in a closed channel
+                # before this point is redelivered after the reconnect.
+                try:
+                    await incoming.ack()
+                except Exception as exc:  # noqa: BLE001 - the broker redelivers it: counted, not fatal
+                    counters.cleanup_errors += 1
+                    log.debug("%s: ack failed (it will be redelivered): %s", self.label, exc)
+            finally:
+                rt.busy -= 1
+                idle = rt.idle
+                if idle is not None and not rt.busy:
+                    idle.set_result(None)
+                    rt.idle = None
 
         return on_message
 
     async def _unsubscribe_remote(self, channel: str) -> None:
-        queue = self._queues.pop(channel, None)
-        tag = self._consumer_tags.pop(channel, None)
+        rt = self._rt
+        assert rt is not None
+        queue = rt.queues.pop(channel, None)
+        tag = rt.consumer_tags.pop(channel, None)
         name = self._queue_names.pop(channel, None)
         if queue is None:
             return
         if tag is not None:
             await queue.cancel(tag)
         if name is not None:  # a private queue: nobody else reads it
-            await self._consume_channel.queue_delete(name)
+            await rt.consume_channel.queue_delete(name)
 
     async def _ping(self) -> bool:
-        channel = self._consume_channel
+        rt = self._rt
+        channel = rt.consume_channel if rt is not None else None
         if channel is None:
             return False
         # Basic.Qos is a cheap request/response with no side effect: the same prefetch again.
@@ -382,8 +442,11 @@ class RabbitMQResource(EventStreamResource):
         return True
 
     async def _listen(self) -> None:
-        events = self._events
-        assert events is not None
+        rt = self._rt
+        assert rt is not None
+        events = rt.events
+        if rt.connection is None:
+            raise ConnectionError("not connected")
         while True:
             kind, reason = await events.get()
             if kind != "lost":
@@ -391,27 +454,23 @@ class RabbitMQResource(EventStreamResource):
             self._note_connection_lost(reason)
             # aio-pika retries at a fixed interval: allow it as long as our backoff would take.
             budget = self._reconnect_budget() + self.timeout if self.max_reconnect_attempts else 0.0
-            deadline = time.monotonic() + budget
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ReconnectGaveUp(
-                        f"gave up: not reconnected within {budget:.1f}s "
-                        f"({self.max_reconnect_attempts} attempts): {reason}"
-                    )
-                try:
-                    kind, _ = await asyncio.wait_for(events.get(), remaining)
-                except TimeoutError:
-                    continue
-                if kind == "restored":
-                    break
-            async with self._lock_subscriptions():
-                await self._resync()
-                self._note_connection_restored()
+            try:
+                async with asyncio.timeout(budget):
+                    while kind != "restored":
+                        kind, _ = await events.get()
+            except TimeoutError:
+                raise ReconnectGaveUp(
+                    f"gave up: not reconnected within {budget:.1f}s "
+                    f"({self.max_reconnect_attempts} attempts): {reason}"
+                ) from None
+            # Apply what changed while aio-pika was restoring: (un)subscribe calls made meanwhile.
+            await self._restore_subscriptions()
+            self._note_connection_restored()
 
-    async def _resync(self) -> None:
-        """Apply what changed while aio-pika was restoring: (un)subscribe calls made meanwhile."""
-        for channel in [c for c in self._consumer_tags if c not in self._subscriptions]:
-            with contextlib.suppress(Exception):
-                await self._unsubscribe_remote(channel)
-        await self._restore_subscriptions()  # subscribes only what has no consumer yet
+    # ---- reload hand-over (see _rabbitmq_handover) ---------------------------------------
+
+    async def _hand_over_from(self, previous: Self) -> None:
+        await _rabbitmq_handover.hand_over(self, previous)
+
+    async def _release(self) -> None:
+        await _rabbitmq_handover.release(self)

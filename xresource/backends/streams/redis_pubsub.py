@@ -7,37 +7,57 @@ otherwise reconnect and re-subscribe on its own, hidden from the connection
 state; here the supervisor in ``_base`` does it, on a fresh ``PubSub``, so the
 old subscriber connection is gone before the new one subscribes (no duplicate
 subscriber: ``PUBSUB NUMSUB`` stays at one per channel).
+
+Reload hand-over: the new instance subscribes first, then both subscribe to a
+private marker channel and one marker is published; Redis writes it into both
+subscriber connections at the same place in the stream, so the old instance
+delivers exactly what came before it and the new one what came after (see
+``_handover.marker_cut``). Pub/Sub keeps nothing for a subscriber that is not
+connected, so that overlap is the whole guarantee.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import socket
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from xresource._optional import require
-from xresource.backends.streams._base import (
-    ErrorClass,
-    EventStreamResource,
-    Message,
-    decode_payload,
-    encode_payload,
-    tls_context,
-    url_target,
-)
+from xresource._transport.urls import url_target
+from xresource.backends.streams import _handover
+from xresource.backends.streams._base import ErrorClass, EventStreamResource
+from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._message import Message
+from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
 from xresource.secrets import UrlText
 
+log = logging.getLogger("xresource.streams.redis")
+
 _SUBSCRIBE_OPTIONS = frozenset({"pattern"})
+
+
+class _RedisRuntime(StreamRuntime):
+    __slots__ = ("client", "patterns", "pubsub", "sub_changed", "sub_client")
+
+    def __init__(self, resource: EventStreamResource) -> None:
+        super().__init__(resource)
+        self.client: Any = None  # publish and pings (read on every publish)
+        self.sub_client: Any = None  # owns the subscriber connection, no driver retries
+        self.pubsub: Any = None
+        self.sub_changed = asyncio.Event()
+        self.patterns: set[str] = set()
 
 
 class RedisPubSubResource(EventStreamResource):
     """Redis Pub/Sub: ``subscribe(channel)``, ``subscribe(glob, pattern=True)``, ``publish``."""
 
     install_extra: ClassVar[str | None] = "redis"
+    runtime_type: ClassVar[RuntimeType] = _RedisRuntime
 
     type: Literal["redis_pubsub"] = "redis_pubsub"
     """The resource type; selects the backend."""
@@ -52,19 +72,8 @@ class RedisPubSubResource(EventStreamResource):
     health_check_interval: float = Field(default=5.0, gt=0, le=3600)
     """Seconds between pings while nothing is subscribed (with subscriptions a lost socket is seen at once)."""
 
-    _sub_client: Any = None
-    _pubsub: Any = None
-    _sub_changed: asyncio.Event | None = None
-    _patterns: set[str] = PrivateAttr(default_factory=set)
-
-    # Read on every publish: slots, not pydantic private attributes (see _base).
-    __slots__ = ("_client",)
     if TYPE_CHECKING:
-        _client: Any
-
-    def _init_slots(self) -> None:
-        super()._init_slots()
-        self._client = None
+        _rt: _RedisRuntime | None
 
     def target(self) -> str:
         return url_target(self.connection_string, 6379)
@@ -89,7 +98,8 @@ class RedisPubSubResource(EventStreamResource):
 
     async def publish(self, channel: str, data: Any) -> int | None:
         """Publish to ``channel``; returns how many subscribers received it."""
-        client = self._client
+        rt = self._rt
+        client = rt.client if rt is not None else None
         if client is None:
             raise self._no_connection(f"publish to {channel!r}")
         payload = encode_payload(data)
@@ -103,8 +113,10 @@ class RedisPubSubResource(EventStreamResource):
     async def list_collections_or_tables(self) -> list[str]:
         """Channels that have at least one subscriber right now (``PUBSUB CHANNELS``)."""
         self.require_ready()
+        rt = self._rt
+        assert rt is not None
         async with self.translate_errors("list channels"):
-            names = await self._client.pubsub_channels()
+            names = await rt.client.pubsub_channels()
         return sorted(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names)
 
     # ---- hooks ----------------------------------------------------------------------------
@@ -125,67 +137,83 @@ class RedisPubSubResource(EventStreamResource):
             "socket_keepalive_options": _keepalive_options(self.keepalive_idle),
         }
         if url.startswith("rediss://"):
-            options["ssl_ca_data"] = self.read_ca_file(self.ca_file)
-            if self.ca_file:
-                tls_context(options["ssl_ca_data"])  # fail early, with a clear error, on a bad CA file
-        self._client = redis.Redis.from_url(url, **options)
+            options["ssl_ca_data"] = self.read_ca_file(self.ca_file)  # checked against the allowed roots
+        rt = self._rt
+        assert rt is not None
+        rt.client = redis.Redis.from_url(url, **options)
         no_retry = retry_mod.Retry(backoff_mod.NoBackoff(), 0)
-        self._sub_client = redis.Redis.from_url(url, retry=no_retry, **options)
-        self._sub_changed = asyncio.Event()
+        rt.sub_client = redis.Redis.from_url(url, retry=no_retry, **options)
         async with asyncio.timeout(self.timeout):  # a server that accepts but never answers
-            await self._client.ping()
-        self._pubsub = self._sub_client.pubsub(ignore_subscribe_messages=True)
-        self._patterns = set()
+            await rt.client.ping()
+        rt.pubsub = rt.sub_client.pubsub(ignore_subscribe_messages=True)
+        rt.patterns = set()
 
     async def _close(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        clients = (self._sub_client, self._client)
-        self._sub_client = self._client = None
-        # The connection may already be dead: closing is best effort.
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-        for client in clients:
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+        rt = self._rt
+        if rt is None:
+            return
+        pubsub, rt.pubsub = rt.pubsub, None
+        clients = (rt.sub_client, rt.client)
+        rt.sub_client = rt.client = None
+        # The connection may already be dead: closing is best effort, but counted.
+        for closable in (pubsub, *clients):
+            if closable is not None:
+                try:
+                    await closable.aclose()
+                except Exception as exc:  # noqa: BLE001 - a dead connection cannot close cleanly
+                    self._counters.cleanup_errors += 1
+                    log.debug("%s: close: %s", self.label, self.scrub(repr(exc)))
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
+        rt = self._rt
+        assert rt is not None
         if options.get("pattern"):
-            await self._pubsub.psubscribe(channel)
-            self._patterns.add(channel)
+            await rt.pubsub.psubscribe(channel)
+            rt.patterns.add(channel)
         else:
-            await self._pubsub.subscribe(channel)
-        if self._sub_changed is not None:
-            self._sub_changed.set()
+            await rt.pubsub.subscribe(channel)
+        rt.sub_changed.set()
 
     async def _unsubscribe_remote(self, channel: str) -> None:
-        if channel in self._patterns:
-            self._patterns.discard(channel)
-            await self._pubsub.punsubscribe(channel)
+        rt = self._rt
+        assert rt is not None
+        if channel in rt.patterns:
+            rt.patterns.discard(channel)
+            await rt.pubsub.punsubscribe(channel)
         else:
-            await self._pubsub.unsubscribe(channel)
+            await rt.pubsub.unsubscribe(channel)
 
     async def _ping(self) -> bool:
+        rt = self._rt
+        if rt is None or rt.client is None:
+            return False
         async with self.translate_errors("ping"), asyncio.timeout(self.timeout):
-            return bool(await self._client.ping())
+            return bool(await rt.client.ping())
+
+    async def _hand_over_from(self, previous: Self) -> None:
+        rt = self._rt
+        assert rt is not None
+        channel = f"xresource.handover.{uuid.uuid4().hex}"
+        await _handover.marker_cut(self, previous, channel, {}, rt.client.publish, self.timeout)
 
     async def _listen(self) -> None:
-        pubsub = self._pubsub
-        changed = self._sub_changed
-        assert pubsub is not None
-        assert changed is not None
-        deliver = self._delivery()
-        offer = self._offering()
+        rt = self._rt
+        assert rt is not None
+        pubsub = rt.pubsub
+        changed = rt.sub_changed
+        if pubsub is None:
+            raise ConnectionError("not connected")
+        pipe = self._pipeline()
         while True:
             if not pubsub.subscribed:
                 # Nothing to read, so nothing would notice an outage: ping now and then.
                 changed.clear()
                 try:
-                    await asyncio.wait_for(changed.wait(), self.health_check_interval)
+                    async with asyncio.timeout(self.health_check_interval):  # no task per wait
+                        await changed.wait()
                 except TimeoutError:
                     async with asyncio.timeout(self.timeout):
-                        await self._client.ping()
+                        await rt.client.ping()
                 continue
             raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             if raw is None:
@@ -201,8 +229,8 @@ class RedisPubSubResource(EventStreamResource):
                 raw=data,
                 subscription=_text(pattern) if pattern is not None else None,
             )
-            if not offer(message):
-                await deliver(message)
+            if not pipe.offer(message):
+                await pipe.deliver(message)
 
 
 def _keepalive_options(idle: int) -> dict[int, int]:

@@ -13,21 +13,33 @@ between 50 ms and one hour) replaces ``reconnect_interval`` as the first
 delay; further failed attempts back off from it as usual.
 
 SSE flows one way: ``publish`` raises ``NotImplementedError``.
+
+Reload hand-over: when the stream has ids, the replaced instance stops reading
+and hands over what it received; the new one then reconnects with that
+instance's last id as ``Last-Event-ID``, so a server that keeps its events
+sends each one once, whatever was emitted meanwhile. Without ids the payload
+splice of ``_handover`` applies (measured, not guaranteed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
-from xresource.backends.network._base import HttpUrl, TlsFields, guard_logger, http_status_error
-from xresource.backends.network.auth import AuthParams, PreparedAuth, prepare_auth
-from xresource.backends.streams._base import ErrorClass, EventStreamResource, Message, decode_payload
+from xresource._transport.auth import AuthParams, PreparedAuth, prepare_auth
+from xresource._transport.http import HttpUrl, http_status_error
+from xresource._transport.scrubbing import guard_logger
+from xresource._transport.tls import TlsFields
+from xresource.backends.streams import _handover
+from xresource.backends.streams._base import ErrorClass, EventStreamResource
+from xresource.backends.streams._codec import decode_payload
+from xresource.backends.streams._message import Message
+from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
+from xresource.backends.streams._supervisor import backoff
 from xresource.errors import (
     XResourceConnectionError,
     XResourceRequestError,
@@ -40,10 +52,21 @@ MAX_SERVER_RETRY = 3600.0
 ERROR_BODY_PREVIEW = 200
 
 
+class _SseRuntime(StreamRuntime):
+    __slots__ = ("client", "source", "stack")
+
+    def __init__(self, resource: EventStreamResource) -> None:
+        super().__init__(resource)
+        self.client: Any = None  # one httpx client per connect(): reconnects reuse it
+        self.stack: contextlib.AsyncExitStack | None = None
+        self.source: Any = None
+
+
 class SseResource(EventStreamResource, TlsFields):
     """A Server-Sent Events stream that resumes with ``Last-Event-ID`` after a drop."""
 
     install_extra: ClassVar[str | None] = "sse"
+    runtime_type: ClassVar[RuntimeType] = _SseRuntime
 
     type: Literal["sse"] = "sse"
     """The resource type; selects the backend."""
@@ -58,17 +81,21 @@ class SseResource(EventStreamResource, TlsFields):
     idle_timeout: float | None = Field(default=None, gt=0)
     """Reconnect when nothing, not even a keep-alive comment, arrives for this long (null: wait forever)."""
 
-    _client: Any = PrivateAttr(default=None)
     _auth: PreparedAuth = PrivateAttr(default_factory=lambda: PreparedAuth(None))
-    _stack: contextlib.AsyncExitStack | None = PrivateAttr(default=None)
-    _source: Any = PrivateAttr(default=None)
     _last_event_id: str = PrivateAttr(default="")
     _server_retry: float | None = PrivateAttr(default=None)
+
+    if TYPE_CHECKING:
+        _rt: _SseRuntime | None
 
     @property
     def last_event_id(self) -> str | None:
         """Id of the last event received (sent as ``Last-Event-ID`` on reconnect)."""
         return self._last_event_id or None
+
+    def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
+        if options:
+            raise TypeError(f"{self.label}: subscribe() takes no options, got {', '.join(sorted(options))}")
 
     async def publish(self, channel: str, data: Any) -> None:
         """Not possible: server-sent events flow from the server to the client only."""
@@ -104,12 +131,14 @@ class SseResource(EventStreamResource, TlsFields):
         if last_id:
             # httpx encodes str headers as ASCII; an id is any text, so send other ids as UTF-8.
             headers["Last-Event-ID"] = last_id if last_id.isascii() else last_id.encode()
-        client = self._client
+        rt = self._rt
+        assert rt is not None
+        client = rt.client
         if client is None:
-            # One client for the resource's life: reconnects reuse it (and its TLS setup).
+            # One client per connection: reconnects reuse it (and its TLS setup).
             # The read timeout is the idle timeout: response headers are bounded by
             # asyncio.timeout below, so a quiet stream is not mistaken for a dead one.
-            client = self._client = httpx.AsyncClient(
+            client = rt.client = httpx.AsyncClient(
                 verify=self.ssl_context(self),
                 timeout=httpx.Timeout(self.timeout, read=self.idle_timeout),
             )
@@ -123,12 +152,14 @@ class SseResource(EventStreamResource, TlsFields):
         except BaseException:
             await stack.aclose()
             raise
-        self._stack, self._source = stack, source
+        rt.stack, rt.source = stack, source
 
     async def _listen(self) -> None:
-        source = self._source
+        rt = self._rt
+        source = rt.source if rt is not None else None
         if source is None:
             raise XResourceConnectionError(f"{self.label} is not connected")
+        pipe = self._pipeline()
         # httpx-sse carries the last id over from event to event within one
         # connection (starting empty); only a change of it is news to us.
         seen_id = ""
@@ -137,31 +168,35 @@ class SseResource(EventStreamResource, TlsFields):
                 if sse.retry is not None:
                     self._server_retry = min(max(sse.retry / 1000, MIN_SERVER_RETRY), MAX_SERVER_RETRY)
                 if sse.data or sse.event != "message":
-                    await self._deliver(
-                        Message(
-                            channel=sse.event,
-                            data=decode_payload(sse.data),
-                            event=sse.event,
-                            raw=sse.data,
-                            meta={"id": sse.id or None},
-                        )
+                    message = Message(
+                        channel=sse.event,
+                        data=decode_payload(sse.data),
+                        event=sse.event,
+                        raw=sse.data,
+                        meta={"id": sse.id or None},
                     )
+                    if not pipe.offer(message):
+                        await pipe.deliver(message)
                 if sse.id != seen_id:
                     # Recorded only once the event is queued, so a resume never skips it.
                     seen_id = self._last_event_id = sse.id
 
     async def _close(self) -> None:
-        stack, self._stack, self._source = self._stack, None, None
+        rt = self._rt
+        if rt is None:
+            return
+        stack, rt.stack, rt.source = rt.stack, None, None
         if stack is not None:
             await stack.aclose()
+        if rt.closing:  # the end of the connection, not a reconnect: the client goes too
+            client, rt.client = rt.client, None
+            if client is not None:
+                await client.aclose()
 
     async def _disconnect(self) -> None:
         try:
             await super()._disconnect()
         finally:
-            client, self._client = self._client, None
-            if client is not None:
-                await client.aclose()
             guard_logger("httpx", self, active=False)
 
     def _backoff(self, attempt: int) -> float:
@@ -169,8 +204,28 @@ class SseResource(EventStreamResource, TlsFields):
             return super()._backoff(attempt)
         if attempt == 1:
             return self._server_retry
-        base: float = min(60.0, self._server_retry * 2 ** (attempt - 1))
-        return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+        return backoff(self._server_retry).delay(attempt)
+
+    async def _hand_over_from(self, previous: Self) -> None:
+        if not previous._last_event_id:
+            await _handover.splice(self, previous)  # no ids: nothing to resume from
+            return
+        # Break, then make: the server replays from the old instance's last id; what this
+        # instance's first connection brings meanwhile, the old one delivers.
+        rt = self._rt
+        assert rt is not None
+        pipe = rt.pipeline
+        pipe.gate = _refuse
+        pipe.refresh()
+        try:
+            await previous._release()
+            self._last_event_id = previous._last_event_id
+            await self._stop_receiving(rt)
+            pipe.discard_buffered()
+            await self._restart()  # the new receive loop starts after the gate is gone
+        finally:
+            pipe.gate = None
+            pipe.refresh()
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -202,3 +257,7 @@ class SseResource(EventStreamResource, TlsFields):
         if isinstance(exc, httpx.TransportError):
             return XResourceConnectionError
         return None
+
+
+def _refuse(message: Message) -> bool:
+    return False

@@ -13,6 +13,11 @@ Subscriptions: ``subscribe(channel)`` sends ``subscribe_message`` with
 ``{channel}`` filled in (extra keyword options are added to it) and sends it
 again after every reconnect, once per connection. ``publish(channel, data)``
 sends ``publish_message``, by default ``{"channel": channel, "data": data}``.
+
+Reload hand-over: WebSocket has no message ids and no replay, so the payload
+splice of ``_handover`` joins the two connections (the new one subscribes
+first; the old one delivers until it reaches the first message the new one
+holds). What a server sends to neither connection cannot be recovered.
 """
 
 from __future__ import annotations
@@ -20,14 +25,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr
 
 from xresource._optional import require
-from xresource.backends.network._base import ScrubbingLogger, TlsFields, http_status_error
-from xresource.backends.network.auth import AuthParams, HeaderName, PreparedAuth, prepare_auth
-from xresource.backends.streams._base import EventStreamResource, Message, decode_payload
+from xresource._transport.auth import AuthParams, HeaderName, PreparedAuth, prepare_auth
+from xresource._transport.http import http_status_error
+from xresource._transport.scrubbing import ScrubbingLogger
+from xresource._transport.tls import TlsFields
+from xresource.backends.streams._base import EventStreamResource
+from xresource.backends.streams._codec import decode_payload
+from xresource.backends.streams._message import Message
+from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import XResourceConnectionError, XResourceTimeoutError
 from xresource.resource import State
 from xresource.secrets import HeaderMap, OptionsMap, UrlText, has_reference, mask_url_password
@@ -49,10 +59,19 @@ def _default_publish() -> dict[str, Any]:
     return {"channel": CHANNEL, "data": DATA}
 
 
+class _WsRuntime(StreamRuntime):
+    __slots__ = ("ws",)
+
+    def __init__(self, resource: EventStreamResource) -> None:
+        super().__init__(resource)
+        self.ws: Any = None
+
+
 class WebSocketResource(EventStreamResource, TlsFields):
     """A WebSocket connection with typed events, subscriptions and ``send``."""
 
     install_extra: ClassVar[str | None] = "websocket"
+    runtime_type: ClassVar[RuntimeType] = _WsRuntime
 
     type: Literal["websocket"] = "websocket"
     """The resource type; selects the backend."""
@@ -83,8 +102,15 @@ class WebSocketResource(EventStreamResource, TlsFields):
     channel_field: str = "channel"
     """Field of a JSON message that names its channel (handlers given to ``subscribe``)."""
 
-    _ws: Any = PrivateAttr(default=None)
     _auth: PreparedAuth = PrivateAttr(default_factory=lambda: PreparedAuth(None))
+
+    if TYPE_CHECKING:
+        _rt: _WsRuntime | None
+
+    @property
+    def _ws(self) -> Any:
+        rt = self._rt
+        return rt.ws if rt is not None else None
 
     # ---- public API -----------------------------------------------------------------------
 
@@ -136,8 +162,10 @@ class WebSocketResource(EventStreamResource, TlsFields):
         if url.startswith("wss://"):
             options["ssl"] = self.ssl_context(self)
         rejected: int | None = None
+        rt = self._rt
+        assert rt is not None
         try:
-            self._ws = await client.connect(
+            rt.ws = await client.connect(
                 url,
                 additional_headers=headers or None,
                 subprotocols=list(self.protocols) or None,
@@ -158,7 +186,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
                 rejected,
             )
         for message in self.open_messages:
-            await self._ws.send(self._json(self._render(message, "", None)))
+            await rt.ws.send(self._json(self._render(message, "", None)))
 
     async def _listen(self) -> None:
         ws = self._ws
@@ -166,11 +194,17 @@ class WebSocketResource(EventStreamResource, TlsFields):
             raise XResourceConnectionError(f"{self.label} is not connected")
         # Ends quietly on a normal close (the supervisor then reconnects) and
         # raises ConnectionClosedError on a failure.
+        pipe = self._pipeline()
         async for frame in ws:
-            await self._deliver(self._message(frame))
+            message = self._message(frame)
+            if not pipe.offer(message):
+                await pipe.deliver(message)
 
     async def _close(self) -> None:
-        ws, self._ws = self._ws, None
+        rt = self._rt
+        if rt is None:
+            return
+        ws, rt.ws = rt.ws, None
         if ws is not None:
             await ws.close()
 

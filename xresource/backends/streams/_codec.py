@@ -1,0 +1,57 @@
+"""Payloads on the wire: what ``publish`` sends and how a received payload is decoded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_JSON_OPENERS = frozenset(b"{[")
+
+# One encoder for every publish: json.dumps() with options builds a new one per call.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def decode_payload(raw: bytes | str | None) -> Any:
+    """JSON-decode when the payload is JSON, else return text (or bytes if not UTF-8)."""
+    if raw is None:
+        return None
+    text: str
+    if type(raw) is bytes and raw and raw[0] in _JSON_OPENERS:
+        # The common case, straight to the parser (it decodes UTF-8 itself).
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass  # not JSON after all (or not UTF-8): the general path decides
+    if isinstance(raw, bytes | bytearray | memoryview):
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(raw)
+    else:
+        text = raw
+    stripped = text.lstrip()
+    first = stripped[:1]
+    if first in ("{", "[", '"') or stripped in ("true", "false", "null") or _looks_numeric(stripped):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _looks_numeric(text: str) -> bool:
+    return bool(text) and (text[0].isdigit() or (text[0] == "-" and text[1:2].isdigit()))
+
+
+def encode_payload(data: Any) -> bytes:
+    """bytes pass through, str is UTF-8, anything else (dict, list, numbers, None) is JSON."""
+    kind = type(data)
+    if kind is not dict and kind is not list:  # the usual case skips these checks
+        if isinstance(data, bytes | bytearray | memoryview):
+            return bytes(data)
+        if isinstance(data, str):
+            return data.encode("utf-8")
+    try:
+        return _JSON_ENCODER.encode(data).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot publish a {type(data).__name__}: not JSON-serialisable ({exc})") from None
