@@ -177,6 +177,9 @@ async def test_bad_input_is_refused(kafka_broker: str) -> None:
             await stream.subscribe("has space")
         with pytest.raises(ValueError, match="invalid topic name"):
             await stream.produce("x" * 300, 1)
+        for bad in ("ends-in-newline\n", "..", "", 7):
+            with pytest.raises(ValueError, match="invalid topic name"):
+                await stream.produce(bad, 1)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="no options"):
             await stream.subscribe("fine", pattern=True)
         assert stream.subscriptions == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import json
 import logging
 import math
 from collections import Counter
@@ -123,6 +124,59 @@ def make(**fields: Any) -> Loopback:
 )
 def test_decode_payload(raw: Any, expected: Any) -> None:
     assert decode_payload(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1}',
+        b'{"a": 1}  \r\n',
+        b'{"a":1} trailing',
+        b'{"a":1}\x0b',  # not JSON whitespace
+        b"[1, 2",
+        b'{"n": NaN, "big": 1e400}',
+        '{"utf16": 1}'.encode("utf-16-le"),  # json.loads guesses the encoding of bytes
+        '["\u00e9"]'.encode("utf-32-le"),
+        b'["\xed\xa0\x80"]',  # an encoded lone surrogate: json.loads lets it pass
+        b"[\xed\xa0\x80]",
+        b"{\xff}",
+        b"{}",
+        b"[[[[]]]]",
+    ],
+)
+def test_json_looking_bytes_decode_as_json_loads_reads_them(raw: bytes) -> None:
+    try:
+        expected: Any = json.loads(raw)
+    except ValueError:
+        expected = raw.decode() if _utf8(raw) else raw  # not JSON: text, or bytes when not UTF-8
+    assert repr(decode_payload(raw)) == repr(expected)  # repr: NaN is not equal to itself
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"a": 1, "b": "é\u2028", "c": [1.5, None, True, -0.0]}, [1, [2, [3]]], 7, 2.5, None, {1: "int key"}, ()],
+)
+def test_encode_payload_writes_what_the_json_module_writes(data: Any) -> None:
+    expected = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    assert encode_payload(data) == expected
+
+
+def test_an_unencodable_value_leaves_the_encoder_usable() -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        encode_payload(loop)
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        encode_payload({"inf": math.inf})
+    assert encode_payload({"after": [1]}) == b'{"after":[1]}'
 
 
 def test_encode_payload() -> None:
@@ -503,6 +557,22 @@ async def test_a_plain_function_returning_an_awaitable_is_awaited_in_order() -> 
         assert seen_sync == list(range(30))
         assert stream.counters.handler_errors == 0
         assert stream.counters.dropped == 0
+
+
+async def test_handlers_after_an_awaitable_run_once_it_is_done_each_message_in_turn() -> None:
+    log: list[tuple[str, int]] = []
+
+    async def later(n: int) -> None:
+        log.append(("awaited", n))
+
+    async with make() as stream:
+        stream.on("message", lambda n: later(n))  # a plain function returning a coroutine
+        await stream.subscribe("c", lambda n: log.append(("channel", n)))
+        stream.on("c", lambda n: log.append(("second", n)))
+        for n in range(5):
+            stream._wire.push("c", n)
+        await eventually(lambda: len(log) == 15, what="three calls per message")
+    assert log == [call for n in range(5) for call in (("awaited", n), ("channel", n), ("second", n))]
 
 
 # ---- driver errors by exact type ---------------------------------------------------------------

@@ -38,11 +38,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from xresource.backends.streams._message import Handler, Message, StreamCounters, handler_names
+from xresource.backends.streams._message import MESSAGE_EVENT, Handler, Message, StreamCounters, handler_names
 from xresource.backends.streams._registrations import Registrations
 from xresource.backends.streams._tasks import TaskOwner
 
@@ -114,13 +115,42 @@ class Pipeline:
         if not (self.open and self.regs.fast and not self.dispatching and self.queue.empty()):
             return False
         self.counters.received += 1
-        calls = self._handle(message)
-        for first in calls:
-            # A plain function gave back an awaitable (``lambda d: q.put(d)``): finish this
-            # message in a task, and keep later messages behind it, in order, in the buffer.
-            self.dispatching = True
-            self.blocker = self.tasks.spawn(self._finish(first, calls), name=f"{self.label}-handler")
-            return True
+        handlers = self.regs.handlers
+        if handlers:
+            # The handler loop of ``_calls``, unrolled for the usual message (no
+            # subscription or event name of its own): no generator per message.
+            if message.subscription is None and message.event is None:
+                channel = message.channel
+                names: tuple[str | None, ...] = (MESSAGE_EVENT, channel if channel != MESSAGE_EVENT else None)
+            else:
+                names = handler_names(message)
+            data = message.data
+            index = 0
+            for name in names:
+                index += 1
+                if not name:
+                    continue
+                found = handlers.get(name)
+                if not found:
+                    continue
+                snapshot = tuple(found)  # a handler may call off()/unsubscribe()
+                position = 0
+                for handler in snapshot:
+                    position += 1
+                    try:
+                        result = handler(data)
+                    except Exception:  # noqa: BLE001 - counted and logged in _failed
+                        self._failed(handler, name)
+                        continue
+                    if result is not None and inspect.isawaitable(result):
+                        # A plain function gave back an awaitable (``lambda d: q.put(d)``): finish
+                        # this message in a task, and keep later messages behind it, in order.
+                        rest = self._calls(data, names, index - 1, snapshot, position)
+                        self.dispatching = True
+                        self.blocker = self.tasks.spawn(
+                            self._finish((result, handler, name), rest), name=f"{self.label}-handler"
+                        )
+                        return True
         self.counters.delivered += 1
         return True
 
@@ -199,23 +229,36 @@ class Pipeline:
         self.counters.delivered += 1
 
     def _handle(self, message: Message) -> Iterator[tuple[Awaitable[Any], Handler, str]]:
-        """The one handler loop: call each handler of ``message`` in order.
+        """The handler loop: call each handler of ``message`` in order (see ``_calls``)."""
+        return self._calls(message.data, handler_names(message), 0, None, 0)
+
+    def _calls(
+        self,
+        data: Any,
+        names: tuple[str | None, ...],
+        index: int,
+        snapshot: tuple[Handler, ...] | None,
+        position: int,
+    ) -> Iterator[tuple[Awaitable[Any], Handler, str]]:
+        """Call the handlers of ``names`` from ``names[index]``, ``snapshot[position]`` on.
 
         A generator: a handler's awaitable result is yielded, so the caller awaits
         it before the next handler runs (the dispatcher) or finishes the message in
-        a task (the inline path), with the same loop either way.
+        a task (the inline path, which resumes here after its first awaitable).
+        A name's handlers are read when the loop reaches it.
         """
         handlers = self.regs.handlers
-        if not handlers:
-            return
-        data = message.data
-        for name in handler_names(message):
+        count = len(names)
+        while index < count:
+            name = names[index]
+            index += 1
             if not name:
                 continue
-            found = handlers.get(name)
-            if not found:
-                continue
-            for handler in tuple(found):  # a handler may call off()/unsubscribe()
+            if snapshot is None:
+                found = handlers.get(name)
+                snapshot = tuple(found) if found else ()  # a handler may call off()/unsubscribe()
+                position = 0
+            for handler in snapshot[position:]:
                 try:
                     result = handler(data)
                 except Exception:  # noqa: BLE001 - counted and logged in _failed
@@ -223,6 +266,7 @@ class Pipeline:
                     continue
                 if result is not None and inspect.isawaitable(result):
                     yield result, handler, name
+            snapshot = None
 
     async def _finish(
         self,
@@ -230,7 +274,7 @@ class Pipeline:
         rest: Iterator[tuple[Awaitable[Any], Handler, str]],
     ) -> None:
         try:
-            for awaitable, handler, name in (first, *rest):
+            for awaitable, handler, name in itertools.chain((first,), rest):  # lazily: in turn
                 try:
                     await awaitable
                 except Exception:  # noqa: BLE001 - counted and logged in _failed

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
-import functools
 import inspect
 import logging
 import re
@@ -178,18 +177,21 @@ class KafkaResource(EventStreamResource):
         ``value`` is encoded like ``publish`` (bytes, str, else JSON); ``key`` as
         UTF-8. Returns ``{"topic", "partition", "offset", "timestamp"}``.
         """
-        _check_topic(self._label, topic)  # the label only when it is needed: a per-message path
+        if type(topic) is not str or topic not in _KNOWN_TOPICS:
+            _check_topic(self._label, topic)  # the label only when it is needed: a per-message path
         rt = self._rt
         producer = rt.producer if rt is not None else None
         if producer is None:
             raise self._no_connection(f"produce to {topic!r}")
         payload = encode_payload(value)
-        raw_key = key.encode("utf-8") if isinstance(key, str) else key
+        if key is not None and type(key) is str:
+            key = key.encode("utf-8")
         # try/except rather than translate_errors(): this is the per-message path.
         # aiokafka bounds both steps by request_timeout_ms, which is our timeout.
         try:
+            # Positional (topic, value, key, partition, timestamp_ms, headers): keywords cost more.
             sent = await producer.send(
-                topic, payload, key=raw_key, partition=partition, headers=list(headers) if headers else None
+                topic, payload, key, partition, None, list(headers) if headers else None
             )
             metadata = await sent
         except Exception as exc:
@@ -419,17 +421,18 @@ def _split_servers(value: str | list[str]) -> list[str]:
     return [item.strip() for item in items if item and item.strip()]
 
 
-@functools.lru_cache(maxsize=1024)
-def _valid_topic(topic: str) -> bool:
-    return bool(_TOPIC_RE.match(topic)) and topic not in (".", "..")
+_KNOWN_TOPICS: set[str] = set()
+"""Topic names found valid (up to 1,024): ``produce`` checks a name once, then looks it up."""
 
 
 def _check_topic(label: str | Callable[[], str], topic: str) -> None:
-    if not isinstance(topic, str) or not _valid_topic(topic):
+    if not isinstance(topic, str) or not _TOPIC_RE.fullmatch(topic) or topic in (".", ".."):
         label = label if isinstance(label, str) else label()
         raise ValueError(
             f"{label}: invalid topic name {topic!r}: use 1-249 characters of letters, digits, '.', '_', '-'"
         )
+    if type(topic) is str and len(_KNOWN_TOPICS) < 1024:
+        _KNOWN_TOPICS.add(topic)
 
 
 def _to_message(record: Any) -> Message:
@@ -438,15 +441,12 @@ def _to_message(record: Any) -> Message:
         with contextlib.suppress(UnicodeDecodeError):
             key = key.decode("utf-8")
     value = record.value
-    return Message(
-        channel=record.topic,
-        data=decode_payload(value),
-        raw=value,
-        meta={
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": key,
-            "timestamp": record.timestamp,
-            "headers": record.headers,
-        },
-    )
+    meta = {
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": key,
+        "timestamp": record.timestamp,
+        "headers": record.headers,
+    }
+    # Positional (channel, data, event, raw, meta): keywords cost a fifth of the constructor.
+    return Message(record.topic, decode_payload(value), None, value, meta)
