@@ -148,6 +148,43 @@ async def test_text_empty_and_raw_answers(server):
         assert info.value.status == 200
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        ("application/json", b'{"a": 1}', {"a": 1}),
+        ("application/json; charset=utf-8", b' [1, "\xc3\xa9"] ', [1, "é"]),
+        ("Application/JSON;Charset=UTF-8", b'{"a": 1}', {"a": 1}),
+        ("application/problem+json", b'{"title": "gone"}', {"title": "gone"}),
+        ("application/json", '{"utf16": true}'.encode("utf-16"), {"utf16": True}),  # json.loads reads it
+        ("application/json", b'\xef\xbb\xbf{"bom": 1}', {"bom": 1}),
+        ("text/plain; charset=latin-1", b'{"looks": "like json"} \xe9', '{"looks": "like json"} é'),
+        ("a/b/c+json", b"[1]", "[1]"),  # not a media type: text, as aiohttp reads it
+        (None, b"[1]", "[1]"),  # no Content-Type: octet-stream, returned as text
+    ],
+)
+async def test_answers_are_parsed_by_their_content_type(content_type, body, expected):
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        response = web.Response(body=body)
+        if content_type is None:
+            response.headers.popall("Content-Type", None)
+        else:
+            response.headers["Content-Type"] = content_type
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    running = await hs.start_app(app)
+    try:
+        async with make(running.url, check_on_connect=False) as api:
+            assert await api.get("/") == expected
+            response = await api.get("/", raw=True)
+            assert response.is_json is isinstance(expected, dict | list)
+    finally:
+        await running.stop()
+
+
 async def test_default_headers_and_per_request_headers(server):
     async with make(server.url, headers={"X-Client": "xr", "Accept": "application/json"}) as api:
         got = await api.get("/echo", headers={"X-Trace": "r1", "X-Client": "override"})

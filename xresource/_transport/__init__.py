@@ -12,7 +12,8 @@ contract says so); what two of them need lives here instead:
 - :mod:`.urls`: connection URLs that may hold secret references, ``host:port``
   targets, query parameters;
 - :mod:`.http`: the ``http(s)://`` URL field and the error for an HTTP status;
-- :mod:`.backoff`: the one retry delay policy.
+- :mod:`.backoff`: the one retry delay policy;
+- :mod:`.json_bytes`: ``json.loads`` of bytes off the wire, faster (stream payloads, REST answers).
 
 Nothing here imports a driver or a backend, so importing it stays cheap.
 """

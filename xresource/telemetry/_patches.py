@@ -212,10 +212,13 @@ def _http(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     @functools.wraps(original)
-    async def traced(self: XResource, rt: Any, method: str, path: str, **kwargs: Any) -> Any:
+    async def traced(
+        self: XResource, rt: Any, method: str, path: str, params: Any, json: Any, data: Any,
+        headers: Any, timeout: Any, retries: int,
+    ) -> Any:  # fmt: skip
         found = tracer()
         if found is None:
-            return await original(self, rt, method, path, **kwargs)
+            return await original(self, rt, method, path, params, json, data, headers, timeout, retries)
         attributes = {**resource_attributes(self), "http.request.method": method}
         with found.start_as_current_span(
             f"{method} {self.name}",
@@ -224,11 +227,12 @@ def _http(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            headers = dict(kwargs.get("headers") or {})
+            headers = dict(headers or {})
             propagate.inject(headers)  # the W3C traceparent of this span (the global propagator)
-            kwargs["headers"] = headers
             try:
-                response = await original(self, rt, method, path, **kwargs)
+                response = await original(
+                    self, rt, method, path, params, json, data, headers, timeout, retries
+                )
             except BaseException as exc:
                 failed(span, exc)
                 raise

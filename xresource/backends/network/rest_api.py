@@ -31,23 +31,27 @@ API key query parameter shows as ``***``.
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 import logging
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from types import ModuleType
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import urlencode
 
 from pydantic import Field, PrivateAttr, model_validator
 
 from xresource._optional import require
-from xresource._transport.auth import AuthParams, PreparedAuth, basic_header, prepare_auth
+from xresource._transport.auth import AuthParams, basic_header, prepare_auth
 from xresource._transport.backoff import Backoff
 from xresource._transport.http import http_status_error
 from xresource.backends.network._base import NetworkResource
+from xresource.backends.network._http_response import HttpResponse, encode_body
+from xresource.backends.network._http_retry import (
+    IDEMPOTENT_METHODS,
+    NOT_PROCESSED_STATUSES,
+    RETRY_STATUSES,
+    HttpMethod,
+    retry_after,
+    retryable,
+)
+from xresource.backends.network._http_runtime import HttpRuntime, RequestCounters
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
@@ -57,119 +61,13 @@ from xresource.errors import (
 from xresource.secrets import mask_url_password
 
 if TYPE_CHECKING:
-    import aiohttp
-    from aiohttp import ClientTimeout
-    from multidict import MultiDictProxy
     from yarl import URL
 
 log = logging.getLogger("xresource.network.rest_api")
 
-HttpMethod = Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE"]
-IDEMPOTENT_METHODS: tuple[HttpMethod, ...] = ("DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE")
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-NOT_PROCESSED_STATUSES = frozenset({429, 503})  # retried whatever the method
 ERROR_BODY_PREVIEW = 200  # characters of an error answer quoted in the exception
 
-
-class HttpResponse:
-    """A complete answer (the body is read and the connection is back in the pool)."""
-
-    __slots__ = ("_request_url", "_scrub", "body", "charset", "content_type", "headers", "reason", "status")
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        content_type: str,
-        charset: str | None,
-        request_url: object,
-        scrub: Callable[[str], str],
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.body = body
-        self.content_type = content_type
-        self.charset = charset
-        self._request_url = request_url
-        self._scrub = scrub
-
-    @property
-    def url(self) -> str:
-        """The request URL, without secrets (masked on demand: most answers never need it)."""
-        return self._scrub(str(self._request_url))
-
-    @property
-    def ok(self) -> bool:
-        return self.status < 400
-
-    @property
-    def is_json(self) -> bool:
-        return self.content_type == "application/json" or self.content_type.endswith("+json")
-
-    def text(self) -> str:
-        return self.body.decode(self.charset or "utf-8", errors="replace")
-
-    def json(self) -> Any:
-        return jsonlib.loads(self.body)
-
-    def data(self) -> Any:
-        """Parsed JSON for a JSON answer, ``None`` for an empty body, text otherwise."""
-        if not self.body:
-            return None
-        if self.is_json:
-            return self.json()
-        return self.text()
-
-    def __repr__(self) -> str:
-        # The body and headers stay out: a careless server may echo credentials in them.
-        return f"HttpResponse(status={self.status}, url={self.url!r}, body=<{len(self.body)} bytes>)"
-
-
-@dataclass(slots=True)
-class RequestCounters:
-    requests: int = 0
-    retries: int = 0
-    failures: int = 0
-
-
-def encode_body(json: Any, data: Any) -> tuple[bytes | None, str | None]:
-    """Body bytes and their content type: we encode ourselves, so a signature covers what is sent."""
-    if json is not None and data is not None:
-        raise ValueError("pass json or data, not both")
-    if json is not None:
-        return jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"
-    if data is None:
-        return None, None
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data), None
-    if isinstance(data, str):
-        return data.encode(), "text/plain; charset=utf-8"
-    if isinstance(data, Mapping):
-        return urlencode(data, doseq=True).encode(), "application/x-www-form-urlencoded"
-    raise TypeError(f"data must be bytes, str or a mapping, not {type(data).__name__}")
-
-
-@dataclass(slots=True)
-class HttpRuntime:
-    """What a connected resource needs per request, in one slotted object held in
-    ``XResource``'s slot ``_rt`` (pydantic private attributes cost a ``__getattr__``
-    call each, which shows at thousands of requests/s)."""
-
-    session: aiohttp.ClientSession
-    aiohttp: ModuleType
-    url_class: type[URL]
-    base: str
-    base_url: URL
-    base_query: MultiDictProxy[str] | None
-    auth: PreparedAuth
-    timeout: ClientTimeout
-    retry_set: frozenset[str]
-    backoff: Backoff
-    counters: RequestCounters
-    url_cache: dict[str, Any] = field(default_factory=dict)
+__all__ = ["HttpResponse", "HttpRuntime", "RequestCounters", "RestApiResource", "encode_body"]
 
 
 class RestApiResource(NetworkResource):
@@ -245,32 +143,61 @@ class RestApiResource(NetworkResource):
         rt = self._rt
         if rt is None:
             raise self._not_connected()
+        method = method.upper()
         response = await self._send(
             rt,
-            method.upper(),
+            method,
             path,
-            params=params,
-            json=json,
-            data=data,
-            headers=headers,
-            timeout=timeout,
-            retries=self.retries if retries is None else retries,
+            params,
+            json,
+            data,
+            headers,
+            timeout,
+            self.retries if retries is None else retries,
         )
-        if raw:
-            return response
+        return response if raw else self._answer(method, response)
+
+    async def get(
+        self,
+        path: str = "",
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """``GET path``; see :meth:`request` for the keyword arguments."""
+        # request()'s body rather than a call to it: one coroutine less on the most common call.
+        rt = self._rt
+        if rt is None:
+            raise self._not_connected()
+        response = await self._send(
+            rt,
+            "GET",
+            path,
+            params,
+            json,
+            data,
+            headers,
+            timeout,
+            self.retries if retries is None else retries,
+        )
+        return response if raw else self._answer("GET", response)
+
+    def _answer(self, method: str, response: HttpResponse) -> Any:
+        """The parsed body of a successful answer; the error of a failed one."""
         if response.status >= 400:
-            raise self._status_error(method.upper(), response)
+            raise self._status_error(method, response)
         try:
             return response.data()
         except ValueError as exc:
             raise XResourceRequestError(
-                f"{self.label}: {method.upper()} {response.url}: the answer is not valid JSON ({exc})",
+                f"{self.label}: {method} {response.url}: the answer is not valid JSON ({exc})",
                 response.status,
             ) from None
-
-    async def get(self, path: str = "", *, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """``GET path``; see :meth:`request` for the keyword arguments."""
-        return await self.request("GET", path, params=params, **kwargs)
 
     async def post(self, path: str = "", json: Any = None, **kwargs: Any) -> Any:
         """``POST path`` with ``json`` (or ``data=``) as the body."""
@@ -327,6 +254,7 @@ class RestApiResource(NetworkResource):
             retry_set=frozenset(self.retry_methods),
             backoff=Backoff(first=self.backoff_factor, cap=self.max_backoff),
             counters=self._counters,
+            signs=auth.signs,
         )
         if self.check_on_connect:
             response = await self._health()
@@ -349,11 +277,7 @@ class RestApiResource(NetworkResource):
         rt = self._rt
         if rt is None:
             raise self._not_connected()
-        return await self._send(
-            rt,
-            self.health_method, self.health_path, params=None, json=None, data=None, headers=None,
-            timeout=None, retries=0,
-        )  # fmt: skip
+        return await self._send(rt, self.health_method, self.health_path, None, None, None, None, None, 0)
 
     def _metadata_details(self) -> dict[str, Any]:
         details = super()._metadata_details()
@@ -371,7 +295,6 @@ class RestApiResource(NetworkResource):
         rt: HttpRuntime,
         method: str,
         path: str,
-        *,
         params: Mapping[str, Any] | None,
         json: Any,
         data: Any,
@@ -379,22 +302,45 @@ class RestApiResource(NetworkResource):
         timeout: float | None,
         retries: int,
     ) -> HttpResponse:
+        """Send with retries (positional arguments: this runs once per request)."""
         url = self._url(rt, path, params)
-        body, content_type = encode_body(json, data)
-        base_headers: dict[str, str] = dict(headers) if headers else {}
-        if content_type and not any(key.lower() == "content-type" for key in base_headers):
-            base_headers["Content-Type"] = content_type
-        client_timeout = None if timeout is None else rt.aiohttp.ClientTimeout(total=timeout)
-        idempotent = method in rt.retry_set
+        if json is None and data is None:
+            body: bytes | None = None
+            sent_headers = headers or None  # aiohttp copies it
+        else:
+            body, content_type = encode_body(json, data)
+            sent_headers = dict(headers) if headers else {}
+            if content_type and not any(key.lower() == "content-type" for key in sent_headers):
+                sent_headers["Content-Type"] = content_type
+        # The session's own timeout unless the call gives one (aiohttp reads None as "no limit").
+        client_timeout = rt.timeout if timeout is None else rt.aiohttp.ClientTimeout(total=timeout)
+        follow = self.follow_redirects
         counters = rt.counters
         attempt = 0
         while True:
             attempt += 1
             failure: XResourceError | None = None
+            if rt.signs:
+                # A fresh timestamp per attempt, so a retry is not refused as a replay.
+                signature = rt.auth.signature_headers(method, url.raw_path_qs, body or b"")
+                attempt_headers: Mapping[str, str] | None = {**(sent_headers or {}), **signature}
+            else:
+                attempt_headers = sent_headers
+            counters.requests += 1
             try:
-                response = await self._attempt(rt, method, url, body, base_headers, client_timeout)
+                async with rt.session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=attempt_headers,
+                    allow_redirects=follow,
+                    timeout=client_timeout,
+                ) as resp:
+                    response = HttpResponse(
+                        resp.status, resp.reason or "", resp.headers, await resp.read(), resp, url, self.scrub
+                    )
             except (rt.aiohttp.ClientError, TimeoutError) as exc:
-                if attempt > retries or not self._retryable(rt, exc, idempotent):
+                if attempt > retries or not retryable(rt.aiohttp, exc, method in rt.retry_set):
                     counters.failures += 1
                     failure = self._failure(rt, exc, method, url, attempt, timeout)
                     if self.scrub(str(exc)) == str(exc):
@@ -405,13 +351,13 @@ class RestApiResource(NetworkResource):
                 if (
                     status not in RETRY_STATUSES
                     or attempt > retries
-                    or not (idempotent or status in NOT_PROCESSED_STATUSES)
+                    or not (status in NOT_PROCESSED_STATUSES or method in rt.retry_set)
                 ):
                     if status >= 400:
                         counters.failures += 1
                     return response
-                retry_after = self._retry_after(response.headers.get("Retry-After"))
-                delay = rt.backoff.delay(attempt) if retry_after is None else retry_after
+                wait = retry_after(response.headers.get("Retry-After"), self.max_retry_after)
+                delay = rt.backoff.delay(attempt) if wait is None else wait
                 reason = f"HTTP {status}"
             if failure is not None:
                 # Raised outside the except block: the driver's text (a URL with
@@ -423,52 +369,6 @@ class RestApiResource(NetworkResource):
                 self.label, method, self.scrub(str(url)), reason, attempt, retries, delay,
             )  # fmt: skip
             await asyncio.sleep(delay)
-
-    async def _attempt(
-        self,
-        rt: HttpRuntime,
-        method: str,
-        url: URL,
-        body: bytes | None,
-        headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout | None,
-    ) -> HttpResponse:
-        if rt.auth.signs:
-            # A fresh timestamp per attempt, so a retry is not refused as a replay.
-            headers = {**headers, **rt.auth.signature_headers(method, url.raw_path_qs, body or b"")}
-        rt.counters.requests += 1
-        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}  # None: the session's
-        async with rt.session.request(
-            method, url, data=body, headers=headers or None, allow_redirects=self.follow_redirects, **options
-        ) as resp:
-            payload = await resp.read()
-            return HttpResponse(
-                resp.status,
-                resp.reason or "",
-                resp.headers,
-                payload,
-                resp.content_type,
-                resp.charset,
-                url,
-                self.scrub,
-            )
-
-    def _retryable(self, rt: HttpRuntime, exc: BaseException, idempotent: bool) -> bool:
-        aiohttp = rt.aiohttp
-        if isinstance(exc, aiohttp.ClientSSLError):
-            return False  # a certificate problem does not go away by asking again
-        connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
-        if connect_timeout is not None and isinstance(exc, connect_timeout):
-            return True  # the request was never sent
-        if isinstance(exc, TimeoutError):
-            return False
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return True  # refused or unresolvable: nothing was sent
-        if isinstance(
-            exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | aiohttp.ClientPayloadError
-        ):
-            return idempotent
-        return False
 
     def _failure(
         self, rt: HttpRuntime, exc: BaseException, method: str, url: URL, attempts: int, timeout: float | None
@@ -493,21 +393,6 @@ class RestApiResource(NetworkResource):
         if preview:
             message += f": {self.scrub(preview)}"
         return http_status_error(message, response.status)
-
-    def _retry_after(self, value: str | None) -> float | None:
-        if not value:
-            return None
-        value = value.strip()
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError, IndexError):
-                return None
-        if seconds != seconds:  # NaN
-            return None
-        return min(max(seconds, 0.0), self.max_retry_after)
 
     # ---- URLs -----------------------------------------------------------------------------
 

@@ -6,13 +6,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-_JSON_OPENERS = frozenset(b"{[")
-_JSON_SPACE = " \t\n\r"
+from xresource._transport.json_bytes import loads as loads_json
 
-# The C scanner json.loads ends in, called directly: json.loads(bytes) first
-# guesses the encoding and matches whitespace in Python, a third of the cost of
-# a small message. Same parser, same options (the default decoder's).
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_JSON_OPENERS = frozenset(b"{[")
 
 # One encoder for every publish: json.dumps() with options builds a new one per call.
 _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -57,14 +53,7 @@ def decode_payload(raw: bytes | str | None) -> Any:
     if type(raw) is bytes and raw and raw[0] in _JSON_OPENERS:
         # The common case, straight to the parser.
         try:
-            text = raw.decode("utf-8")
-            value, end = _SCAN(text, 0)
-            if end == len(text) or not text[end:].strip(_JSON_SPACE):
-                return value
-        except (ValueError, StopIteration):
-            pass
-        try:
-            return json.loads(raw)  # UTF-16/32 and lone surrogates, as json.loads reads them
+            return loads_json(raw)
         except ValueError:
             pass  # not JSON after all (or not UTF-8): the general path decides
     if isinstance(raw, bytes | bytearray | memoryview):
