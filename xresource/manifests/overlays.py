@@ -300,13 +300,13 @@ def _name_of(doc: Document, problems: list[Problem]) -> str | None:
     name = data.get("name")
     if not isinstance(name, str) or re.fullmatch(NAME_PATTERN, name) is None:
         line, column = doc.mark_for(("name",))
-        problems.append(
-            Problem(
-                str(doc.file), line, column,
-                "an overlay document needs the `name` of the resource it changes (or defines)",
-                field="name", code="missing" if name is None else "invalid",
-            )
-        )  # fmt: skip
+        message = (
+            "an overlay document needs the `name` of the resource it changes (or defines)"
+            if name is None
+            else f"invalid name: must match {NAME_PATTERN}"
+        )
+        code = "missing" if name is None else "invalid"
+        problems.append(Problem(str(doc.file), line, column, message, field="name", code=code))
         return None
     return name
 
