@@ -35,6 +35,11 @@ def register(sub: Any) -> None:
         help="a running `xresource serve` (http://host:port) or the folder currently deployed",
     )
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    parser.add_argument(
+        "--origins",
+        action="store_true",
+        help="text: also show each changed field and the file:line that writes it",
+    )
     add_overlay_option(parser)
     add_overlay_option(parser, dest="against_overlay", flag="--against-overlay")
     parser.set_defaults(run=run)
@@ -180,12 +185,12 @@ def _head_file(running: str | None, head_files: dict[str | None, str]) -> str | 
     return best[1]
 
 
-def render_text(plan: Plan) -> str:
+def render_text(plan: Plan, *, origins: bool = False) -> str:
     lines = [f"+ add      {r['name']} ({r['type']})  {r['path']}" for r in plan.added]
     for r in plan.replaced:
-        lines += [f"~ replace  {r['name']} ({r['type']})  {r['path']}", *_field_lines(r)]
+        lines += [f"~ replace  {r['name']} ({r['type']})  {r['path']}", *(_field_lines(r) if origins else [])]
     for r in plan.updated:
-        lines += [f"* update   {r['name']} ({r['type']})  {r['path']}", *_field_lines(r)]
+        lines += [f"* update   {r['name']} ({r['type']})  {r['path']}", *(_field_lines(r) if origins else [])]
     lines += [f"- remove   {r['name']} ({r['type']})" for r in plan.removed]
     lines += [f"! reject   {p}" for p in plan.rejected]
     update = f"{len(plan.updated)} to update in place, " if plan.updated else ""
@@ -239,5 +244,5 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "markdown":
         print(render_markdown(plan))
     else:
-        print(render_text(plan))
+        print(render_text(plan, origins=args.origins))
     return 1 if plan.rejected else 0
