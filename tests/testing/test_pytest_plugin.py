@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# Inner runs are in-process; pytester drops the modules an inner run imported afterwards.
-# Import here what they use, so every run shares one copy (libyaml's C loader keeps the node
-# classes of the first import, and a second import of yaml would not match them).
-import xresource.backends.databases.postgresql
-import xresource.backends.files.csv
-import xresource.registry  # noqa: F401
-
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
+# Every inner run is a process of its own, as a project's test run is. In-process runs share
+# this interpreter's C extensions, which pytester's module cleanup between tests cannot reset
+# (libyaml keeps the node classes of the first import; a driver re-imported can crash).
 
 ORDERS_CSV = "id,total\n1,9.50\n"
 ORDERS = '{"name": "orders", "type": "csv", "file_path": "orders.csv"}'
@@ -47,7 +42,7 @@ def test_make_registry_builds_from_code_with_test_settings(project: pytest.Pytes
                 assert registry.names() == ["again", "orders"]
         """,
     )
-    project.runpytest().assert_outcomes(passed=1)
+    project.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def test_the_marker_gives_a_started_registry_that_is_stopped_after_the_test(project: pytest.Pytester) -> None:
@@ -69,7 +64,7 @@ def test_the_marker_gives_a_started_registry_that_is_stopped_after_the_test(proj
                 registry.get("orders")
         """,
     )
-    project.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+    project.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)
 
 
 def test_the_ini_option_names_the_folders(project: pytest.Pytester) -> None:
@@ -83,7 +78,7 @@ def test_the_ini_option_names_the_folders(project: pytest.Pytester) -> None:
             assert await xresource_registry.get("orders").read() == [{"id": "1", "total": "9.50"}]
         """,
     )
-    project.runpytest().assert_outcomes(passed=1)
+    project.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def test_without_marker_or_ini_the_error_says_what_to_write(project: pytest.Pytester) -> None:
@@ -94,7 +89,7 @@ def test_without_marker_or_ini_the_error_says_what_to_write(project: pytest.Pyte
             pass
         """,
     )
-    result = project.runpytest()
+    result = project.runpytest_subprocess()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*say which manifests to load, with @pytest.mark.xresource(...)*"])
 
@@ -135,7 +130,7 @@ def test_an_override_lasts_the_test_and_is_undone_even_when_it_fails(project: py
             xresource_override("orders", "fake", registry=second)
         """,
     )
-    result = project.runpytest("-p", "no:randomly")
+    result = project.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*AssertionError: deliberate*"])
 
@@ -157,7 +152,7 @@ def test_fixtures_against_a_real_postgresql(project: pytest.Pytester) -> None:
                 assert await db.fetchval("SELECT 1") == "from the fake"
         """,
     )
-    project.runpytest().assert_outcomes(passed=1)
+    project.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def test_without_pytest_asyncio_make_registry_still_works(
