@@ -59,6 +59,19 @@ _SETTLE_WAIT_FACTOR = 10
 class Registry:
     """A live registry of the resources defined under ``path``."""
 
+    get: Callable[[str], Any]
+    """The ready resource called ``name`` (synchronous: one dict lookup, no I/O).
+
+    Raises ``XResourceNotFoundError`` (a ``KeyError``) for an unknown name,
+    ``XResourceConnectionError`` (with the cause) for a resource that is not
+    ready, and ``XResourceStateError`` for a lazy one not connected yet or a
+    registry that is not running. It returns ``Any`` because the name is data:
+    ``xresource stubs`` writes a module that types each name with its class.
+
+    Each instance binds it to its ready map's own ``__getitem__`` (see
+    ``__init__``): a lookup in C with no Python frame.
+    """
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -75,7 +88,7 @@ class Registry:
         self._ready = ReadyMap(self._get_slow)
         # get() is this map's own __getitem__: a lookup in C with no Python frame, which is
         # what keeps it within a small factor of a plain dict lookup.
-        self.get = self._ready.__getitem__  # type: ignore[method-assign,assignment]
+        self.get = self._ready.__getitem__
         self._hub = EventHub()
         self._audit = Audit(self.settings.registry.audit_log)
         self._supervisor = Supervisor(self.settings.registry, self._hub, self._audit)
@@ -169,16 +182,6 @@ class Registry:
         await self.stop()
 
     # ---- access ---------------------------------------------------------------------------
-
-    def get(self, name: str) -> Any:
-        """The ready resource called ``name`` (synchronous: one dict lookup, no I/O).
-
-        Raises ``XResourceNotFoundError`` (a ``KeyError``) for an unknown name,
-        ``XResourceConnectionError`` (with the cause) for a resource that is not
-        ready, and ``XResourceStateError`` for a lazy one not connected yet or
-        a registry that is not running.
-        """
-        return self._ready[name]  # instances call the map directly (see __init__)
 
     def _get_slow(self, name: str) -> Any:
         entry = self._entries.get(name)
