@@ -230,9 +230,9 @@ class ReadyMap(dict[str, XResource]):
 
     __slots__ = ("_fallback",)
 
-    def __init__(self, fallback: Callable[[str], Any]) -> None:
+    def __init__(self, fallback: Callable[[str], XResource]) -> None:
         super().__init__()
         self._fallback = fallback
 
-    def __missing__(self, name: str) -> Any:
+    def __missing__(self, name: str) -> XResource:
         return self._fallback(name)

@@ -46,7 +46,7 @@ from xresource.registry.reader import FolderReader, Snapshot
 from xresource.registry.status import ResourceStatus, status_of
 from xresource.registry.supervisor import Supervisor
 from xresource.registry.watcher import FolderWatcher, watch_folders
-from xresource.resource import State
+from xresource.resource import State, XResource
 from xresource.settings import Settings, load_settings
 
 log = logging.getLogger("xresource.registry")
@@ -183,7 +183,7 @@ class Registry:
 
     # ---- access ---------------------------------------------------------------------------
 
-    def _get_slow(self, name: str) -> Any:
+    def _get_slow(self, name: str) -> XResource:
         entry = self._entries.get(name)
         if entry is None:
             if self._stopped:
