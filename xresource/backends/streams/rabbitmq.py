@@ -110,11 +110,16 @@ class RabbitMQResource(EventStreamResource):
     """RabbitMQ: ``subscribe(binding_key)``, ``subscribe(key, queue=name)``, ``publish(routing_key, data)``."""
 
     install_extra: ClassVar[str | None] = "rabbitmq"
+    example_name: ClassVar[str | None] = "jobs"
     runtime_type: ClassVar[RuntimeType] = _RabbitRuntime
 
     type: Literal["rabbitmq"] = "rabbitmq"
     """The resource type; selects the backend."""
-    connection_string: UrlText = Field(default="amqp://localhost:5672/", pattern=r"^amqps?://")
+    connection_string: UrlText = Field(
+        default="amqp://localhost:5672/",
+        pattern=r"^amqps?://",
+        examples=["amqp://app:${env:RABBITMQ_PASSWORD}@localhost:5672/"],
+    )
     """``amqp://user:${env:PW}@host:5672/vhost`` or ``amqps://`` (TLS)."""
     exchange: str = Field(default="amq.topic", max_length=255)
     """Exchange to publish to and bind queues to; ``""`` is the default exchange (channel = queue)."""

@@ -69,11 +69,12 @@ class SseResource(EventStreamResource, TlsFields):
     """A Server-Sent Events stream that resumes with ``Last-Event-ID`` after a drop."""
 
     install_extra: ClassVar[str | None] = "sse"
+    example_name: ClassVar[str | None] = "notifications"
     runtime_type: ClassVar[RuntimeType] = _SseRuntime
 
     type: Literal["sse"] = "sse"
     """The resource type; selects the backend."""
-    endpoint: HttpUrl
+    endpoint: HttpUrl = Field(examples=["https://stream.example.com/events"])
     """``http(s)://`` URL of the event stream."""
     headers: HeaderMap = Field(default_factory=dict)
     """Extra request headers; credential headers must be references."""

@@ -74,11 +74,12 @@ class WebSocketResource(EventStreamResource, TlsFields):
     """A WebSocket connection with typed events, subscriptions and ``send``."""
 
     install_extra: ClassVar[str | None] = "websocket"
+    example_name: ClassVar[str | None] = "prices"
     runtime_type: ClassVar[RuntimeType] = _WsRuntime
 
     type: Literal["websocket"] = "websocket"
     """The resource type; selects the backend."""
-    endpoint: UrlText = Field(pattern=WS_URL_PATTERN)
+    endpoint: UrlText = Field(pattern=WS_URL_PATTERN, examples=["wss://stream.example.com/ws"])
     """``ws://`` or ``wss://`` URL of the server."""
     protocols: list[HeaderName] = Field(default_factory=list)
     """Subprotocols offered in the handshake, in order of preference."""
