@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.server.support import Serve
 from tests.support.services import REQUIRE_SERVICES, require_service
+from tests.support.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,17 +68,15 @@ class SyncServe(Serve):
             super().__init__(tmp_path, Path(folder.name), env=env)
         finally:
             os.chdir(cwd)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.communicate()
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("serve did not become ready")
+        eventually_sync(self._ready, timeout=20, what="serve ready")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, self.proc.communicate()
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
     def fetch(self, path: str) -> str:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
