@@ -212,6 +212,17 @@ class Registry:
             entry.release()
             self._audit.resource("lease_close", entry)
 
+    @asynccontextmanager
+    async def transaction(self, name: str, **options: Any) -> AsyncIterator[Any]:
+        """``lease(name)`` and its ``transaction(**options)`` in one ``async with``: yields what the
+        resource's ``transaction()`` yields (docs/api.md); ``TypeError`` for a type without them."""
+        async with self.lease(name) as resource:
+            begin = getattr(resource, "transaction", None)  # databases have it; files, streams do not
+            if not callable(begin):
+                raise TypeError(f"{resource.label} has no transactions (postgresql, mysql and mongodb do)")
+            async with begin(**options) as connection:
+                yield connection
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
