@@ -271,6 +271,52 @@ def test_page_scripts_and_event_stream_never_carry_a_secret(
             assert secret not in text, f"{secret!r} in the {where}"
 
 
+def test_a_pending_change_shows_why_and_its_diff_with_secrets_as_references(
+    browser: Any, tmp_path: Path, samples: Path
+) -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    manifest = samples / "pg.yaml"
+    manifest.write_text(
+        "name: pg\ntype: postgresql\nmin_pool_size: 1\nmax_pool_size: 2\n"
+        "connection_string: postgresql://postgres:${env:XR_STATUS_PG_PASSWORD}@127.0.0.1:5432/test\n"
+    )
+    running = SyncServe(tmp_path, samples, env=SECRETS)
+    try:
+        page = _open(browser, f"{running.url}/")
+        row = _row(page, "pg")
+        assert row.locator(".state").inner_text().endswith("ready")
+        # The new version names a variable that is not set: it cannot connect, the old one serves.
+        manifest.write_text(
+            manifest.read_text()
+            .replace("XR_STATUS_PG_PASSWORD", "XR_STATUS_PG_ROTATED")
+            .replace("max_pool_size: 2", "max_pool_size: 3")
+        )
+        pending = row.locator(".pending")
+        pending.wait_for(timeout=WAIT_MS)
+        text = pending.inner_text()
+        assert text.startswith("pending: ")
+        assert "XR_STATUS_PG_ROTATED" in text  # why: the variable is not set
+        diff = pending.locator("ul.changes li").all_inner_texts()
+        assert (
+            'connection_string: "postgresql://postgres:${env:XR_STATUS_PG_PASSWORD}@127.0.0.1:5432/test"'
+            ' -> "postgresql://postgres:${env:XR_STATUS_PG_ROTATED}@127.0.0.1:5432/test"'
+        ) in diff
+        assert "max_pool_size: 2 -> 3" in diff
+        assert row.locator(".state").inner_text().endswith("ready")  # the running version
+        assert row.locator("td.num").inner_text() == "1"
+        rejected = page.locator('#timeline li.event[data-kind="rejected"]:has(b:text-is("pg"))').first
+        rejected.wait_for(timeout=WAIT_MS)
+        changed = rejected.locator("ul.changes code").all_inner_texts()
+        assert changed == ["connection_string", "max_pool_size"]
+        assert page.evaluate("window.__sameDocument") is True
+        content = page.content()
+    finally:
+        code, err = running.stop(signal.SIGTERM)
+    assert code == 0, err
+    for secret in SECRETS.values():
+        assert secret not in content
+
+
 # ---- the docs' screenshot --------------------------------------------------------------------
 
 

@@ -34,6 +34,8 @@ class ResourceStatus:
     """What the pending version would change, one ``field: old -> new`` each (secrets as references)."""
     fields: dict[str, Any] = field(default_factory=dict)
     """The running version's fields as written (with settings defaults; secrets as their references)."""
+    line: int | None = None
+    """The line of ``path`` where the running version's manifest starts."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,4 +68,5 @@ def status_of(entry: Entry) -> ResourceStatus:
         pending=entry.pending,
         pending_changes=entry.pending_changes,
         fields=entry.shown_fields,
+        line=resource.manifest_line,
     )
