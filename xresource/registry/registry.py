@@ -43,6 +43,7 @@ from xresource.registry.diff import Desired, diff
 from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
 from xresource.registry.reader import FolderReader, Snapshot
+from xresource.registry.selection import select
 from xresource.registry.status import ResourceStatus, status_of
 from xresource.registry.supervisor import Supervisor
 from xresource.registry.watcher import FolderWatcher, watch_folders
@@ -239,23 +240,7 @@ class Registry:
         self, *, tag: str | None = None, folder: str | os.PathLike[str] | None = None, type: str | None = None
     ) -> dict[str, Any]:
         """Ready resources matching every given filter (a tag, a sub-folder, a type)."""
-        base = Path(folder) if folder is not None else None
-        if base is not None and not base.is_absolute():
-            base = self.path / base
-        found: dict[str, Any] = {}
-        for name, entry in sorted(self._entries.items()):
-            resource = entry.resource
-            if tag is not None and tag not in resource.tags:
-                continue
-            if type is not None and resource.type != type:
-                continue
-            if base is not None:
-                manifest = resource.manifest_path
-                if manifest is None or not _is_under(manifest, base):
-                    continue
-            if entry.state is _READY:
-                found[name] = resource
-        return found
+        return select(self._entries, self.path, tag=tag, folder=folder, type_name=type)
 
     def status(self) -> dict[str, ResourceStatus]:
         """A snapshot per resource: state, last error, manifest path, generation, what is pending."""
@@ -454,11 +439,3 @@ class Registry:
         except Exception:  # noqa: BLE001 - recorded and logged by _reload
             return
         log.info("reload after SIGHUP: %s", result.outcome)
-
-
-def _is_under(path: Path, base: Path) -> bool:
-    try:
-        path.resolve().relative_to(base.resolve())
-    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
-        return False
-    return True
