@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +16,16 @@ if TYPE_CHECKING:
 def select(
     entries: Mapping[str, Entry],
     root: Path,
+    override_of: Callable[[str], tuple[bool, Any]],
     *,
     tag: str | None = None,
     folder: str | os.PathLike[str] | None = None,
     type_name: str | None = None,
 ) -> dict[str, Any]:
-    """Ready resources of ``entries`` matching every given filter; ``folder`` is relative to ``root``."""
+    """Ready resources of ``entries`` matching every given filter; ``folder`` is relative to ``root``.
+
+    A name a test overrides (``override_of(name)`` is ``(True, fake)``) gives its stand-in.
+    """
     base = Path(folder) if folder is not None else None
     if base is not None and not base.is_absolute():
         base = root / base
@@ -36,8 +40,9 @@ def select(
             manifest = resource.manifest_path
             if manifest is None or not _is_under(manifest, base):
                 continue
-        if entry.state is State.READY:
-            found[name] = resource
+        overridden, fake = override_of(name)
+        if overridden or entry.state is State.READY:
+            found[name] = fake if overridden else resource
     return found
 
 
