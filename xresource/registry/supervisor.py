@@ -13,6 +13,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from xresource._transport.backoff import Backoff
 from xresource.registry.audit import Audit
 from xresource.registry.entry import Entry
 from xresource.registry.events import EventHub, ReloadEvent
@@ -79,16 +80,19 @@ class Supervisor:
             entry.retry_task = self.spawn(self._retry(entry), name=f"retry-{entry.resource.name}")
 
     async def _retry(self, entry: Entry) -> None:
-        delay = self.settings.retry_initial
+        # The project's one backoff policy, jittered so resources that failed together (a
+        # database restart) do not all retry at the same instant.
+        backoff = Backoff(first=self.settings.retry_initial, cap=self.settings.retry_max)
+        attempt = 0
         while entry.state is State.FAILED and entry.current:
-            await asyncio.sleep(delay)
+            attempt += 1
+            await asyncio.sleep(backoff.delay(attempt))
             if not entry.current:
                 return
             if await entry.connect(self.settings.connect_timeout):
                 self.hub.emit(ReloadEvent("recovered", entry.resource.name, entry.generation, _path(entry)))
                 self.audit.resource("connect", entry)
                 return
-            delay = min(delay * 2, self.settings.retry_max)
 
     # ---- health -------------------------------------------------------------------------------
 
