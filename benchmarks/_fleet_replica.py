@@ -26,7 +26,7 @@ from xresource.registry.events import ReloadEvent
 from xresource.settings import load_settings
 
 NAME = "fleet_db"
-THINK = 0.01
+THINK = 0.02
 """Seconds each worker waits between two queries (the load of one replica: WORKERS / THINK q/s at most)."""
 
 

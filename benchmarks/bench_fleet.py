@@ -2,7 +2,7 @@
 
 Ten separate processes (``benchmarks/_fleet_replica.py``), each a ``Registry`` with
 ``watch=True`` on the same folder, serve one database resource (pool 5..5) under
-query load: six workers per replica, each running one query every 10 ms through
+query load: four workers per replica, each running one query every 20 ms through
 ``registry.get(...)``. After a steady spell the manifest's pool size changes to
 6..6 (written atomically, as a deploy would) and every replica reloads it.
 
@@ -24,7 +24,8 @@ Rows per database and setting (``reload_jitter`` 0, then the fleet setting):
   over the p99 of the steady spell (target <= 2x); the note gives the failed queries
   (target 0).
 
-Run: ``.venv/bin/python -m benchmarks.bench_fleet [--quick]``.
+Run: ``.venv/bin/python -m benchmarks.bench_fleet [--quick] [postgresql] [mysql] [mongodb]``
+(``--quick``: the fleet setting only).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from tests.support.services import port_open
 from xresource.settings import RegistrySettings
 
 REPLICAS = 10
-WORKERS = 6
+WORKERS = 4
 POOL_BEFORE, POOL_AFTER = 5, 6
 FLEET_JITTER = 2.0
 """``reload_jitter`` of the fleet rows: each replica applies the change within 2 s."""
@@ -336,10 +337,12 @@ def _skipped(kind: str, why: str) -> Row:
     return Row(f"{kind}: fleet reload skipped", 0.0, None, None, "", f"<= {PEAK_TARGET}x", None, note=why)
 
 
-async def _all(quick: bool) -> list[Row]:
+async def _all(quick: bool, only: set[str] | None = None) -> list[Row]:
     jitters = [FLEET_JITTER] if quick else [0.0, FLEET_JITTER]
     rows: list[Row] = []
     for kind, target in (("postgresql", _postgresql), ("mysql", _mysql), ("mongodb", _mongodb)):
+        if only and kind not in only:
+            continue
         async with target() as found:
             if found is None:
                 rows.append(_skipped(kind, "no server"))
@@ -350,11 +353,12 @@ async def _all(quick: bool) -> list[Row]:
     return rows
 
 
-def run(quick: bool = False) -> list[Row]:
-    return asyncio.run(_all(quick))
+def run(quick: bool = False, only: set[str] | None = None) -> list[Row]:
+    return asyncio.run(_all(quick, only))
 
 
 if __name__ == "__main__":
     started = time.perf_counter()
-    print_rows(run(quick="--quick" in sys.argv))
+    kinds = {a for a in sys.argv[1:] if not a.startswith("-")}
+    print_rows(run(quick="--quick" in sys.argv, only=kinds or None))
     print(f"\n{time.perf_counter() - started:.1f} s", file=sys.stderr)

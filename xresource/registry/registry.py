@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -414,6 +415,12 @@ class Registry:
             self._supervisor.spawn(old.stop(), name="xresource-watcher-stop")
 
     async def _on_watch_event(self, reason: str, paths: frozenset[str]) -> None:
+        jitter = self.settings.registry.reload_jitter
+        if jitter > 0 and self._started:
+            # Replicas that watch the same files would all reload at the same instant (and
+            # reconnect to the same servers): each waits its own random share of the jitter.
+            # This runs on the watcher's task, which stop() cancels; reload() never waits here.
+            await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading, not secrecy
         if self._started:
             try:
                 result = await self._reload(reason)

@@ -20,6 +20,15 @@ from xresource.backends.databases._base import (
     SslMode,
     classify,
 )
+from xresource.backends.databases._handover import Gate
+from xresource.backends.databases._pg_pool import (
+    GatedPool,
+    grower,
+    keeps_floor,
+    open_connection,
+    set_floor,
+    shed_idle,
+)
 from xresource.backends.databases._transactions import (
     IsolationLevel,
     check_flag,
@@ -56,6 +65,8 @@ _MANAGED = {
     "command_timeout",
     "ssl",
     "max_inactive_connection_lifetime",
+    "connect",
+    "init_size",
 }
 
 _TABLES_SQL = """
@@ -172,6 +183,19 @@ class PostgresResource(DatabaseResource):
         if server_settings:
             kwargs["server_settings"] = server_settings
 
+        # Every connection opens through our hook, which counts it while this version
+        # replaces or is replaced by another (the surge rule, see _handover).
+        rt = PoolRuntime(None)
+        counts = keeps_floor(asyncpg.Pool)
+        kwargs["connect"] = functools.partial(open_connection, rt, counts, asyncpg.connect)
+        budget = rt.budget = self._claim_budget()
+        if budget is not None:
+            # Open small (what proves it works), then grow as the old version gives back.
+            opened = max(1, min(self.min_pool_size, budget.tokens))
+            for _ in range(opened):
+                budget.try_take()
+            kwargs["min_size"] = opened
+            rt.gate = Gate(budget, 0 if counts else opened)
         async with self._connect_deadline():
             pool = await asyncpg.create_pool(**kwargs)
             try:
@@ -179,13 +203,39 @@ class PostgresResource(DatabaseResource):
             except BaseException:
                 pool.terminate()
                 raise
-        self._rt = PoolRuntime(pool)
+        rt.pool = pool
+        if budget is not None and rt.gate is not None:
+            rt.pool = GatedPool(pool, rt.gate)
+            grow = grower(pool, rt.gate, budget, self.max_pool_size, counts)
+            budget.on_give(lambda: None if rt.shed is not None else grow())  # not once it drains itself
+            grow()
+
+            def restore() -> None:
+                rt.pool = pool
+                set_floor(pool, self.min_pool_size)
+
+            self._when_lifted(rt, budget, restore)
+        self._rt = rt
         self._log_connected()
 
     async def _disconnect(self) -> None:
         rt, self._rt = self._rt, None
         if rt is not None:
-            await self._close_bounded(rt.pool.close, rt.pool.terminate)
+            try:
+                await self._close_bounded(rt.pool.close, rt.pool.terminate)
+            finally:
+                self._lift(rt)
+
+    async def _shed_idle(self, rt: PoolRuntime) -> None:
+        pool = rt.pool
+        if isinstance(pool, GatedPool):
+            pool = pool.pool
+        idle = pool.get_idle_size()
+        if idle:
+            shed_idle(pool, keep=self._waiters(pool.get_size() - idle))
+
+    def _stop_refilling(self, rt: PoolRuntime) -> None:
+        set_floor(rt.pool.pool if isinstance(rt.pool, GatedPool) else rt.pool, 0)
 
     async def _validate_connection(self) -> bool:
         rt = self._rt
@@ -242,6 +292,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "fetch") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Record | None:
         """Run ``query`` and return its first row, or ``None``."""
@@ -255,6 +307,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "fetchrow") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any:
         """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
@@ -268,6 +322,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "fetchval") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         """Run a command; returns PostgreSQL's status text (e.g. ``"INSERT 0 1"``)."""
@@ -282,6 +338,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "execute") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
@@ -297,6 +355,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "executemany") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     # ---- transactions ---------------------------------------------------------------------
 
