@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -16,21 +17,17 @@ from xresource.backends.databases._base import (
     PoolStats,
     Release,
 )
-from xresource.backends.databases._mysql_connection import (
-    MySqlConnection,
-    close_now,
-    commit,
-    rollback,
-    stop_on_server,
-)
+from xresource.backends.databases._mysql_connection import MySqlConnection, mysql_transaction
 from xresource.backends.databases._mysql_errors import error_class, error_table, server_code
-from xresource.backends.databases._transactions import (
-    SQL_ISOLATION,
-    IsolationLevel,
-    check_flag,
-    check_isolation,
-    pooled_transaction,
+from xresource.backends.databases._mysql_pool import (
+    MySqlRuntime,
+    raw,
+    set_floor,
+    shed_idle,
+    start_growing,
+    stop_growing,
 )
+from xresource.backends.databases._transactions import IsolationLevel
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
     XResourceConnectionError,
@@ -65,16 +62,6 @@ _MANAGED = {
 }
 
 MySqlSslMode = Literal["disable", "require", "verify-ca", "verify-full"]
-
-
-class MySqlRuntime(PoolRuntime):
-    """The aiomysql pool, and the driver's plain tuple cursor class (for single values)."""
-
-    __slots__ = ("tuple_cursor",)
-
-    def __init__(self, pool: Any, tuple_cursor: Any) -> None:
-        super().__init__(pool)
-        self.tuple_cursor: Any = tuple_cursor
 
 
 class MySQLResource(DatabaseResource):
@@ -184,6 +171,14 @@ class MySQLResource(DatabaseResource):
             kwargs["ssl"] = tls_context(sslmode, self.read_ca_file(self.ca_file))
         kwargs.update(self._resolve_options(self.options))
 
+        budget = self._claim_budget()
+        opened = 0
+        if budget is not None:
+            # Open small (what proves it works), then grow as the old version gives back.
+            opened = max(1, min(self.min_pool_size, budget.tokens))
+            for _ in range(opened):
+                budget.try_take()
+            kwargs["minsize"] = min(self.min_pool_size, opened)
         pool = None
         try:
             async with self._connect_deadline():
@@ -200,7 +195,11 @@ class MySQLResource(DatabaseResource):
                 pool.terminate()
                 await pool.wait_closed()
             raise
-        self._rt = MySqlRuntime(pool, aiomysql.Cursor)
+        rt = MySqlRuntime(pool, aiomysql.Cursor)
+        if budget is not None:
+            start_growing(rt, budget, opened, self.max_pool_size, self.name)
+            self._when_lifted(rt, budget, lambda: stop_growing(rt, self.min_pool_size))
+        self._rt = rt
         self._log_connected()
 
     async def _check_tls(self, conn: Any, tuple_cursor: Any, sslmode: str) -> None:
@@ -224,7 +223,10 @@ class MySQLResource(DatabaseResource):
         rt, self._rt = self._rt, None
         if rt is None:
             return
-        pool = rt.pool
+        if rt.grower is not None:
+            rt.grower.cancel()
+            await asyncio.gather(rt.grower, return_exceptions=True)
+        pool = raw(rt.pool)
 
         async def graceful() -> None:
             pool.close()  # idle connections close now, busy ones when they come back
@@ -234,7 +236,19 @@ class MySQLResource(DatabaseResource):
             pool.terminate()
             await pool.wait_closed()
 
-        await self._close_bounded(graceful, force)
+        try:
+            await self._close_bounded(graceful, force)
+        finally:
+            self._lift(rt)
+
+    async def _shed_idle(self, rt: PoolRuntime) -> None:
+        pool = raw(rt.pool)
+        closed = await shed_idle(pool, self._waiters(pool.size - pool.freesize))
+        if closed and rt.budget is not None:
+            rt.budget.give(closed)
+
+    def _stop_refilling(self, rt: PoolRuntime) -> None:
+        set_floor(raw(rt.pool), 0)
 
     async def _validate_connection(self) -> bool:
         if self._rt is None:
@@ -304,6 +318,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "fetch") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
         """Run ``query`` and return its first row as a dict, or ``None``."""
@@ -326,6 +342,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "fetchrow") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
         """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
@@ -348,6 +366,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "fetchval") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def execute(self, query: str, *args: Any) -> int:
         """Run a statement; returns the number of affected rows."""
@@ -369,6 +389,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "execute") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> int:
         """Run a statement once per argument tuple (multi-row ``INSERT ... VALUES`` are batched)."""
@@ -390,6 +412,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "executemany") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     # ---- transactions ---------------------------------------------------------------------
 
@@ -411,39 +435,7 @@ class MySQLResource(DatabaseResource):
         only (``SET TRANSACTION``, then ``BEGIN``). ``timeout`` bounds the wait
         for a connection, as in ``acquire``.
         """
-        level = check_isolation(self.label, isolation)
-        characteristics = [f"ISOLATION LEVEL {SQL_ISOLATION[level]}"] if level else []
-        if check_flag(self.label, "readonly", readonly):
-            characteristics.append("READ ONLY")
-        set_transaction = f"SET TRANSACTION {', '.join(characteristics)}" if characteristics else None
-        tuple_cursor: Any = None
-        pool = self._rt.pool if self._rt is not None else None
-
-        def discard(conn: Any) -> None:
-            if pool is None:
-                close_now(conn)
-            else:
-                stop_on_server(pool, conn, self.close_timeout)
-
-        async def begin(conn: Any) -> Any:
-            nonlocal tuple_cursor
-            tuple_cursor = require("aiomysql", "mysql", type_name=self.type).Cursor
-            if set_transaction is not None:  # built from the checked values above only
-                cur = await conn.cursor(tuple_cursor)
-                await cur.execute(set_transaction)
-                await cur.close()
-            await conn.begin()
-            return conn
-
-        return pooled_transaction(
-            self,
-            timeout=timeout,
-            begin=begin,
-            commit=commit,
-            rollback=rollback,
-            discard=discard,
-            wrap=lambda conn: MySqlConnection(conn, tuple_cursor),
-        )
+        return mysql_transaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
 
     # ---- errors ---------------------------------------------------------------------------
 
