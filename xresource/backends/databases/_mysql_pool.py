@@ -117,8 +117,18 @@ def start_growing(rt: MySqlRuntime, budget: ConnectionBudget, opened: int, max_s
 
 
 def stop_growing(rt: MySqlRuntime, min_size: int) -> None:
-    """The budget is lifted: the plain pool again, with its own floor."""
+    """The budget is lifted: the plain pool again, with its own floor, filled now."""
     pool = rt.pool = raw(rt.pool)
     set_floor(pool, min_size)
     if rt.grower is not None:
         rt.grower.cancel()
+    rt.grower = asyncio.get_running_loop().create_task(_fill(pool), name="xresource-fill")
+
+
+async def _fill(pool: Any) -> None:
+    """aiomysql opens up to its floor on an ``acquire``: take one and give it back."""
+    try:
+        conn = await pool.acquire()
+        await pool.release(conn)
+    except Exception as exc:  # noqa: BLE001 - the next query fills it
+        log.debug("could not fill the pool to its floor now: %s", type(exc).__name__)
