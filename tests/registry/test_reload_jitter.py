@@ -63,7 +63,9 @@ async def test_jitter_delays_neither_an_explicit_reload_nor_stop(
     assert registry.status() == {}
 
 
-async def test_no_jitter_by_default(manifests: Path, data: Path, longest_delay: list[tuple[float, float]]) -> None:
+async def test_no_jitter_by_default(
+    manifests: Path, data: Path, longest_delay: list[tuple[float, float]]
+) -> None:
     (manifests / "a.yaml").write_text(csv_manifest("a", data / "a.csv"))
     async with Registry(manifests, watch=True, settings=fast_settings()) as registry:
         (manifests / "a.yaml").write_text(csv_manifest("a", data / "b.csv"))
@@ -82,7 +84,9 @@ async def test_no_jitter_by_default(manifests: Path, data: Path, longest_delay: 
         ("reload_surge = 1.5", "reload_surge"),
     ],
 )
-def test_bad_fleet_settings_are_refused_naming_the_file_and_field(tmp_path: Path, line: str, field: str) -> None:
+def test_bad_fleet_settings_are_refused_naming_the_file_and_field(
+    tmp_path: Path, line: str, field: str
+) -> None:
     settings = tmp_path / "settings.toml"
     settings.write_text(f"[registry]\n{line}\n")
     with pytest.raises(ManifestError) as caught:
