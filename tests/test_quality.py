@@ -14,17 +14,15 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.timeout(300)
 def test_ruff() -> None:
-    proc = subprocess.run(
-        [BIN / "ruff", "check", "xresource", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
-    )
+    proc = subprocess.run([BIN / "ruff", "check", "xresource", "tests", "benchmarks"], cwd=ROOT,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:]
 
 
 @pytest.mark.timeout(300)
 def test_ruff_format() -> None:
-    proc = subprocess.run(
-        [BIN / "ruff", "format", "--check", "xresource"], cwd=ROOT, capture_output=True, text=True
-    )
+    proc = subprocess.run([BIN / "ruff", "format", "--check", "xresource"], cwd=ROOT,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-5000:]
 
 

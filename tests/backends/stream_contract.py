@@ -275,7 +275,9 @@ class StreamContract:
             await self.subscribed(stream, channel, slow)
             for n in range(20):
                 await feed.emit(channel, {"n": n})
-            await eventually(lambda: stream.counters.dropped > 0, timeout=20, what="drops under drop_oldest")
+            await eventually(
+                lambda: stream.counters.dropped > 0, timeout=20, what="drops under drop_oldest"
+            )
             gate.set()
             await eventually(lambda: 19 in got, timeout=20, what="the newest message survives")
             assert got == sorted(got)

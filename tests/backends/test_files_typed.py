@@ -101,16 +101,7 @@ async def test_csv_rows_hold_declared_types(tmp_path: Path) -> None:
     async with typed_csv(tmp_path) as resource:
         rows = await resource.read()
         assert rows == EXPECTED
-        assert [type(v) for v in rows[0].values()] == [
-            int,
-            Decimal,
-            float,
-            dt.date,
-            dt.datetime,
-            bool,
-            str,
-            str,
-        ]
+        assert [type(v) for v in rows[0].values()] == [int, Decimal, float, dt.date, dt.datetime, bool, str, str]
         chunks = [chunk async for chunk in resource.read_stream(2)]
         assert chunks == [EXPECTED[:2], EXPECTED[2:]]
 
@@ -127,9 +118,7 @@ async def test_untyped_columns_stay_text_and_untyped_resource_is_unchanged(tmp_p
 
 
 async def test_short_row_is_padded_with_none_and_its_values_typed(tmp_path: Path) -> None:
-    async with typed_csv(
-        tmp_path, "id,price,ok\n1,2.5\n", {"id": "int", "price": "decimal", "ok": "bool"}
-    ) as r:
+    async with typed_csv(tmp_path, "id,price,ok\n1,2.5\n", {"id": "int", "price": "decimal", "ok": "bool"}) as r:
         assert await r.read() == [{"id": 1, "price": Decimal("2.5"), "ok": None}]
 
 
@@ -358,9 +347,7 @@ async def test_excel_cells_convert_to_declared_types(tmp_path: Path) -> None:
         ("decimal", "n/a"),
     ],
 )
-async def test_excel_bad_cell_names_sheet_row_column_and_name(
-    tmp_path: Path, type_name: str, bad: Any
-) -> None:
+async def test_excel_bad_cell_names_sheet_row_column_and_name(tmp_path: Path, type_name: str, bad: Any) -> None:
     path = write_sheet(tmp_path / "book.xlsx", [[None], ["a", "value"], ["x", None], ["y", bad]])
     resource = ExcelResource(name="book", file_path=path, columns={"value": type_name})
     async with resource:

@@ -138,9 +138,7 @@ async def test_consume_subscribes_for_the_iteration_only(kafka_broker: str) -> N
 
         async def produce_when_subscribed() -> None:
             # subscribe() inside consume() returns once the start offsets are known.
-            await eventually(
-                lambda: topic in stream.subscriptions and stream._rt.applied.get(topic) is not None
-            )
+            await eventually(lambda: topic in stream.subscriptions and stream._rt.applied.get(topic) is not None)
             await stream.produce(topic, {"n": 1})
 
         producer = asyncio.create_task(produce_when_subscribed())

@@ -220,3 +220,5 @@ async def test_wrong_password_is_an_authentication_error(monkeypatch: pytest.Mon
         assert secret not in str(caught.value)
     finally:
         server.stop()
+
+

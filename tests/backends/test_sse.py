@@ -267,3 +267,5 @@ def test_bad_fields_are_rejected(fields, message):
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     return hs.make_certificate(tmp_path_factory.mktemp("tls"))
+
+

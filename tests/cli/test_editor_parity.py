@@ -111,10 +111,7 @@ def test_hover_renders_markdown(server: LanguageServer, tmp_path: Path) -> None:
 
 
 def test_the_modeline_init_writes_in_a_fresh_folder_resolves_in_the_editor(
-    server: LanguageServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    server: LanguageServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No schemas/ anywhere: the editor still finds the schema (the installed package's)."""
     monkeypatch.chdir(tmp_path)

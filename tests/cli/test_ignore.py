@@ -31,16 +31,7 @@ def csv_manifest(name: str) -> str:
 
 def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false", *args],
         cwd=cwd,
         check=True,
         capture_output=True,
@@ -86,13 +77,8 @@ def test_validate_and_ls_honour_the_rules(folder: Path, capsys: pytest.CaptureFi
 
 def test_named_files_follow_the_same_rules(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """pre-commit passes every changed YAML file by name: ignored ones must be skipped, not read."""
-    given = [
-        folder / "kustomization.yaml",
-        folder / "drafts" / "wip.yaml",
-        folder / "team" / "notes.yaml",
-        folder / ".editor.yaml",
-        folder / "team" / "users.yaml",
-    ]
+    given = [folder / "kustomization.yaml", folder / "drafts" / "wip.yaml", folder / "team" / "notes.yaml",
+             folder / ".editor.yaml", folder / "team" / "users.yaml"]
     assert main(["validate", *map(str, given)]) == 0
     assert capsys.readouterr().out.strip() == "valid: 1 file, 1 resource, 0 problems in 0 files"
 
@@ -121,9 +107,7 @@ def test_an_ignored_folder_cannot_be_re_included_below(folder: Path) -> None:
 def test_unusable_patterns_are_skipped_like_git_does(folder: Path) -> None:
     (folder / ".xresourceignore").write_text("!\nfoo\\\ndrafts/\n\n   \n#notes.yaml\n")
     assert names(list(iter_manifest_files([folder])), folder) == [
-        "orders.yaml",
-        "team/notes.yaml",
-        "team/users.yaml",
+        "orders.yaml", "team/notes.yaml", "team/users.yaml"
     ]
 
 
@@ -179,9 +163,7 @@ def test_git_flow_changed_files_and_the_work_tree_top(tmp_path: Path) -> None:
     ]
     # What a CI step runs: `git diff --name-only ... | xargs xresource validate`.
     xresource = Path(sys.executable).parent / "xresource"
-    result = subprocess.run(
-        [xresource, "validate", *changed], cwd=repo, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([xresource, "validate", *changed], cwd=repo, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "valid: 1 file, 1 resource, 0 problems in 0 files"
     result = subprocess.run(

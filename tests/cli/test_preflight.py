@@ -108,24 +108,17 @@ def test_all_resolvable_passes_in_every_format(
     assert problem["code"] == "preflight"
     assert (problem["line"], problem["field"]) == (3, "connection_string")
     code, out = run(capsys, "validate", "--preflight", "--format", "github", str(folder))
-    assert out.startswith(
-        f"::error file={folder / 'orders.yaml'},line=3,col=20,title=xresource orders.connection_string::"
-    )
+    assert out.startswith(f"::error file={folder / 'orders.yaml'},line=3,col=20,title=xresource orders.connection_string::")
 
 
 def test_invalid_manifests_are_preflighted_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every problem at once: a broken document's references are checked as well."""
-    (tmp_path / "bad.yaml").write_text(
-        "name: bad\ntype: postgresql\nmax_pool_size: many\n"
-        "connection_string: postgresql://${env:XR_PF_NOT_SET}@db/app\n"
-    )
+    (tmp_path / "bad.yaml").write_text("name: bad\ntype: postgresql\nmax_pool_size: many\n"
+                                       "connection_string: postgresql://${env:XR_PF_NOT_SET}@db/app\n")
     code, out = run(capsys, "validate", "--preflight", str(tmp_path))
     assert code == 1
     assert "bad: max_pool_size: " in out
-    assert (
-        f"{tmp_path / 'bad.yaml'}:4:20: bad: connection_string: environment variable 'XR_PF_NOT_SET' is not set"
-        in out
-    )
+    assert f"{tmp_path / 'bad.yaml'}:4:20: bad: connection_string: environment variable 'XR_PF_NOT_SET' is not set" in out
 
 
 def test_allowed_roots_and_settings(
@@ -190,9 +183,7 @@ def test_entrypoint_use_gates_the_app(tmp_path: Path, secrets: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XR_PREFLIGHT")}
     xresource = Path(sys.executable).parent / "xresource"
     script = f"{xresource} validate --preflight {folder} && echo app-started"
-    result = subprocess.run(
-        ["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert result.returncode == 1
     assert "app-started" not in result.stdout
     assert "XR_PREFLIGHT_DB_PW' is not set" in result.stdout

@@ -12,12 +12,8 @@ import pytest
 from xresource.cli.main import main
 
 GOOD = "name: orders\ntype: postgresql\nconnection_string: postgresql://app@db:5432/app\n"
-BAD = (
-    "name: users\ntype: postgresql\nconnection_string: postgresql://app@db/app\nmax_pool_size: many\nfoo: 1\n"
-)
-ANNOTATION = re.compile(
-    r"^::error file=(?P<file>[^,]+),line=(?P<line>\d+),col=(?P<col>\d+),title=(?P<title>[^:]+)::(?P<msg>.+)$"
-)
+BAD = "name: users\ntype: postgresql\nconnection_string: postgresql://app@db/app\nmax_pool_size: many\nfoo: 1\n"
+ANNOTATION = re.compile(r"^::error file=(?P<file>[^,]+),line=(?P<line>\d+),col=(?P<col>\d+),title=(?P<title>[^:]+)::(?P<msg>.+)$")
 
 
 @pytest.fixture
@@ -181,7 +177,7 @@ def test_literal_secret_under_a_nested_key_points_at_that_key(
 def test_literal_secret_under_a_toml_table_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "m.toml").write_text(
         'name = "orders"\ntype = "postgresql"\nconnection_string = "postgresql://app@db/app"\n\n'
-        '[options]\nstatement_timeout = 5\npassword = "hunter2"\n'
+        "[options]\nstatement_timeout = 5\npassword = \"hunter2\"\n"
     )
     code, out = run(["validate", str(tmp_path)], capsys)
     assert code == 1

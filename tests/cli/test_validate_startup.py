@@ -69,9 +69,7 @@ def test_each_type_present_loads_its_own_backend_only(tmp_path: Path) -> None:
     (tmp_path / "regions.csv").write_text("id\n1\n")
     code, modules, output = run_cold("validate", str(tmp_path))
     assert code == 0, output
-    loaded = {
-        m.rsplit(".", 1)[-1] for m in modules if m.startswith("xresource.backends.") and m.count(".") == 3
-    }
+    loaded = {m.rsplit(".", 1)[-1] for m in modules if m.startswith("xresource.backends.") and m.count(".") == 3}
     # Family-private helpers (``_base``, ``_columns``, ...) may load; no other type's backend does.
     assert {m for m in loaded if not m.startswith("_")} == {"postgresql", "csv"}
 

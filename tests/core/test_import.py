@@ -8,32 +8,17 @@ import sys
 import xresource
 
 DRIVERS = [
-    "asyncpg",
-    "aiomysql",
-    "pymysql",
-    "pymongo",
-    "motor",
-    "aiohttp",
-    "websockets",
-    "redis",
-    "aiokafka",
-    "aio_pika",
-    "aiormq",
-    "aiomqtt",
-    "paho",
-    "httpx",
-    "httpx_sse",
-    "openpyxl",
-    "ijson",
-    "dynaconf",
-    "watchfiles",
-    "prometheus_client",
-    "jsonschema",
+    "asyncpg", "aiomysql", "pymysql", "pymongo", "motor", "aiohttp", "websockets", "redis", "aiokafka",
+    "aio_pika", "aiormq", "aiomqtt", "paho", "httpx", "httpx_sse", "openpyxl", "ijson", "dynaconf",
+    "watchfiles", "prometheus_client", "jsonschema",
 ]
 
 
 def test_import_loads_no_backend_driver() -> None:
-    code = "import sys, json, xresource\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    code = (
+        "import sys, json, xresource\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(__import__("json").loads(out))
     assert not loaded & set(DRIVERS), f"import xresource loaded drivers: {sorted(loaded & set(DRIVERS))}"
@@ -65,22 +50,10 @@ def test_all_matches_public_names() -> None:
 
 def test_design_names_exported() -> None:
     for name in (
-        "XObjPrototype",
-        "ResourceMetadata",
-        "XResource",
-        "FileResource",
-        "DatabaseResource",
-        "NetworkResource",
-        "EventStreamResource",
-        "ResourceFactory",
-        "Registry",
-        "XResourceError",
-        "XResourceConnectionError",
-        "XResourceTimeoutError",
-        "XResourcePoolExhaustedError",
-        "XResourceNotFoundError",
-        "UnknownResourceTypeError",
-        "ManifestError",
+        "XObjPrototype", "ResourceMetadata", "XResource", "FileResource", "DatabaseResource",
+        "NetworkResource", "EventStreamResource", "ResourceFactory", "Registry", "XResourceError",
+        "XResourceConnectionError", "XResourceTimeoutError", "XResourcePoolExhaustedError",
+        "XResourceNotFoundError", "UnknownResourceTypeError", "ManifestError",
     ):
         assert name in xresource.__all__
     assert issubclass(xresource.XResourceNotFoundError, KeyError)

@@ -48,13 +48,7 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 VENV_BIN = Path(sys.executable).parent
 MAX_COMPILE_ONLY = 5
-MERMAID_KINDS = {
-    "flowchart",
-    "graph",
-    "sequenceDiagram",
-    "stateDiagram-v2",
-    "classDiagram",
-}  # Python samples that need a server; keep them few
+MERMAID_KINDS = {"flowchart", "graph", "sequenceDiagram", "stateDiagram-v2", "classDiagram"}  # Python samples that need a server; keep them few
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 DIRECTIVE = re.compile(r"^\s*<!--\s*test:\s*(?P<body>.*?)\s*-->\s*$")

@@ -68,12 +68,10 @@ def _examples() -> list[dict[str, Any]]:
 def _mutations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Variants of a valid manifest, some valid and most not."""
     out: list[tuple[str, dict[str, Any]]] = [("as is", doc)]
-
     def variant(label: str, change: Any) -> None:
         new = copy.deepcopy(doc)
         change(new)
         out.append((label, new))
-
     variant("unknown field", lambda d: d.update(no_such_field=1))
     variant("no name", lambda d: d.pop("name"))
     variant("no type", lambda d: d.pop("type"))
@@ -93,9 +91,7 @@ def _mutations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             variant(f"{key} as a number", lambda d, k=key: d.update({k: 12}))
             if "://" in value:
                 scheme = value.split("://", 1)[0]
-                variant(
-                    f"{key} literal password", lambda d, k=key, s=scheme: d.update({k: f"{s}://u:pw@h:1/x"})
-                )
+                variant(f"{key} literal password", lambda d, k=key, s=scheme: d.update({k: f"{s}://u:pw@h:1/x"}))
         elif isinstance(value, bool):
             variant(f"{key} as a string", lambda d, k=key: d.update({k: "maybe"}))
         elif isinstance(value, int | float):
@@ -165,13 +161,8 @@ def test_editor_keywords_hover_and_messages() -> None:
     assert all(n.get("patternErrorMessage") for n in nodes if "pattern" in n)
     assert all(n.get("errorMessage") for n in nodes if "enum" in n)
     secrets = [n["patternErrorMessage"] for n in nodes if n.get("pattern") == REFERENCE_PATTERN]
-    assert (
-        "literal secret; write a reference instead, e.g. password: ${env:NAME} or ${file:/run/secrets/name}"
-        in secrets
-    )
-    assert schema["properties"]["type"]["errorMessage"].startswith(
-        "unknown resource type; known types: csv, "
-    )
+    assert "literal secret; write a reference instead, e.g. password: ${env:NAME} or ${file:/run/secrets/name}" in secrets
+    assert schema["properties"]["type"]["errorMessage"].startswith("unknown resource type; known types: csv, ")
 
 
 def test_the_url_password_pattern_means_what_not_meant() -> None:
@@ -181,18 +172,9 @@ def test_the_url_password_pattern_means_what_not_meant() -> None:
     rewritten = re.compile(NO_LITERAL_URL_PASSWORD)
     negated = re.compile(LITERAL_URL_PASSWORD_PATTERN)
     samples = [
-        "postgresql://app:pw@db/app",
-        "postgresql://app@db/app",
-        "postgresql://app:${env:PW}@db/app",
-        "redis://:pw@h:6379",
-        "redis://:${file:/s}@h",
-        "mqtt://h:1883",
-        "https://u:p@h/x?y=1",
-        "a\nb://u:p@h",
-        "no url",
-        "",
-        "x://u:p${env:A}@h",
-        "x://u:${env:A}p@h",
+        "postgresql://app:pw@db/app", "postgresql://app@db/app", "postgresql://app:${env:PW}@db/app",
+        "redis://:pw@h:6379", "redis://:${file:/s}@h", "mqtt://h:1883", "https://u:p@h/x?y=1",
+        "a\nb://u:p@h", "no url", "", "x://u:p${env:A}@h", "x://u:${env:A}p@h",
     ]
     for sample in samples:
         assert (rewritten.search(sample) is not None) == (negated.search(sample) is None), sample

@@ -381,10 +381,7 @@ async def test_events_iterator_and_callbacks(
         assert added.path == str(manifests / "b.yaml")
         (manifests / "a.yaml").write_text(csv_manifest("a", data / "b.csv"))
         replaced = await asyncio.wait_for(anext(stream), 5)
-        assert (replaced.kind, replaced.name, replaced.generation) == ("replaced", "a", 2), (
-            replaced.path,
-            replaced.errors,
-        )
+        assert (replaced.kind, replaced.name, replaced.generation) == ("replaced", "a", 2), (replaced.path, replaced.errors)
         (manifests / "b.yaml").unlink()
         removed = await asyncio.wait_for(anext(stream), 5)
         assert (removed.kind, removed.name) == ("removed", "b"), (removed.path, removed.errors)

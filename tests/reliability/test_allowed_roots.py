@@ -44,14 +44,8 @@ def _swap_for_link(path: Path, target: Path) -> None:
         ("file_path", "name: a\ntype: csv\nfile_path: {outside}\n"),
         ("json_schema", "name: a\ntype: json\nfile_path: a.json\njson_schema: {outside}\n"),
         ("ca_file", "name: a\ntype: rest_api\nendpoint: https://api.test/\nca_file: {outside}\n"),
-        (
-            "ca_file",
-            "name: a\ntype: postgresql\nconnection_string: postgresql://app@db/app\nca_file: {outside}\n",
-        ),
-        (
-            "password",
-            "name: a\ntype: postgresql\nconnection_string: postgresql://app@db/app\npassword: ${{file:{outside}}}\n",
-        ),
+        ("ca_file", "name: a\ntype: postgresql\nconnection_string: postgresql://app@db/app\nca_file: {outside}\n"),
+        ("password", "name: a\ntype: postgresql\nconnection_string: postgresql://app@db/app\npassword: ${{file:{outside}}}\n"),
     ],
 )
 def test_each_path_field_outside_the_roots_is_refused_at_load(
@@ -64,9 +58,7 @@ def test_each_path_field_outside_the_roots_is_refused_at_load(
     assert "outside the allowed roots" in problem.message
 
 
-async def test_a_data_file_swapped_for_a_link_after_start_is_not_read(
-    layout: tuple[Path, Path, Settings],
-) -> None:
+async def test_a_data_file_swapped_for_a_link_after_start_is_not_read(layout: tuple[Path, Path, Settings]) -> None:
     root, outside, settings = layout
     data = root / "a.csv"
     data.write_text("id,city\n1,paris\n")
@@ -86,25 +78,19 @@ async def test_a_data_file_swapped_for_a_link_after_start_is_not_read(
     assert outside.read_text() == OUTSIDE_TEXT
 
 
-async def test_a_json_schema_swapped_for_a_link_is_refused_at_connect(
-    layout: tuple[Path, Path, Settings],
-) -> None:
+async def test_a_json_schema_swapped_for_a_link_is_refused_at_connect(layout: tuple[Path, Path, Settings]) -> None:
     root, outside, settings = layout
     (root / "a.json").write_text("[]")
     schema = root / "schema.json"
     schema.write_text('{"type": "array"}')
-    (root / "m" / "a.yaml").write_text(
-        f"name: a\ntype: json\nfile_path: {root / 'a.json'}\njson_schema: {schema}\n"
-    )
+    (root / "m" / "a.yaml").write_text(f"name: a\ntype: json\nfile_path: {root / 'a.json'}\njson_schema: {schema}\n")
     [resource] = load_manifests(root / "m", settings).resources.values()
     _swap_for_link(schema, outside)
     with pytest.raises(XResourceConnectionError, match=r"json_schema .* outside the allowed roots"):
         await resource.connect()
 
 
-async def test_a_ca_file_swapped_for_a_link_is_refused_at_connect(
-    layout: tuple[Path, Path, Settings],
-) -> None:
+async def test_a_ca_file_swapped_for_a_link_is_refused_at_connect(layout: tuple[Path, Path, Settings]) -> None:
     root, outside, settings = layout
     ca = root / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")

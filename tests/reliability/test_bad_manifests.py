@@ -55,9 +55,7 @@ def test_all_problems_at_once_in_text_format(tmp_path: Path) -> None:
         shutil.copy(case, tmp_path / case.name)
     proc = subprocess.run(
         [sys.executable, "-m", "xresource.cli.main", "validate", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -74,19 +72,12 @@ def test_all_problems_at_once_in_text_format(tmp_path: Path) -> None:
 def test_usage_errors_exit_2() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "xresource.cli.main", "validate", "--format", "yaml", "x"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
 
 
-def test_missing_path_is_a_usage_error_not_a_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_path_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(tmp_path / "nope")]) == 2
-    assert (
-        f"xresource validate: error: {tmp_path / 'nope'}: no such file or directory"
-        in capsys.readouterr().err
-    )
+    assert f"xresource validate: error: {tmp_path / 'nope'}: no such file or directory" in capsys.readouterr().err

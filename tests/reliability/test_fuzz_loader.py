@@ -28,18 +28,10 @@ FILE = Path("/fuzz/manifest.yaml")
 TYPES = sorted(BUILTIN_TYPES)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=30)
-)
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
 values = st.recursive(
     scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 
@@ -64,10 +56,7 @@ def near_valid(draw: st.DrawFn) -> dict[str, Any]:
     """A manifest with a real type and a mix of that type's real fields and random values."""
     type_name = draw(st.sampled_from(TYPES))
     fields = list(ResourceFactory.get_class(type_name).model_json_schema(by_alias=True)["properties"])
-    doc: dict[str, Any] = {
-        "name": draw(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)),
-        "type": type_name,
-    }
+    doc: dict[str, Any] = {"name": draw(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)), "type": type_name}
     for field in draw(st.lists(st.sampled_from(fields), max_size=6)):
         doc[field] = draw(values)
     return doc
@@ -106,29 +95,15 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
-toml_scalars = (
-    st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
-)
+toml_scalars = st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
 
 
 @FUZZ
-@given(
-    near_valid(),
-    st.dictionaries(
-        st.from_regex(r"[a-z_]{1,8}", fullmatch=True),
-        toml_scalars | st.lists(toml_scalars, max_size=3),
-        max_size=4,
-    ),
-)
+@given(near_valid(), st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), toml_scalars | st.lists(toml_scalars, max_size=3), max_size=4))
 def test_near_valid_toml(doc: dict[str, Any], extra: dict[str, Any]) -> None:
     lines = []
     for key, value in {**extra, **doc}.items():
-        if isinstance(value, dict | type(None)) or (
-            isinstance(value, list) and any(isinstance(v, dict | list | type(None)) for v in value)
-        ):
+        if isinstance(value, dict | type(None)) or (isinstance(value, list) and any(isinstance(v, dict | list | type(None)) for v in value)):
             continue
         lines.append(f"{json.dumps(key)} = {_toml_value(value)}")
     _check("\n".join(lines) + "\n", read_toml)

@@ -85,9 +85,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(120)
-def test_validate_and_ls_refuse_secret_references_to_non_files(
-    hostile: dict[str, Path], short_tmp: Path
-) -> None:
+def test_validate_and_ls_refuse_secret_references_to_non_files(hostile: dict[str, Path], short_tmp: Path) -> None:
     folder = short_tmp / "m"
     manifests = {kind: _secret_manifest(folder, target, kind) for kind, target in hostile.items()}
     settings = _settings_file(short_tmp, short_tmp / "allowed")
@@ -144,9 +142,7 @@ def test_a_huge_declared_schema_is_refused_unread(tmp_path: Path, capsys: pytest
     big = tmp_path / "big.json"
     with big.open("wb") as out:
         out.truncate(64 * 1024 * 1024)  # sparse: costs no disk
-    (tmp_path / "a.yaml").write_text(
-        "# yaml-language-server: $schema=big.json\nname: a\ntype: csv\nfile_path: a.csv\n"
-    )
+    (tmp_path / "a.yaml").write_text("# yaml-language-server: $schema=big.json\nname: a\ntype: csv\nfile_path: a.csv\n")
     assert main(["validate", str(tmp_path)]) == 1
     assert "a.yaml:2:1: a: $schema: declared schema" in capsys.readouterr().out
 
@@ -171,10 +167,7 @@ async def test_connect_refuses_what_became_a_non_file_after_loading(
 ) -> None:
     """The checks at load are advice; the open at connect is what holds (a file can change)."""
     resource = ResourceFactory.create(
-        "rest_api",
-        name="api",
-        endpoint="http://127.0.0.1:1/",
-        auth_params={"bearer_token": f"${{file:{hostile[kind]}}}"},
+        "rest_api", name="api", endpoint="http://127.0.0.1:1/", auth_params={"bearer_token": f"${{file:{hostile[kind]}}}"}
     )
     resource.bind_file_policy(FilePolicy((short_tmp / "allowed", Path("/dev"))))
     with pytest.raises(XResourceSecretError) as caught:

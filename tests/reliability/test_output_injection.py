@@ -38,9 +38,7 @@ def hostile_folder(tmp_path: Path) -> Path:
 def _validate(folder: Path, fmt: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "xresource.cli.main", "validate", "--format", fmt, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr

@@ -70,20 +70,8 @@ async def test_a_file_reference_as_database_name_is_never_echoed(tmp_path: Path)
             await runner.cleanup()
     for fmt in ("table", "json"):
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "xresource.cli.main",
-                "check",
-                "--format",
-                fmt,
-                "--timeout",
-                "10",
-                str(folder),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
+            [sys.executable, "-m", "xresource.cli.main", "check", "--format", fmt, "--timeout", "10", str(folder)],
+            capture_output=True, text=True, timeout=60,
         )
         assert proc.returncode == 1
         assert "does not exist" in proc.stdout

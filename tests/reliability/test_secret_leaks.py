@@ -54,9 +54,7 @@ def _manifests(folder: Path, secret_file: Path, rest_url: str) -> None:
 
 def _scan(text: str, where: str) -> None:
     for secret in (PG_SECRET, MYSQL_SECRET, REDIS_SECRET, BEARER_TOKEN):
-        assert secret not in text, (
-            f"{where} leaks a secret: ...{text[max(0, text.find(secret) - 80) :][:200]}..."
-        )
+        assert secret not in text, f"{where} leaks a secret: ...{text[max(0, text.find(secret) - 80):][:200]}..."
 
 
 def _exception_text(exc: BaseException) -> str:
@@ -85,9 +83,8 @@ async def test_no_secret_in_any_output(
     server = await start_app(app)
     folder = tmp_path / "resources.d"
     _manifests(folder, secret_file, server.url)
-    settings = Settings(
-        registry=RegistrySettings(connect_timeout=5, retry_initial=0.2, health_interval=0.2, audit_log=True)
-    )
+    settings = Settings(registry=RegistrySettings(connect_timeout=5, retry_initial=0.2, health_interval=0.2,
+                                                  audit_log=True))
     registry = Registry(folder, settings=settings)
     try:
         await registry.start()
@@ -109,9 +106,7 @@ async def test_no_secret_in_any_output(
             try:
                 registry.get(name)
             except Exception as exc:
-                outputs[f"get({name}) error"] = _exception_text(exc) + "".join(
-                    traceback.format_exception(exc)
-                )
+                outputs[f"get({name}) error"] = _exception_text(exc) + "".join(traceback.format_exception(exc))
         # A failing query's error, with its chained driver exception.
         try:
             await registry.get("pg").fetch("SELECT * FROM no_such_table_xr")
@@ -133,21 +128,11 @@ async def test_no_secret_in_any_output(
         await registry.stop()
         await server.stop()
 
-    env = {
-        **os.environ,
-        "XR_LEAK_PG": PG_SECRET,
-        "XR_LEAK_MYSQL": MYSQL_SECRET,
-        "XR_LEAK_REDIS": REDIS_SECRET,
-    }
+    env = {**os.environ, "XR_LEAK_PG": PG_SECRET, "XR_LEAK_MYSQL": MYSQL_SECRET, "XR_LEAK_REDIS": REDIS_SECRET}
     cli = [sys.executable, "-m", "xresource.cli.main"]
-    for args in (
-        ["validate", str(folder)],
-        ["ls", str(folder)],
-        ["ls", "--format", "json", str(folder)],
-        ["check", "--timeout", "5", str(folder)],
-        ["check", "--format", "json", str(folder)],
-        ["plan", str(folder), "--against", str(folder)],
-    ):
+    for args in (["validate", str(folder)], ["ls", str(folder)], ["ls", "--format", "json", str(folder)],
+                 ["check", "--timeout", "5", str(folder)], ["check", "--format", "json", str(folder)],
+                 ["plan", str(folder), "--against", str(folder)]):
         proc = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=60)
         outputs[f"xresource {' '.join(args[:2])}"] = proc.stdout + proc.stderr
 

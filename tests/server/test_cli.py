@@ -89,9 +89,7 @@ async def _until(
         seen[:] = [rows]
         return rows if predicate(rows) else None
 
-    found = await eventually(
-        matches, timeout=timeout, interval=0.03, what=f"/resources to match; last {seen}"
-    )
+    found = await eventually(matches, timeout=timeout, interval=0.03, what=f"/resources to match; last {seen}")
     assert found is not None
     return found
 

@@ -63,10 +63,7 @@ async def _check_probe_routes(http: aiohttp.ClientSession, url: str, prefix: str
     base = url + prefix
     assert (await _get(http, f"{base}/healthz"))[0] == 200
     status, body = await _get(http, f"{base}/readyz")
-    assert (status, body) == (
-        200,
-        {"status": "ready", "ready": True, "not_ready": {}, "pending": {}, "reload_error": None},
-    )
+    assert (status, body) == (200, {"status": "ready", "ready": True, "not_ready": {}, "pending": {}, "reload_error": None})
     status, body = await _get(http, f"{base}/resources")
     assert status == 200
     assert {r["name"]: r["state"] for r in body["resources"]} == {"orders": "ready", "pg": "ready"}
