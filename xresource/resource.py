@@ -14,7 +14,9 @@ Hooks the live registry uses (see docs/architecture.md):
 - ``live_fields()`` and ``apply_live_update(changes)``: fields marked
   :data:`Live` change on a running instance without a reconnect;
 - ``take_over(previous)``: a new version adopts what user code registered on
-  the version it replaces (stream subscriptions, handlers, iterators).
+  the version it replaces (stream subscriptions, handlers, iterators);
+- ``prepare_takeover(previous, surge=...)`` and ``begin_drain(successor)``: a
+  replaced pool shrinks as its successor grows (the surge rule).
 """
 
 from __future__ import annotations
@@ -194,6 +196,24 @@ class XResource(XObjPrototype):
         raising rejects the new version and ``previous`` keeps running. Streams
         move handlers, subscriptions and open iterators (make before break);
         other families hold nothing of the user's, so the default does nothing.
+        """
+
+    def prepare_takeover(self, previous: XResource, *, surge: int) -> None:
+        """Called by the registry before this new version connects to replace ``previous``.
+
+        Pooled databases then open a small pool (at most ``surge`` connections, the
+        ``[registry] reload_surge`` setting) that grows only as ``previous`` gives its
+        connections back after the swap (docs/hot-reload.md, "the surge rule"). Other
+        families open what they always open, so the default does nothing.
+        """
+
+    async def begin_drain(self, successor: XResource | None) -> None:
+        """Called by the registry on a replaced or removed version right after the swap.
+
+        The version keeps serving what still uses it (open leases, code that took it
+        before the swap) until ``disconnect()``; pooled databases close their idle
+        connections now and each one given back from then on, so that ``successor``
+        may open as many. Default: nothing.
         """
 
     @property

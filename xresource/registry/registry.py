@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -446,6 +447,12 @@ class Registry(ForTests):
         return watch_folders(self.path, resources) | self._source.watch_roots()
 
     async def _on_watch_event(self, reason: str, paths: frozenset[str]) -> None:
+        jitter = self.settings.registry.reload_jitter
+        if jitter > 0 and self._started:
+            # Replicas that watch the same files would all reload at the same instant (and
+            # reconnect to the same servers): each waits its own random share of the jitter.
+            # This runs on the watcher's task, which stop() cancels; reload() never waits here.
+            await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading, not secrecy
         if self._started:
             try:
                 result = await self._reload(reason)

@@ -125,20 +125,32 @@ class Supervisor:
 
     # ---- retirement ---------------------------------------------------------------------------
 
-    def retire_later(self, entry: Entry) -> None:
+    def retire_later(self, entry: Entry, successor: Entry | None = None) -> None:
         """Drain (open leases finish, then ``close_grace``) and close a replaced or removed version."""
         self.retiring.spawn(
-            self.retire(entry, self.settings.drain_timeout, self.settings.close_grace),
+            self.retire(entry, self.settings.drain_timeout, self.settings.close_grace, successor),
             name=f"retire-{entry.resource.name}",
         )
 
-    async def retire(self, entry: Entry, timeout: float, grace: float) -> None:
+    async def retire(
+        self, entry: Entry, timeout: float, grace: float, successor: Entry | None = None
+    ) -> None:
         entry.cancel_tasks()
         try:
+            await _begin_drain(entry, successor)
             await entry.drain(timeout, grace)
         finally:  # cancelled while draining (stop): still closed
             await entry.close()
             self.audit.resource("disconnect", entry)
+
+
+async def _begin_drain(entry: Entry, successor: Entry | None) -> None:
+    """Let the version give up what it no longer needs (idle connections) to its successor."""
+    resource = entry.resource
+    try:
+        await resource.begin_drain(successor.resource if successor is not None else None)
+    except Exception:  # a backend bug must not keep the old version from closing
+        log.exception("%s: unexpected error while starting to drain", resource.label)
 
 
 def _path(entry: Entry) -> str | None:
