@@ -26,6 +26,7 @@ from tests.support.brokers import (
 from tests.support.handover import replace_under_load
 from tests.support.services import free_port, require_service
 from tests.support.stream_feeds import BrokerFeed
+from tests.support.waiting import eventually
 from xresource.backends.streams.mqtt import MqttResource, topic_filter_problem, topic_matches
 from xresource.errors import XResourceConnectionError
 from xresource.resource import State
@@ -64,6 +65,12 @@ class TestMqttContract(StreamContract):
     async def feed(self, server: tuple[str, int]) -> AsyncIterator[BrokerFeed]:
         async with self.make(server) as publisher:
             yield BrokerFeed(publisher)
+
+
+class TestMqtt5Contract(TestMqttContract):
+    """The same contract over MQTT 5 (clean start, session expiry, reason codes)."""
+
+    defaults: ClassVar[dict[str, Any]] = {**TestMqttContract.defaults, "protocol": "5"}
 
 
 def make(url: str, **fields: Any) -> MqttResource:
@@ -254,3 +261,23 @@ async def test_a_second_holder_of_a_client_id_waits_for_the_hand_over(shared_mqt
         await first.disconnect()
         async with make(shared_mqtt, client_id=client_id, clean_session=True):
             pass
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_a_persistent_session_keeps_what_arrives_while_away(shared_mqtt: str, protocol: str) -> None:
+    client_id, topic = f"xr-test-{uuid.uuid4().hex[:10]}", unique()
+    away = make(shared_mqtt, client_id=client_id, clean_session=False, qos=1, protocol=protocol)
+    got: list[Any] = []
+    try:
+        async with away:
+            await away.subscribe(topic)
+        async with make(shared_mqtt, qos=1) as publisher:
+            await publisher.publish(topic, {"while": "away"})
+        back = make(shared_mqtt, client_id=client_id, clean_session=False, qos=1, protocol=protocol)
+        back.on(topic, got.append)
+        async with back:
+            await back.subscribe(topic)
+            await eventually(lambda: got == [{"while": "away"}], what="the message queued for the session")
+    finally:
+        async with make(shared_mqtt, client_id=client_id, clean_session=True, protocol=protocol):
+            pass  # the broker forgets the session

@@ -1,16 +1,17 @@
 """OpenTelemetry for xresource (the ``otel`` extra): spans, trace context, metrics.
 
 - :func:`instrument` turns tracing on: a span per database query, transaction,
-  MongoDB command and REST request, with the resource's name, type and manifest
-  hash; REST requests carry the W3C ``traceparent`` header. :func:`uninstrument`
-  turns it off again.
+  MongoDB command, REST request, stream publish and handled stream message,
+  with the resource's name, type and manifest hash; REST requests and stream
+  messages (where the broker has headers) carry the W3C trace context.
+  :func:`uninstrument` turns it off again.
 - :func:`observe` reports a registry's pools, states, leases and streams as
   OpenTelemetry metrics.
-- ``xresource.telemetry.streams`` holds the hooks stream backends call per
-  publish and per handled message.
+- ``xresource.telemetry.streams`` holds the span scopes around a publish and a
+  handled message (``_stream_patches`` puts them around the stream methods).
 
-Off by default, and free while off: nothing is wrapped, and the stream hooks
-test one attribute. No attribute holds a resolved secret (see
+Off by default, and free while off: nothing is wrapped, on any path.
+No attribute holds a resolved secret (see
 docs/observability.md for what each span records).
 """
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from xresource.factory import BUILTIN_TYPES
 from xresource.telemetry._state import STATE, failed, quiet, resource_attributes, statement, tracer
+from xresource.telemetry._stream_patches import patch_streams
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -53,6 +54,7 @@ def patch_all() -> None:
         _wrap(cls, "transaction", _transaction)
         _wrap(cls, "list_collections_or_tables", functools.partial(_operation, operation="list_tables"))
     _wrap(_builtin_class("rest_api"), "_send", _http)
+    patch_streams(_wrap, _builtin_class)
 
 
 def unpatch_all() -> None:

@@ -1,8 +1,7 @@
 """The switch, and what every span of a resource carries.
 
-``STATE.tracer`` is ``None`` until :func:`xresource.telemetry.instrument` runs:
-the stream hooks test it and return at once, and the database and REST
-methods are not even wrapped (see ``_patches``). Nothing here imports
+``STATE.tracer`` is ``None`` until :func:`xresource.telemetry.instrument` runs,
+and until then no method is even wrapped (see ``_patches`` and ``_stream_patches``). Nothing here imports
 OpenTelemetry; ``instrument`` does, so the extra stays optional.
 """
 
@@ -40,13 +39,14 @@ class TelemetryState:
 
 
 STATE = TelemetryState()
-_QUIET: ContextVar[bool] = ContextVar("xresource_telemetry_quiet", default=False)
+QUIET: ContextVar[bool] = ContextVar("xresource_telemetry_quiet", default=False)
+"""True inside health checks (no spans); stream consumer spans turn it off for the handlers."""
 
 
 def tracer() -> Tracer | None:
     """The tracer to use now, or ``None``: tracing is off, or this is a health check."""
     found = STATE.tracer
-    if found is None or _QUIET.get():
+    if found is None or QUIET.get():
         return None
     return found
 
@@ -54,11 +54,11 @@ def tracer() -> Tracer | None:
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """No spans inside (health checks run every few seconds and would bury real work)."""
-    token = _QUIET.set(True)
+    token = QUIET.set(True)
     try:
         yield
     finally:
-        _QUIET.reset(token)
+        QUIET.reset(token)
 
 
 # ---- attributes ---------------------------------------------------------------------------------

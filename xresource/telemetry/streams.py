@@ -1,6 +1,9 @@
-"""One-line hooks for stream backends: a span per publish and per handled message, with trace context.
+"""Span scopes for streams: a span per publish and per handled message, with trace context.
 
-A backend calls, around each operation::
+The built-in backends never call these on their per-message paths:
+``instrument()`` swaps in wrapped publish methods and pipeline hand-overs that
+do (``_stream_patches``), so tracing off costs nothing. A third-party stream
+type can use them the same way, around its own operations::
 
     with publishing(self, topic, headers, carrier="byte_pairs") as headers:   # Kafka
         await producer.send(topic, payload, headers=headers)
@@ -27,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from xresource.telemetry._state import STATE, failed, resource_attributes, tracer
+from xresource.telemetry._state import QUIET, STATE, failed, resource_attributes, tracer
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -76,10 +79,15 @@ def publishing(resource: XResource, destination: str, headers: H, *, carrier: Ca
 
 
 def consuming(resource: XResource, source: str, headers: object = None) -> Any:
-    """A CONSUMER span ``process <source>`` around handling one message, continuing its trace."""
-    if STATE.tracer is None:
-        return _NOTHING
-    found = tracer()
+    """A CONSUMER span ``process <source>`` around handling one message, continuing its trace.
+
+    The span's parent is the producer's span when the headers carry its
+    context, else none (a new trace): never whatever was current when the
+    receive loop started. Receive loops start inside ``connect()``, where
+    spans are off (health checks); handling a message is real work, so spans
+    are on again inside this scope (a query or publish in a handler gets one).
+    """
+    found = STATE.tracer
     if found is None:
         return _NOTHING
     return _Consume(found, resource, source, headers)
@@ -144,14 +152,16 @@ class _Publish(_SpanScope):
 
 
 class _Consume(_SpanScope):
-    __slots__ = ()
+    __slots__ = ("_loud",)
 
     def __init__(self, found: Tracer, resource: XResource, source: str, headers: object):
         from opentelemetry import propagate
+        from opentelemetry.context import Context
         from opentelemetry.trace import SpanKind
 
         incoming = _as_text_mapping(headers)
-        parent = propagate.extract(incoming) if incoming else None
+        parent = propagate.extract(incoming) if incoming else Context()  # no context: a new trace
+        self._loud = QUIET.set(False)
         self._open(
             found.start_span(
                 f"process {source}",
@@ -163,6 +173,14 @@ class _Consume(_SpanScope):
 
     def __enter__(self) -> None:
         return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            super().__exit__(kind, exc, tb)
+        finally:
+            QUIET.reset(self._loud)
 
 
 def _merged(headers: Any, context: dict[str, str], carrier: Carrier) -> Any:

@@ -74,6 +74,7 @@ class Pipeline:
         "label",
         "open",
         "overflow",
+        "owner",
         "queue",
         "regs",
         "running",
@@ -89,8 +90,10 @@ class Pipeline:
         tasks: TaskOwner,
         queue_size: int,
         overflow: str,
+        owner: Callable[[], object] = lambda: None,
     ) -> None:
         self.label = label
+        self.owner = owner  # the resource, weakly (read by tracing only: see xresource.telemetry)
         self.counters = counters
         self.regs = regs
         self.tasks = tasks

@@ -10,6 +10,7 @@ instead, which outlives runtimes and instances.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from xresource.backends.streams._pipeline import Pipeline
@@ -28,7 +29,13 @@ class StreamRuntime:
         label = resource.label
         self.tasks = TaskOwner(label)
         self.pipeline = Pipeline(
-            label, resource._counters, resource._regs, self.tasks, resource.queue_size, resource.overflow
+            label,
+            resource._counters,
+            resource._regs,
+            self.tasks,
+            resource.queue_size,
+            resource.overflow,
+            weakref.ref(resource),
         )
         self.closing = False  # disconnect() is under way: a lost connection is not news
         self.released = False  # handed over to a successor: stop receiving, never reconnect

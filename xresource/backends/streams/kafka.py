@@ -32,9 +32,8 @@ import contextlib
 import difflib
 import inspect
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator
@@ -43,9 +42,16 @@ from xresource._optional import require
 from xresource._transport.tls import tls_context
 from xresource.backends.streams import _kafka_consumer
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
-from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._codec import encode_payload
 from xresource.backends.streams._errors import classify, kafka_errors
-from xresource.backends.streams._message import Message
+from xresource.backends.streams._kafka_wire import (
+    KNOWN_TOPICS,
+    RESERVED,
+    check_servers,
+    check_topic,
+    split_servers,
+    to_message,
+)
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import (
     XResourceError,
@@ -54,27 +60,6 @@ from xresource.resource import State
 from xresource.secrets import OptionsMap, SecretText
 
 log = logging.getLogger("xresource.streams.kafka")
-
-_SERVER_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-# Set from the resource's own fields: writing them in *_config as well would be ambiguous.
-_RESERVED = frozenset(
-    {
-        "loop",
-        "bootstrap_servers",
-        "group_id",
-        "auto_offset_reset",
-        "security_protocol",
-        "ssl_context",
-        "sasl_mechanism",
-        "sasl_plain_username",
-        "sasl_plain_password",
-        "key_serializer",
-        "value_serializer",
-        "key_deserializer",
-        "value_deserializer",
-    }
-)
 
 
 class _KafkaRuntime(StreamRuntime):
@@ -132,24 +117,19 @@ class KafkaResource(EventStreamResource):
     @field_validator("bootstrap_servers")
     @classmethod
     def _check_servers(cls, value: str | list[str]) -> str | list[str]:
-        servers = _split_servers(value)
-        if not servers:
-            raise ValueError("at least one host:port is needed")
-        for server in servers:
-            if not _SERVER_RE.match(server) or not 0 < int(server.rsplit(":", 1)[1]) < 65536:
-                raise ValueError(f"{server!r} is not host:port")
+        check_servers(value)
         return value
 
     @field_validator("producer_config", "consumer_config")
     @classmethod
     def _check_config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(set(value) & _RESERVED)
+        clash = sorted(set(value) & RESERVED)
         if clash:
             raise ValueError(f"set {', '.join(clash)} with the resource's own fields, not here")
         return value
 
     def target(self) -> str:
-        return ",".join(_split_servers(self.bootstrap_servers))
+        return ",".join(split_servers(self.bootstrap_servers))
 
     def _label(self) -> str:
         return self.label
@@ -160,7 +140,7 @@ class KafkaResource(EventStreamResource):
     def _check_subscription(self, channel: str, options: dict[str, Any]) -> None:
         if options:
             raise TypeError(f"{self.label}: subscribe() takes no options, got {', '.join(sorted(options))}")
-        _check_topic(self.label, channel)
+        check_topic(self.label, channel)
 
     # ---- Kafka-specific API ---------------------------------------------------------------
 
@@ -178,8 +158,8 @@ class KafkaResource(EventStreamResource):
         ``value`` is encoded like ``publish`` (bytes, str, else JSON); ``key`` as
         UTF-8. Returns ``{"topic", "partition", "offset", "timestamp"}``.
         """
-        if type(topic) is not str or topic not in _KNOWN_TOPICS:
-            _check_topic(self._label, topic)  # the label only when it is needed: a per-message path
+        if type(topic) is not str or topic not in KNOWN_TOPICS:
+            check_topic(self._label, topic)  # the label only when it is needed: a per-message path
         rt = self._rt
         producer = rt.producer if rt is not None else None
         if producer is None:
@@ -219,7 +199,7 @@ class KafkaResource(EventStreamResource):
         if not wanted:
             raise ValueError(f"{self.label}: consume() needs at least one topic")
         for topic in wanted:
-            _check_topic(self.label, topic)
+            check_topic(self.label, topic)
         wanted_set = set(wanted)
         iterator = self.messages()  # registered before subscribing: nothing is missed
         added = [topic for topic in dict.fromkeys(wanted) if topic not in self._regs.subscriptions]
@@ -260,7 +240,7 @@ class KafkaResource(EventStreamResource):
         rt = self._rt
         assert rt is not None
         common: dict[str, Any] = {
-            "bootstrap_servers": _split_servers(self.bootstrap_servers),
+            "bootstrap_servers": split_servers(self.bootstrap_servers),
             "security_protocol": self.security_protocol,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
@@ -396,7 +376,7 @@ class KafkaResource(EventStreamResource):
                     last_sign_of_life = time.monotonic()
                     for records in batch.values():
                         for record in records:
-                            message = _to_message(record)
+                            message = to_message(record)
                             if not pipe.offer(message):
                                 await pipe.deliver(message)
                     progress.set()
@@ -415,39 +395,3 @@ class KafkaResource(EventStreamResource):
             await super()._release()
         else:
             await _kafka_consumer.leave_group(self)
-
-
-def _split_servers(value: str | list[str]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else value
-    return [item.strip() for item in items if item and item.strip()]
-
-
-_KNOWN_TOPICS: set[str] = set()
-"""Topic names found valid (up to 1,024): ``produce`` checks a name once, then looks it up."""
-
-
-def _check_topic(label: str | Callable[[], str], topic: str) -> None:
-    if not isinstance(topic, str) or not _TOPIC_RE.fullmatch(topic) or topic in (".", ".."):
-        label = label if isinstance(label, str) else label()
-        raise ValueError(
-            f"{label}: invalid topic name {topic!r}: use 1-249 characters of letters, digits, '.', '_', '-'"
-        )
-    if type(topic) is str and len(_KNOWN_TOPICS) < 1024:
-        _KNOWN_TOPICS.add(topic)
-
-
-def _to_message(record: Any) -> Message:
-    key = record.key
-    if key is not None and type(key) is bytes:
-        with contextlib.suppress(UnicodeDecodeError):
-            key = key.decode("utf-8")
-    value = record.value
-    meta = {
-        "partition": record.partition,
-        "offset": record.offset,
-        "key": key,
-        "timestamp": record.timestamp,
-        "headers": record.headers,
-    }
-    # Positional (channel, data, event, raw, meta): keywords cost a fifth of the constructor.
-    return Message(record.topic, decode_payload(value), None, value, meta)

@@ -1,4 +1,4 @@
-"""``mqtt``: MQTT 3.1.1 topics through aiomqtt 2.x.
+"""``mqtt``: MQTT 3.1.1 or 5 (``protocol``) topics through aiomqtt 2.x.
 
 aiomqtt 2.x does not reconnect: when the broker goes away its message iterator
 raises and the client is dead. The supervisor in ``_base`` then builds a new
@@ -32,6 +32,7 @@ import functools
 import logging
 import uuid
 import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
@@ -40,10 +41,11 @@ from pydantic import Field
 from xresource._optional import require
 from xresource._transport.tls import tls_context
 from xresource._transport.urls import url_target
-from xresource.backends.streams import _handover
+from xresource.backends.streams import _handover, _mqtt_wire
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
-from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._codec import encode_payload
 from xresource.backends.streams._message import Message, StreamCounters
+from xresource.backends.streams._mqtt_wire import to_message, topic_filter_problem, topic_matches
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.errors import XResourceAuthenticationError, XResourceTimeoutError
 from xresource.secrets import SecretText, UrlText
@@ -95,6 +97,8 @@ class MqttResource(EventStreamResource):
     """Start with a clean session; false (with a ``client_id``) keeps a persistent session on the broker."""
     timeout: float = Field(default=10.0, gt=0, le=3600)
     """Seconds allowed to connect, to subscribe and for one publish."""
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    """MQTT version; ``"5"`` adds user properties (message headers: ``publish(user_properties=...)``, trace context)."""
 
     if TYPE_CHECKING:
         _rt: _MqttRuntime | None
@@ -124,9 +128,19 @@ class MqttResource(EventStreamResource):
             raise ValueError(f"{self.label}: invalid topic filter {channel!r}: {problem}")
 
     async def publish(
-        self, channel: str, data: Any, *, qos: Literal[0, 1, 2] | None = None, retain: bool = False
+        self,
+        channel: str,
+        data: Any,
+        *,
+        qos: Literal[0, 1, 2] | None = None,
+        retain: bool = False,
+        user_properties: Sequence[tuple[str, str]] | None = None,
     ) -> int | None:
-        """Publish to the topic ``channel`` (no wildcards) with ``qos`` (default: the resource's)."""
+        """Publish to the topic ``channel`` (no wildcards) with ``qos`` (default: the resource's).
+
+        ``user_properties`` (MQTT 5 only) travel with the message as name/value
+        pairs; a receiver finds them in ``message.meta["headers"]``.
+        """
         if not channel or "+" in channel or "#" in channel:
             raise ValueError(f"{self.label}: cannot publish to {channel!r}: a topic has no wildcards")
         rt = self._rt
@@ -134,10 +148,20 @@ class MqttResource(EventStreamResource):
         if client is None:
             raise self._no_connection(f"publish to {channel!r}")
         payload = encode_payload(data)
+        properties = None
+        if user_properties:
+            if self.protocol != "5":
+                raise ValueError(f'{self.label}: user properties need MQTT 5 (protocol: "5")')
+            properties = _mqtt_wire.user_properties(user_properties)
         # try/except rather than translate_errors(): this is the per-message path.
         try:
             await client.publish(
-                channel, payload, qos=self.qos if qos is None else qos, retain=retain, timeout=self.timeout
+                channel,
+                payload,
+                qos=self.qos if qos is None else qos,
+                retain=retain,
+                properties=properties,
+                timeout=self.timeout,
             )
         except Exception as exc:
             raise self.translate(exc, f"publish to {channel!r}") from exc
@@ -174,13 +198,18 @@ class MqttResource(EventStreamResource):
             else:
                 _SESSIONS[self._session_key()] = self
         rt.inbox = None
+        v5 = self.protocol == "5"
         client = aiomqtt.Client(
             parts.hostname or "localhost",
             parts.port or (8883 if secure else 1883),
             username=username,
             password=password,
             identifier=identifier,
-            clean_session=clean,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            # MQTT 5 says "clean start" and keeps a session only as long as it is told to.
+            clean_session=None if v5 else clean,
+            clean_start=clean if v5 else _mqtt_wire.CLEAN_START_FIRST_ONLY,
+            properties=_mqtt_wire.session_forever() if v5 and not clean else None,
             keepalive=self.keepalive,
             timeout=self.timeout,
             tls_context=tls_context(ca_data=self.read_ca_file(self.ca_file)) if secure else None,
@@ -296,7 +325,7 @@ class MqttResource(EventStreamResource):
                 incoming = inbox.get_nowait()
             except asyncio.QueueEmpty:
                 incoming = await iterator.__anext__()
-            message = _to_message(incoming, subscriptions)
+            message = to_message(incoming, subscriptions)
             if not pipe.offer(message):
                 await pipe.deliver(message)
 
@@ -320,19 +349,6 @@ def _drop_socket(client: Any, stream: MqttResource, *, connected: bool = False) 
     except Exception as exc:  # noqa: BLE001 - nothing more can be done; counted
         stream._counters.cleanup_errors += 1
         log.debug("%s: forced close: %s", stream.label, stream.scrub(repr(exc)))
-
-
-def _to_message(incoming: Any, subscriptions: dict[str, dict[str, Any]]) -> Message:
-    topic: str = incoming.topic.value
-    payload = incoming.payload
-    subscription = None if topic in subscriptions else _matching_filter(subscriptions, topic)
-    return Message(
-        channel=topic,
-        data=decode_payload(payload),
-        raw=payload,
-        meta={"qos": incoming.qos, "retain": incoming.retain},
-        subscription=subscription,
-    )
 
 
 class _SentAgain:
@@ -389,43 +405,4 @@ class _Inbox(asyncio.Queue[Any]):
         super().put_nowait(item)
 
 
-def topic_filter_problem(topic_filter: str) -> str | None:
-    """Why ``topic_filter`` is not a valid MQTT subscription, or None."""
-    if not topic_filter:
-        return "it is empty"
-    if len(topic_filter.encode("utf-8")) > 65535:
-        return "it is longer than 65535 bytes"
-    if "\x00" in topic_filter:
-        return "it contains a NUL character"
-    levels = topic_filter.split("/")
-    for index, level in enumerate(levels):
-        if "#" in level and (level != "#" or index != len(levels) - 1):
-            return "'#' must be a whole level and the last one"
-        if "+" in level and level != "+":
-            return "'+' must be a whole level"
-    return None
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT matching: ``+`` is one level, ``#`` the rest; wildcards skip ``$`` topics."""
-    if topic_filter.startswith("$share/"):
-        topic_filter = topic_filter.split("/", 2)[2] if topic_filter.count("/") >= 2 else ""
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False
-    filter_levels = topic_filter.split("/")
-    topic_levels = topic.split("/")
-    for index, level in enumerate(filter_levels):
-        if level == "#":
-            return True
-        if index >= len(topic_levels):
-            return False
-        if level != "+" and level != topic_levels[index]:
-            return False
-    return len(filter_levels) == len(topic_levels)
-
-
-def _matching_filter(subscriptions: dict[str, dict[str, Any]], topic: str) -> str | None:
-    for topic_filter in subscriptions:
-        if topic_matches(topic_filter, topic):
-            return topic_filter
-    return None
+__all__ = ["MqttResource", "topic_filter_problem", "topic_matches"]
