@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,25 +70,83 @@ def read_documents(
     With ``cache``, a file whose content hash is in it is not parsed again (its
     documents are shared, so validation must not change them; it copies).
     """
-    try:
-        size = file.stat().st_size
-        if size > max_bytes:
-            return [], [Problem(str(file), None, None, f"file is {size} bytes; the limit is {max_bytes}")], ""
-        raw = file.read_bytes()
-    except OSError as exc:
-        return [], [Problem(str(file), None, None, f"cannot read file: {exc.strerror or exc}")], ""
+    raw, problem, _ = read_raw(file, max_bytes)
+    if raw is None:
+        return [], [problem] if problem is not None else [], ""
     digest = hashlib.sha256(raw).hexdigest()
+    docs, problems = parse_raw(file, raw, digest, cache)
+    return docs, problems, digest
+
+
+def read_raw(file: Path | str, max_bytes: int) -> tuple[bytes | None, Problem | None, os.stat_result | None]:
+    """The bytes of a manifest file, or the problem reading it; also its ``stat`` once read.
+
+    One open, non-blocking (a FIFO behind a link cannot hang the read), the type and
+    size checked on the open descriptor; the returned ``stat`` is taken on that
+    descriptor after reading, so a caller can tell whether the file changed meanwhile.
+    """
+    try:
+        fd = os.open(file, _OPEN_FLAGS)
+    except OSError as exc:
+        return None, _cannot_read(file, exc), None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, Problem(str(file), None, None, "cannot read file: not a regular file"), None
+        if info.st_size > max_bytes:
+            return None, _too_large(file, info.st_size, max_bytes), None
+        # One read asks for a byte more than the size: a short read is the end of a regular
+        # file. A file that grew meanwhile is read on, in chunks, never past the limit.
+        chunks = []
+        total = 0
+        want = min(info.st_size, max_bytes) + 1
+        while True:
+            chunk = os.read(fd, want)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                return None, _too_large(file, total, max_bytes), None
+            if len(chunk) < want:
+                break
+            want = min(_CHUNK, max_bytes + 1 - total)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks), None, os.fstat(fd)
+    except OSError as exc:
+        return None, _cannot_read(file, exc), None
+    finally:
+        os.close(fd)
+
+
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+)
+
+
+_CHUNK = 64 * 1024
+
+
+def _cannot_read(file: Path | str, exc: OSError) -> Problem:
+    return Problem(str(file), None, None, f"cannot read file: {exc.strerror or exc}")
+
+
+def _too_large(file: Path | str, size: int, max_bytes: int) -> Problem:
+    return Problem(str(file), None, None, f"file is {size} bytes; the limit is {max_bytes}")
+
+
+def parse_raw(
+    file: Path, raw: bytes, digest: str, cache: ParseCache | None = None
+) -> tuple[list[Document], list[Problem]]:
+    """Parse the bytes of a manifest file (``digest``: their hash, the cache's key)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [], [Problem(str(file), None, None, f"file is not UTF-8 text ({exc.reason})")], digest
+        return [], [Problem(str(file), None, None, f"file is not UTF-8 text ({exc.reason})")]
     if cache is not None and (hit := cache.get((file, digest))) is not None:
-        return hit[0], hit[1], digest
+        return hit
     reader = read_toml if file.suffix.lower() == ".toml" else read_yaml
     docs, problems = reader(file, text)
     if cache is not None:
         cache[(file, digest)] = (docs, problems)
-    return docs, problems, digest
+    return docs, problems
 
 
 @dataclass
@@ -113,6 +172,22 @@ def load_file(file: Path, settings: Settings, parse_cache: ParseCache | None = N
         docs, problems, digest = read_documents(file, settings.registry.max_manifest_bytes, parse_cache)
     except Exception as exc:  # noqa: BLE001 - one file's trouble never fails the others
         return FileLoad(file, "", problems=[_unexpected(file, None, exc)])
+    return validate_documents(file, digest, docs, problems, settings)
+
+
+def load_raw(file: Path, raw: bytes, digest: str, settings: Settings) -> FileLoad:
+    """Parse and validate the bytes read from ``file`` (``digest``: their hash)."""
+    try:
+        docs, problems = parse_raw(file, raw, digest)
+    except Exception as exc:  # noqa: BLE001 - one file's trouble never fails the others
+        return FileLoad(file, "", problems=[_unexpected(file, None, exc)])
+    return validate_documents(file, digest, docs, problems, settings)
+
+
+def validate_documents(
+    file: Path, digest: str, docs: list[Document], problems: list[Problem], settings: Settings
+) -> FileLoad:
+    """Validate a file's parsed documents; any failure is a problem of this file."""
     loaded = FileLoad(file, digest, problems=list(problems))
     for doc in docs:
         try:
@@ -175,7 +250,7 @@ def load_manifests(
         duplicates = set()
         for name, doc in loaded.names:
             if name in first_seen:
-                result.problems.extend(_duplicate(name, doc, first_seen[name]))
+                result.problems.extend(duplicate_problems(name, doc, first_seen[name]))
                 result.resources.pop(name, None)
                 duplicates.add(id(doc))
             else:
@@ -188,7 +263,8 @@ def load_manifests(
     return result
 
 
-def _duplicate(name: str, doc: Document, other: Document) -> list[Problem]:
+def duplicate_problems(name: str, doc: Document, other: Document) -> list[Problem]:
+    """``name`` declared at ``doc`` after ``other``: a problem of each of the two places."""
     line, col = doc.mark_for(("name",))
     oline, ocol = other.mark_for(("name",))
     return [
