@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -36,13 +36,13 @@ from xresource.errors import (
     XResourceNotFoundError,
     XResourceStateError,
 )
-from xresource.manifests import LoadResult
 from xresource.registry.apply import Applier
 from xresource.registry.audit import Audit
-from xresource.registry.diff import Desired, diff
+from xresource.registry.diff import Desired, Version, diff
 from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
 from xresource.registry.reader import FolderReader, Snapshot
+from xresource.registry.scope import narrow
 from xresource.registry.status import ResourceStatus, status_of
 from xresource.registry.supervisor import Supervisor
 from xresource.registry.watcher import FolderWatcher, watch_folders
@@ -126,7 +126,7 @@ class Registry:
                 if self.watch:
                     # Armed before connecting, which can take connect_timeout: an edit made
                     # meanwhile is seen, and applied right after this round.
-                    self._start_watcher(snapshot.loaded)
+                    self._start_watcher(self._watch_folders(snapshot, ()))
                 entries = list(self._entries.values())
                 await asyncio.gather(*(self._supervisor.bring_up(e) for e in entries))
         except BaseException:
@@ -278,18 +278,21 @@ class Registry:
         """
         return await self._reload("reload")
 
-    async def _reload(self, reason: str) -> ReloadResult:
+    async def _reload(self, reason: str, paths: frozenset[str] | None = None) -> ReloadResult:
+        """``paths``: what the watcher reported (only those are read again); ``None``: every file."""
         async with self._reload_lock:
             if not self._started:
                 raise XResourceStateError(f"the registry of {self.path} is not started")
             started = time.perf_counter()
             try:
-                snapshot = await self._read_settled()
+                snapshot = await self._read_settled(paths)
                 desired = self._desired(snapshot)
-                running = {name: entry.version for name, entry in self._entries.items()}
+                scope = narrow(self._entries, desired)  # names that cannot change are not diffed
                 outcome = await self._applier.apply(
-                    diff(running, desired), snapshot.loaded.resources, desired.versions
+                    diff(scope.running, scope.desired), snapshot.loaded.resources, desired.versions
                 )
+                if scope.untouched:
+                    outcome.unchanged = sorted([*outcome.unchanged, *scope.untouched])
             except Exception as exc:
                 self._reload_failed(exc)
                 raise
@@ -301,20 +304,21 @@ class Registry:
                 self.last_reload_seconds = time.perf_counter() - started
                 self.reload_counts[outcome.outcome] = self.reload_counts.get(outcome.outcome, 0) + 1
             if self.watch and self._watcher is not None:
-                self._rewatch_if_needed(snapshot.loaded)
+                self._rewatch_if_needed(self._watch_folders(snapshot, scope.running.values()))
             if snapshot.settles_in:
                 self._reload_once_settled(snapshot.settles_in)
             return outcome
 
-    async def _read_settled(self) -> Snapshot:
+    async def _read_settled(self, paths: frozenset[str] | None) -> Snapshot:
         """Read the folder; while files are still being written, wait for them (bounded)."""
         window = self.settings.registry.settle_ms / 1000
         deadline = time.monotonic() + max(1.0, _SETTLE_WAIT_FACTOR * window)
         while True:
-            snapshot = await asyncio.to_thread(self._reader.read, settle=True)
+            snapshot = await asyncio.to_thread(self._reader.read, settle=True, changed=paths)
             if not snapshot.settles_in or time.monotonic() + snapshot.settles_in > deadline:
                 return snapshot
             await asyncio.sleep(snapshot.settles_in + 0.001)
+            paths = frozenset()  # the reader looks again at the files it held back
 
     def _desired(self, snapshot: Snapshot) -> Desired:
         if self.path.exists():
@@ -342,7 +346,7 @@ class Registry:
         async def later() -> None:
             await asyncio.sleep(delay + 0.001)
             if self._started:
-                await self._reload("settled")
+                await self._reload("settled", frozenset())  # the files held back
 
         self._followup = self._supervisor.spawn(later(), name="xresource-settled-reload")
 
@@ -390,12 +394,17 @@ class Registry:
 
     # ---- watching -------------------------------------------------------------------------
 
-    def _start_watcher(self, loaded: LoadResult) -> None:
+    def _watch_folders(self, snapshot: Snapshot, running: Iterable[Version]) -> list[Path]:
+        """The manifests' folder and the folders of the secret files read and still running."""
+        targets: set[str] = set(snapshot.secret_files)
+        for version in running:
+            targets.update(ref[len("${file:") : -1] for ref in version.secrets or ())
+        return sorted({f.resolve() for f in watch_folders(self.path, targets)})
+
+    def _start_watcher(self, folders: list[Path]) -> None:
         cfg = self.settings.registry
         self._watcher = FolderWatcher(
-            watch_folders(
-                self.path, [*loaded.resources.values(), *(e.resource for e in self._entries.values())]
-            ),
+            folders,
             self._on_watch_event,
             debounce_ms=cfg.watch_debounce_ms,
             step_ms=cfg.watch_step_ms,
@@ -404,19 +413,18 @@ class Registry:
         )
         self._watcher.start()
 
-    def _rewatch_if_needed(self, loaded: LoadResult) -> None:
+    def _rewatch_if_needed(self, folders: list[Path]) -> None:
         assert self._watcher is not None
-        resources = [*loaded.resources.values(), *(e.resource for e in self._entries.values())]
-        wanted = sorted({f.resolve() for f in watch_folders(self.path, resources)})
-        if wanted != self._watcher.folders:
+        if folders != self._watcher.folders:
             old = self._watcher
-            self._start_watcher(loaded)
+            self._start_watcher(folders)
             self._supervisor.spawn(old.stop(), name="xresource-watcher-stop")
 
     async def _on_watch_event(self, reason: str, paths: frozenset[str]) -> None:
         if self._started:
             try:
-                result = await self._reload(reason)
+                # An event says which files changed; the safety-net rescan reads every file.
+                result = await self._reload(reason, paths if reason == "file change" else None)
             except XResourceStateError:
                 return  # stopped while this event waited for the reload lock
             if result.changed or result.problems:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from xresource.registry.tasks import TaskSet
-from xresource.resource import XResource
 
 log = logging.getLogger("xresource.registry")
 
@@ -128,12 +127,10 @@ class FolderWatcher:
             self._notify = None
 
 
-def watch_folders(root: Path, resources: Iterable[XResource]) -> set[Path]:
+def watch_folders(root: Path, secret_files: Iterable[str | Path]) -> set[Path]:
     """The folders to watch: the manifests' folder and the folders of referenced secret files."""
     folders = {root if root.is_dir() else root.parent}
-    for resource in resources:
-        for secret_file in resource.referenced_files():
-            folders.add(secret_file.parent)
+    folders.update(Path(target).parent for target in secret_files)
     return {f for f in folders if f.exists()}
 
 
