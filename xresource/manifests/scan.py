@@ -71,8 +71,9 @@ class Listing:
 
     files: list[Found] = field(default_factory=list)
     linked: bool = False
-    """A symbolic link was met on the way (a linked manifest or folder): a change behind it may
-    show no event under the scanned folder, so a reader must not trust events alone."""
+    """A symbolic link was met on the way (a linked manifest or folder), or a file with a second
+    name (a hard link): a change behind it may show no event under the scanned folder, or an
+    event only under the other name, so a reader must not trust events alone."""
 
 
 def iter_manifest_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -112,6 +113,7 @@ def _add(listing: Listing, seen: set[tuple[int, int]], path: str, info: os.stat_
     if info is not None:
         key = (info.st_dev, info.st_ino)
         if key in seen:
+            listing.linked = True
             return
         seen.add(key)
     listing.files.append(Found(path, info))
@@ -209,6 +211,8 @@ def _list_folder(
                 file_info = entry.stat()
             except OSError:
                 continue  # deleted since the listing
+            if file_info.st_nlink > 1:
+                listing.linked = True  # a hard link: written through its other name, no event here
         else:
             continue  # a FIFO, socket or device named like a manifest is not read
         pushed.append(Found(shown + name, file_info))
@@ -221,6 +225,7 @@ def _list_folder(
         if found_info is not None:
             file_key = (found_info.st_dev, found_info.st_ino)
             if file_key in seen:
+                listing.linked = True
                 continue
             seen.add(file_key)
         append(found)
