@@ -138,6 +138,20 @@ class XResource(XObjPrototype):
         """Give every slot its initial value (families with slots of their own extend this)."""
         self._rt = None
 
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, item: str) -> Any:
+            # A private attribute (``self._state``) is found here. pydantic's own lookup first
+            # asks the attribute's declaration whether it is a descriptor, which raises and
+            # catches an AttributeError on every read (~5 us); ours are plain values.
+            try:
+                private = object.__getattribute__(self, "__pydantic_private__")
+            except AttributeError:
+                private = None
+            if private is not None and item in private:
+                return private[item]
+            return super().__getattr__(item)
+
     def __copy__(self) -> Self:
         # A copy is a new, unconnected resource with the same fields: pydantic would
         # share the private attributes (driver, tasks, locks) and leave slots unset.

@@ -38,6 +38,7 @@ from xresource.errors import (
 )
 from xresource.registry.apply import Applier
 from xresource.registry.audit import Audit
+from xresource.registry.collector import CollectorPause
 from xresource.registry.diff import Desired, Version, diff
 from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
@@ -106,6 +107,7 @@ class Registry:
         """Validate every manifest, then connect every eager resource concurrently."""
         if self._started:
             return
+        pause = CollectorPause().begin()  # what start builds lives on: do not walk it again and again
         try:
             # Reloads (from the watcher) wait until the first connect round is over.
             async with self._reload_lock:
@@ -130,8 +132,10 @@ class Registry:
                 entries = list(self._entries.values())
                 await asyncio.gather(*(self._supervisor.bring_up(e) for e in entries))
         except BaseException:
+            pause.end()
             await self.stop()  # cancelled half way: leave nothing connected or watching
             raise
+        pause.end()
         self._supervisor.start_health_checks(self._entries)
         log.info("registry started: %d resources from %s", len(entries), self.path)
 
