@@ -250,7 +250,7 @@ def load_manifests(
         duplicates = set()
         for name, doc in loaded.names:
             if name in first_seen:
-                result.problems.extend(duplicate_problems(name, doc, first_seen[name]))
+                result.problems.extend(_duplicate(name, doc, first_seen[name]))
                 result.resources.pop(name, None)
                 duplicates.add(id(doc))
             else:
@@ -263,7 +263,7 @@ def load_manifests(
     return result
 
 
-def duplicate_problems(name: str, doc: Document, other: Document) -> list[Problem]:
+def _duplicate(name: str, doc: Document, other: Document) -> list[Problem]:
     """``name`` declared at ``doc`` after ``other``: a problem of each of the two places."""
     line, col = doc.mark_for(("name",))
     oline, ocol = other.mark_for(("name",))

@@ -25,7 +25,7 @@ from typing import Any
 from xresource.errors import Problem
 from xresource.manifests import LoadResult
 from xresource.manifests.document import Document
-from xresource.manifests.loader import FileLoad, duplicate_problems
+from xresource.manifests.loader import FileLoad, _duplicate
 from xresource.registry.diff import Version
 from xresource.resource import XResource
 
@@ -150,7 +150,7 @@ class Merged:
                 if first is None:
                     first = doc
                 else:
-                    problems.extend(duplicate_problems(name, doc, first))
+                    problems.extend(_duplicate(name, doc, first))
         return problems
 
     def _folder(self, path: str) -> str:
