@@ -8,6 +8,9 @@ import pytest
 
 from xresource.factory import ResourceFactory
 
+# The plugin's own tests (tests/testing/) run pytest inside pytest.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _reset_factory() -> Iterator[None]:

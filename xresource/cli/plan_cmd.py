@@ -10,12 +10,15 @@ import argparse
 import json
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from xresource.cli.layers import add_overlay_option
 from xresource.errors import Problem
-from xresource.manifests import LoadResult, load_manifests
+from xresource.manifests import LoadResult
+from xresource.manifests.overlays import field_origins, load_layers
 from xresource.registry.diff import ChangeKind, Desired, Diff, Version, diff, problem_dict
 from xresource.registry.reader import version_of
 from xresource.resource import XResource
@@ -32,6 +35,13 @@ def register(sub: Any) -> None:
         help="a running `xresource serve` (http://host:port) or the folder currently deployed",
     )
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    parser.add_argument(
+        "--origins",
+        action="store_true",
+        help="text: also show each changed field and the file:line that writes it",
+    )
+    add_overlay_option(parser)
+    add_overlay_option(parser, dest="against_overlay", flag="--against-overlay")
     parser.set_defaults(run=run)
 
 
@@ -41,6 +51,8 @@ class Plan:
 
     diff: Diff
     running_paths: dict[str, str | None] = field(default_factory=dict)
+    origins: dict[str, dict[str, str]] = field(default_factory=dict)
+    """name -> field -> the ``file:line`` that wrote it in PATH (with its overlays)."""
 
     @property
     def added(self) -> list[dict[str, Any]]:
@@ -73,6 +85,10 @@ class Plan:
             row = change.as_dict()
             if kind == "removed":
                 row["path"] = self.running_paths.get(change.name, change.path)
+            else:
+                origins = self.origins.get(change.name, {})
+                changed = [f.field for f in change.fields] if kind != "added" else list(origins)
+                row["origins"] = {k: v for k, v in origins.items() if k.partition(".")[0] in changed}
             rows.append(row)
         return rows
 
@@ -89,7 +105,7 @@ class Plan:
         }
 
 
-def current_state(against: str, settings: Any) -> dict[str, Version]:
+def current_state(against: str, settings: Any, overlays: Sequence[Path] = ()) -> dict[str, Version]:
     """name -> the version that runs (a serve's ``/resources``) or is deployed (a folder)."""
     if against.startswith(("http://", "https://")):
         url = against.rstrip("/") + "/resources"
@@ -105,7 +121,7 @@ def current_state(against: str, settings: Any) -> dict[str, Version]:
             )
             for r in data["resources"]
         }
-    return _versions(load_manifests(Path(against), settings), Path(against))
+    return _versions(load_layers([Path(against)], overlays, settings), Path(against))
 
 
 def _versions(loaded: LoadResult, root: Path) -> dict[str, Version]:
@@ -116,14 +132,14 @@ def _versions(loaded: LoadResult, root: Path) -> dict[str, Version]:
     }
 
 
-def make_plan(path: Path, current: dict[str, Version], settings: Any) -> Plan:
+def make_plan(path: Path, current: dict[str, Version], settings: Any, overlays: Sequence[Path] = ()) -> Plan:
     """What the registry would do on a reload from ``current`` to the manifests under ``path``.
 
     It is the registry's own diff: a file with any problem changes nothing that runs,
     so nothing it defines is added or replaced, and what runs from it is not removed.
     Validation reads no secret, so a rotated secret file is not part of a plan.
     """
-    loaded = load_manifests(path, settings)
+    loaded = load_layers([path], overlays, settings)
     files = {_relative(f, path): str(f) for f in loaded.files}
     running = {name: replace(v, path=_head_file(v.path, files)) for name, v in current.items()}
     desired = Desired(
@@ -131,7 +147,8 @@ def make_plan(path: Path, current: dict[str, Version], settings: Any) -> Plan:
         problems=loaded.problems,
         names_by_file={str(f): names for f, names in loaded.names_by_file.items()},
     )
-    return Plan(diff(running, desired), {name: v.path for name, v in current.items()})
+    origins = {name: field_origins(loaded, name) for name in loaded.resources}
+    return Plan(diff(running, desired), {name: v.path for name, v in current.items()}, origins)
 
 
 def _relative_folder(resource: XResource, root: Path) -> str | None:
@@ -168,10 +185,12 @@ def _head_file(running: str | None, head_files: dict[str | None, str]) -> str | 
     return best[1]
 
 
-def render_text(plan: Plan) -> str:
+def render_text(plan: Plan, *, origins: bool = False) -> str:
     lines = [f"+ add      {r['name']} ({r['type']})  {r['path']}" for r in plan.added]
-    lines += [f"~ replace  {r['name']} ({r['type']})  {r['path']}" for r in plan.replaced]
-    lines += [f"* update   {r['name']} ({r['type']})  {r['path']}" for r in plan.updated]
+    for r in plan.replaced:
+        lines += [f"~ replace  {r['name']} ({r['type']})  {r['path']}", *(_field_lines(r) if origins else [])]
+    for r in plan.updated:
+        lines += [f"* update   {r['name']} ({r['type']})  {r['path']}", *(_field_lines(r) if origins else [])]
     lines += [f"- remove   {r['name']} ({r['type']})" for r in plan.removed]
     lines += [f"! reject   {p}" for p in plan.rejected]
     update = f"{len(plan.updated)} to update in place, " if plan.updated else ""
@@ -180,6 +199,23 @@ def render_text(plan: Plan) -> str:
         f"{len(plan.removed)} to remove, {len(plan.unchanged)} unchanged, {len(plan.rejected)} problem(s)"
     )
     return "\n".join(lines)
+
+
+def _field_lines(row: dict[str, Any]) -> list[str]:
+    """``    field: old -> new  (file:line)`` for each changed field, with where PATH writes it."""
+    origins = row.get("origins", {})
+    lines = []
+    for change in row["fields"]:
+        name = change["field"]
+        found = [
+            v if k == name else f"{k.partition('.')[2]}: {v}"
+            for k, v in origins.items()
+            if k.partition(".")[0] == name
+        ]
+        where = f"  ({'; '.join(found)})" if found else ""
+        old, new = (json.dumps(change[k], default=str)[:80] for k in ("old", "new"))
+        lines.append(f"    {change['field']}: {old} -> {new}{where}")
+    return lines
 
 
 def render_markdown(plan: Plan) -> str:
@@ -198,15 +234,15 @@ def render_markdown(plan: Plan) -> str:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
     try:
-        current = current_state(args.against, settings)
+        current = current_state(args.against, settings, [Path(p) for p in args.against_overlay])
     except OSError as exc:
         print(f"xresource: error: cannot read {args.against}: {exc}", file=sys.stderr)
         return 1
-    plan = make_plan(Path(args.path), current, settings)
+    plan = make_plan(Path(args.path), current, settings, [Path(p) for p in args.overlay])
     if args.format == "json":
         print(json.dumps(plan.as_dict(), indent=2))
     elif args.format == "markdown":
         print(render_markdown(plan))
     else:
-        print(render_text(plan))
+        print(render_text(plan, origins=args.origins))
     return 1 if plan.rejected else 0

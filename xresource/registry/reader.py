@@ -37,7 +37,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -74,12 +74,17 @@ class Snapshot:
     """Whether the whole folder was scanned (False: only what the watcher reported)."""
 
 
+Layering = Callable[[LoadResult, bool], tuple[LoadResult, float]]
+"""``(base, settle) -> (merged, settles_in)``: overlay folders applied on the base folder's read."""
+
+
 class FolderReader:
     """Reads one registry's folder again and again, remembering what makes the next read cheap."""
 
-    def __init__(self, path: Path, settings: Settings) -> None:
+    def __init__(self, path: Path, settings: Settings, *, layering: Layering | None = None) -> None:
         self.path = path
         self.settings = settings
+        self._layering = layering
         self._root = str(path)
         self._prefix = "" if self._root == "." else self._root.rstrip("/") + "/"
         self._merged = Merged()
@@ -337,14 +342,52 @@ class FolderReader:
     def _snapshot(self, read: _Read, *, full: bool) -> Snapshot:
         merged = self._merged
         problems = merged.problems()
+        loaded = merged.load_result(list(problems))
+        if self._layering is not None:
+            # Overlay folders are read again whole, and change what they touch: those names
+            # get versions of their own (the others keep the base's, digests included).
+            loaded, overlays_settle_in = self._layering(loaded, read.settle)
+            read.settles_in = max(read.settles_in, overlays_settle_in)
+            desired, targets = self._desired_of(loaded)
+        else:
+            desired = Desired(
+                versions=dict(merged.versions),
+                problems=problems,
+                names_by_file=dict(merged.names_by_file),
+                held_files=frozenset(merged.held),
+            )
+            targets = frozenset(t for ts in self._references.values() for t in ts)
+        return Snapshot(loaded, desired, read.settles_in, targets, full)
+
+    def _desired(self, loaded: LoadResult) -> Desired:
+        """The diff's view of any load (manifests given in code use it too)."""
+        return self._desired_of(loaded)[0]
+
+    def _desired_of(self, loaded: LoadResult) -> tuple[Desired, frozenset[str]]:
+        merged = self._merged
+        policy = FilePolicy.from_settings(self.settings.registry)
+        read_once: dict[str, str] = {}
+        versions = {}
+        targets: set[str] = set()
+        for name, resource in loaded.resources.items():
+            if merged.resources.get(name) is resource:
+                versions[name] = merged.versions[name]  # as the base read it (digests included)
+                targets.update(self._references.get(name, ()))
+                continue
+            fields = loaded.fields.get(name, {})
+            version = version_of(resource, fields, secrets={})
+            references = secret_files.secret_references(fields)
+            if references:
+                version = replace(version, secrets=secret_files.digests(references, policy, read_once))
+                targets.update(references)
+            versions[name] = version
         desired = Desired(
-            versions=dict(merged.versions),
-            problems=problems,
-            names_by_file=dict(merged.names_by_file),
-            held_files=frozenset(merged.held),
+            versions=versions,
+            problems=list(loaded.problems),
+            names_by_file={str(f): names for f, names in loaded.names_by_file.items()},
+            held_files=frozenset(str(f) for f in loaded.held),
         )
-        targets = frozenset(t for ts in self._references.values() for t in ts)
-        return Snapshot(merged.load_result(list(problems)), desired, read.settles_in, targets, full)
+        return desired, frozenset(targets)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,9 @@ Rules (docs/hot-reload.md):
 - ``get()`` is a dict lookup in C, no I/O and no Python frame.
 
 This module is the facade; the supervisor (:mod:`supervisor`) owns every
-background task, and ``stop()`` cancels and awaits all of them.
+background task, and ``stop()`` cancels and awaits all of them. The manifests come from a
+source (:mod:`sources`): a folder, a base folder with overlays (docs/environments.md), or
+manifests given in code (docs/testing.md); tests put fakes in place with :mod:`overrides`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -42,9 +44,11 @@ from xresource.registry.collector import CollectorPause
 from xresource.registry.diff import Desired, Version, diff
 from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
-from xresource.registry.reader import FolderReader, Snapshot
+from xresource.registry.overrides import ForTests, Overrides
+from xresource.registry.reader import Snapshot
 from xresource.registry.scope import narrow
-from xresource.registry.status import ResourceStatus, status_of
+from xresource.registry.sources import FolderSource, ManifestSource
+from xresource.registry.status import ResourceStatus, overridden_status, status_of
 from xresource.registry.supervisor import Supervisor
 from xresource.registry.watcher import FolderWatcher, watch_folders
 from xresource.resource import State
@@ -57,19 +61,32 @@ _SETTLE_WAIT_FACTOR = 10
 """A reload waits for files being written up to this many settle windows (at least a second)."""
 
 
-class Registry:
-    """A live registry of the resources defined under ``path``."""
+class Registry(ForTests):
+    """A live registry of the resources defined under ``path``.
+
+    ``path`` is a folder, or an ordered list of folders: the first is the base, each later
+    one an overlay that changes it field by field (docs/environments.md).
+    """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         watch: bool = False,
         settings: Settings | None = None,
     ) -> None:
-        self.path = Path(path)
+        settings = settings if settings is not None else load_settings()
+        folders = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
+        if not folders:
+            raise ValueError("Registry() needs at least one folder")
+        self._setup(FolderSource(folders, settings), folders[0], watch, settings)
+
+    def _setup(self, source: ManifestSource, path: Path, watch: bool, settings: Settings) -> None:
+        self.path = path
+        """The (base) folder; for manifests given in code, the folder relative paths resolve against."""
         self.watch = watch
-        self.settings = settings if settings is not None else load_settings()
+        self.settings = settings
+        self._source = source
         self._entries: dict[str, Entry] = {}
         # What get() returns: the ready, current instance of each name. A miss falls back to
         # _get_slow, which explains why (unknown, failed, lazy, connecting, stopped).
@@ -81,7 +98,7 @@ class Registry:
         self._audit = Audit(self.settings.registry.audit_log)
         self._supervisor = Supervisor(self.settings.registry, self._hub, self._audit)
         self._applier = Applier(self._entries, self._ready, self._hub, self._supervisor, self._audit)
-        self._reader = FolderReader(self.path, self.settings)
+        self._overrides = Overrides(self._ready, self._entries, self._declared_names)
         self._reload_lock = asyncio.Lock()
         self._watcher: FolderWatcher | None = None
         self._followup: asyncio.Task[None] | None = None
@@ -113,9 +130,9 @@ class Registry:
             async with self._reload_lock:
                 if self._started:  # a concurrent start() got here first
                     return
-                snapshot = await asyncio.to_thread(self._reader.read, settle=False)
-                if not self.path.exists():
-                    raise ManifestError([Problem(str(self.path), None, None, "no such file or directory")])
+                snapshot = await asyncio.to_thread(self._source.read, settle=False)
+                if missing := self._source.missing():
+                    raise ManifestError(missing)
                 snapshot.loaded.raise_for_problems()
                 self._supervisor.reopen()
                 self._hub.reopen()
@@ -137,7 +154,7 @@ class Registry:
             raise
         pause.end()
         self._supervisor.start_health_checks(self._entries)
-        log.info("registry started: %d resources from %s", len(entries), self.path)
+        log.info("registry started: %d resources from %s", len(entries), self._source.label)
 
     async def stop(self) -> None:
         """Stop watching, drain leases (bounded) and close every resource; await every task."""
@@ -195,15 +212,20 @@ class Registry:
         raise entry.not_ready_error()
 
     def _stopped_error(self) -> XResourceStateError:
-        return XResourceStateError(f"the registry of {self.path} is stopped; it serves no resource")
+        return XResourceStateError(f"the registry of {self._source.label} is stopped; it serves no resource")
 
     async def aget(self, name: str) -> Any:
         """Like ``get`` but connects a lazy resource first."""
-        return (await self._current_ready(name)).resource
+        overridden, fake = self._ready.override_of(name)
+        return fake if overridden else (await self._current_ready(name)).resource
 
     @asynccontextmanager
     async def lease(self, name: str) -> AsyncIterator[Any]:
         """Pin the current instance of ``name`` for a unit of work; reloads wait for it."""
+        overridden, fake = self._ready.override_of(name)
+        if overridden:
+            yield fake
+            return
         entry = await self._current_ready(name)
         entry.acquire()  # no await since the check: this is the current, ready version
         self._audit.resource("lease_open", entry)
@@ -243,13 +265,18 @@ class Registry:
                 manifest = resource.manifest_path
                 if manifest is None or not _is_under(manifest, base):
                     continue
-            if entry.state is _READY:
-                found[name] = resource
+            overridden, fake = self._ready.override_of(name)
+            if overridden or entry.state is _READY:
+                found[name] = fake if overridden else resource
         return found
 
     def status(self) -> dict[str, ResourceStatus]:
         """A snapshot per resource: state, last error, manifest path, generation, what is pending."""
-        return {name: status_of(entry) for name, entry in sorted(self._entries.items())}
+        statuses = {}
+        for name, entry in sorted(self._entries.items()):
+            overridden, fake = self._ready.override_of(name)
+            statuses[name] = overridden_status(entry, fake) if overridden else status_of(entry)
+        return statuses
 
     @property
     def pending(self) -> dict[str, str]:
@@ -267,8 +294,10 @@ class Registry:
     @property
     def ready(self) -> bool:
         return all(
-            e.state is _READY or (e.resource.connect_mode == "lazy" and e.state is State.NEW)
-            for e in self._entries.values()
+            e.state is _READY
+            or (e.resource.connect_mode == "lazy" and e.state is State.NEW)
+            or self._ready.override_of(name)[0]
+            for name, e in self._entries.items()
         )
 
     # ---- reload ---------------------------------------------------------------------------
@@ -286,7 +315,7 @@ class Registry:
         """``paths``: what the watcher reported (only those are read again); ``None``: every file."""
         async with self._reload_lock:
             if not self._started:
-                raise XResourceStateError(f"the registry of {self.path} is not started")
+                raise XResourceStateError(f"the registry of {self._source.label} is not started")
             started = time.perf_counter()
             try:
                 snapshot = await self._read_settled(paths)
@@ -318,17 +347,17 @@ class Registry:
         window = self.settings.registry.settle_ms / 1000
         deadline = time.monotonic() + max(1.0, _SETTLE_WAIT_FACTOR * window)
         while True:
-            snapshot = await asyncio.to_thread(self._reader.read, settle=True, changed=paths)
+            snapshot = await asyncio.to_thread(self._source.read, settle=True, changed=paths)
             if not snapshot.settles_in or time.monotonic() + snapshot.settles_in > deadline:
                 return snapshot
             await asyncio.sleep(snapshot.settles_in + 0.001)
             paths = frozenset()  # the reader looks again at the files it held back
 
     def _desired(self, snapshot: Snapshot) -> Desired:
-        if self.path.exists():
+        missing = self._source.missing()
+        if not missing:
             return snapshot.desired
         # A vanished folder (an unmounted volume) must not remove everything that runs.
-        missing = [Problem(str(self.path), None, None, "no such file or directory")]
         for name, entry in self._entries.items():
             if entry.version.path is not None:
                 missing.append(Problem(entry.version.path, None, None, "manifest folder is missing", name))
@@ -403,7 +432,7 @@ class Registry:
         targets: set[str] = set(snapshot.secret_files)
         for version in running:
             targets.update(ref[len("${file:") : -1] for ref in version.secrets or ())
-        return sorted({f.resolve() for f in watch_folders(self.path, targets)})
+        return sorted({f.resolve() for f in watch_folders(self.path, targets) | self._source.watch_roots()})
 
     def _start_watcher(self, folders: list[Path]) -> None:
         cfg = self.settings.registry
