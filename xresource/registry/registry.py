@@ -129,6 +129,7 @@ class Registry(ForTests):
             # Reloads (from the watcher) wait until the first connect round is over.
             async with self._reload_lock:
                 if self._started:  # a concurrent start() got here first
+                    pause.end()
                     return
                 snapshot = await asyncio.to_thread(self._source.read, settle=False)
                 if missing := self._source.missing():
@@ -453,11 +454,11 @@ class Registry(ForTests):
             self._start_watcher(folders)
             self._supervisor.spawn(old.stop(), name="xresource-watcher-stop")
 
-    async def _on_watch_event(self, reason: str, paths: frozenset[str]) -> None:
+    async def _on_watch_event(self, reason: str, paths: frozenset[str] | None) -> None:
         if self._started:
             try:
                 # An event says which files changed; the safety-net rescan reads every file.
-                result = await self._reload(reason, paths if reason == "file change" else None)
+                result = await self._reload(reason, paths)
             except XResourceStateError:
                 return  # stopped while this event waited for the reload lock
             if result.changed or result.problems:

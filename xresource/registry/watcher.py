@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ from xresource.registry.tasks import TaskSet
 
 log = logging.getLogger("xresource.registry")
 
-WatchCallback = Callable[[str, frozenset[str]], Awaitable[None]]
-"""``on_change(reason, paths)``: reason is ``"file change"`` or ``"rescan"``; paths the watcher reported."""
+WatchCallback = Callable[[str, frozenset[str] | None], Awaitable[None]]
+"""``on_change(reason, paths)``: reason is ``"file change"`` or ``"rescan"``; ``paths`` what the watcher
+reported, ``None`` when every file must be read (a periodic rescan)."""
 
 _JOIN_SECONDS = 5.0
 
@@ -56,8 +58,10 @@ class FolderWatcher:
         self._notify: Any = None
         self._thread: threading.Thread | None = None
         self._exited: asyncio.Future[None] | None = None
-        self._queue: asyncio.Queue[tuple[str, frozenset[str]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, frozenset[str], float]] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
+        self.last_event_at: float | None = None
+        """``time.perf_counter()`` when the OS watch returned the batch being handled now (or last)."""
 
     def start(self) -> None:
         """Arm the OS watch now (so an edit right after ``start`` is seen), then watch on a thread."""
@@ -79,10 +83,11 @@ class FolderWatcher:
                 result = notify.watch(self._debounce_ms, self._step_ms, self._timeout_ms, self._stop)
                 if result == "stop" or self._stop.is_set():
                     return
+                at = time.perf_counter()
                 if result == "timeout":
-                    item = ("rescan", frozenset[str]())
+                    item = ("rescan", frozenset[str](), at)
                 else:
-                    item = ("file change", frozenset(str(path) for _, path in result))
+                    item = ("file change", frozenset(str(path) for _, path in result), at)
                 loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:
             return  # the loop closed under us: nobody is left to tell
@@ -94,15 +99,20 @@ class FolderWatcher:
 
     async def _consume(self) -> None:
         while True:
-            reason, paths = await self._queue.get()
+            reason, paths, at = await self._queue.get()
+            full = reason == "rescan"
             # Events that queued up during the last reload are one more reload, not many.
             while not self._queue.empty():
-                more_reason, more_paths = self._queue.get_nowait()
+                more_reason, more_paths, at = self._queue.get_nowait()
                 paths |= more_paths
-                if more_reason != "rescan":
+                if more_reason == "rescan":
+                    full = True
+                else:
                     reason = more_reason
+            self.last_event_at = at
             try:
-                await self._on_change(reason, paths)
+                # A rescan reads every file (it is there for events the watcher missed).
+                await self._on_change(reason, None if full else paths)
             except Exception:
                 log.exception("reload after %s failed", reason)
 
