@@ -136,7 +136,7 @@ class XResource(XObjPrototype):
 
     def _init_slots(self) -> None:
         """Give every slot its initial value (families with slots of their own extend this)."""
-        self._rt = None
+        object.__setattr__(self, "_rt", None)  # a plain slot: pydantic's __setattr__ has nothing to do
 
     if not TYPE_CHECKING:
 
@@ -144,6 +144,10 @@ class XResource(XObjPrototype):
             # A private attribute (``self._state``) is found here. pydantic's own lookup first
             # asks the attribute's declaration whether it is a descriptor, which raises and
             # catches an AttributeError on every read (~5 us); ours are plain values.
+            if item.startswith("__"):
+                # An unset slot (pydantic probes ``__pydantic_private__`` before setting it):
+                # no private attribute or extra field has such a name.
+                raise AttributeError(item)
             try:
                 private = object.__getattribute__(self, "__pydantic_private__")
             except AttributeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -181,17 +182,25 @@ def load_raw(file: Path, raw: bytes, digest: str, settings: Settings) -> FileLoa
         docs, problems = parse_raw(file, raw, digest)
     except Exception as exc:  # noqa: BLE001 - one file's trouble never fails the others
         return FileLoad(file, "", problems=[_unexpected(file, None, exc)])
-    return validate_documents(file, digest, docs, problems, settings)
+    # A reference is written "${...}"; an escape ("\x24{") could write one without those bytes.
+    references = b"${" in raw or b"\\" in raw
+    return validate_documents(file, digest, docs, problems, settings, references=references)
 
 
 def validate_documents(
-    file: Path, digest: str, docs: list[Document], problems: list[Problem], settings: Settings
+    file: Path,
+    digest: str,
+    docs: list[Document],
+    problems: list[Problem],
+    settings: Settings,
+    *,
+    references: bool = True,
 ) -> FileLoad:
     """Validate a file's parsed documents; any failure is a problem of this file."""
     loaded = FileLoad(file, digest, problems=list(problems))
     for doc in docs:
         try:
-            resource, doc_problems, fields = _validate(doc, settings)
+            resource, doc_problems, fields = _validate(doc, settings, references=references)
         except Exception as exc:  # noqa: BLE001 - a validator or plugin bug stays this file's problem
             resource, doc_problems, fields = None, [_unexpected(file, doc.line, exc)], {}
         loaded.problems.extend(doc_problems)
@@ -295,8 +304,14 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
     return resource, problems
 
 
-def _validate(doc: Document, settings: Settings) -> tuple[XResource | None, list[Problem], dict[str, Any]]:
-    """Validate one document; also returns its fields as written (with settings defaults)."""
+def _validate(
+    doc: Document, settings: Settings, *, references: bool = True
+) -> tuple[XResource | None, list[Problem], dict[str, Any]]:
+    """Validate one document; also returns its fields as written (with settings defaults).
+
+    ``references=False``: the file's text holds neither ``${`` nor an escape that could write
+    one, so no value can be a reference and the walks looking for them are skipped.
+    """
     data = doc.data
     file = str(doc.file)
     if not isinstance(data, dict):
@@ -335,9 +350,10 @@ def _validate(doc: Document, settings: Settings) -> tuple[XResource | None, list
         return None, [Problem(file, line, col, str(exc), name, "type", "plugin")], {}
     # "$schema" declares a schema for editors and `validate`; it is not a field.
     merged = {**settings.defaults_for(type_name), **{k: v for k, v in data.items() if k != "$schema"}}
-    scheme_problems = unknown_scheme_problems(doc, name)
+    scheme_problems = unknown_scheme_problems(doc, name) if references else []
+    folder, folder_text = _folder_of(doc.file)
     try:
-        resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
+        resource = resource_class.model_validate(merged, context={"base_dir": folder})
     except ValidationError as exc:
         problems = [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
         reported = {(p.line, p.message) for p in problems}
@@ -345,17 +361,34 @@ def _validate(doc: Document, settings: Settings) -> tuple[XResource | None, list
     if scheme_problems:
         return None, scheme_problems, {}
     policy = FilePolicy.from_settings(settings.registry)
-    path_issues = path_problems(doc, resource, policy)
+    path_issues = path_problems(doc, resource, policy, references=references)
     if path_issues:
         return None, path_issues, {}
     fields_hash = manifest_hash(merged)
-    resource.bind_manifest(ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(doc, fields_hash)))
+    resource.bind_manifest(
+        ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(folder_text, fields_hash))
+    )
     resource.bind_file_policy(policy)
     return resource, [], merged
 
 
 def _valid_name(name: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, name) is not None
+    return _NAME_RE.fullmatch(name) is not None
+
+
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def _folder_of(file: Path) -> tuple[Path, str]:
+    """A manifest's folder (what relative paths resolve against) and its absolute spelling."""
+    if file.is_absolute():
+        return _absolute_folder_of(file.parent)
+    return file.parent, str(file.parent.absolute())  # depends on the working folder: not cached
+
+
+@functools.lru_cache(maxsize=1024)
+def _absolute_folder_of(folder: Path) -> tuple[Path, str]:
+    return folder, str(folder)
 
 
 def manifest_hash(merged: dict[str, Any]) -> str:
@@ -396,7 +429,7 @@ def _problem_from_error(
     return Problem(str(doc.file), line, col, message, name, field_path, kind)
 
 
-def _fingerprint(doc: Document, fields_hash: str) -> str:
+def _fingerprint(folder: str, fields_hash: str) -> str:
     """What decides "changed" on reload: the fields and the folder relative paths resolve against.
 
     Loading reads no secret (``validate``, ``ls`` and ``plan`` must not): the live
@@ -404,6 +437,6 @@ def _fingerprint(doc: Document, fields_hash: str) -> str:
     ``xresource.safe_files``, to notice a rotated secret.
     """
     digest = hashlib.sha256()
-    digest.update(str(doc.file.parent.absolute()).encode())
+    digest.update(folder.encode())
     digest.update(fields_hash.encode())
     return digest.hexdigest()

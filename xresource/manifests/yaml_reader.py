@@ -117,9 +117,10 @@ class _Builder:
             if key in explicit:
                 raise _Reject(f"duplicate key {key!r}", _mark(key_node))
             explicit.add(key)
-            self.marks[(*path, key)] = _mark(key_node)
-            self.value_marks[(*path, key)] = _mark(value_node)
-            result[key] = self.build(value_node, (*path, key), depth + 1)
+            key_path = (*path, key)
+            self.marks[key_path] = _mark(key_node)
+            self.value_marks[key_path] = _mark(value_node)
+            result[key] = self.build(value_node, key_path, depth + 1)
         return result
 
 

@@ -138,7 +138,17 @@ class Merged:
         self.resources[name] = resource
         self.documents[name] = doc
         self.fields[name] = fields
-        self.versions[name] = version_of(resource, fields, secrets={}, folder=self._folder(files[0]))
+        origin = resource.manifest_origin
+        self.versions[name] = Version(
+            name=name,
+            type=resource.type,
+            path=str(origin.path) if origin is not None else None,
+            manifest_hash=origin.manifest_hash if origin is not None else None,
+            fields=fields,
+            folder=self._folder(files[0]),
+            secrets={},
+            live=live_names(type(resource)),
+        )  # what version_of gives, without asking the model for each part
 
     def _duplicate_problems(self, name: str, files: list[str]) -> list[Problem]:
         problems: list[Problem] = []
