@@ -226,7 +226,9 @@ async def test_a_file_replaced_by_rename_and_one_in_a_sub_folder_are_seen(
     assert (await swapped(watching, "b", b)).file_path == data / "b.csv"
 
 
-async def test_added_and_removed_files_and_folders_are_seen(watching: Registry, manifests: Path, data: Path) -> None:
+async def test_added_and_removed_files_and_folders_are_seen(
+    watching: Registry, manifests: Path, data: Path
+) -> None:
     (manifests / "c.yaml").write_text(csv_manifest("c", data / "a.csv"))
     await eventually(lambda: "c" in watching, what="c added")
     new = manifests / "new"
@@ -236,7 +238,9 @@ async def test_added_and_removed_files_and_folders_are_seen(watching: Registry, 
     (manifests / "c.yaml").unlink()
     await eventually(lambda: "c" not in watching, what="c removed")
     new.rename(manifests / "renamed")
-    await eventually(lambda: watching.status()["d"].path == str(manifests / "renamed" / "d.yaml"), what="d moved")
+    await eventually(
+        lambda: watching.status()["d"].path == str(manifests / "renamed" / "d.yaml"), what="d moved"
+    )
     shutil.rmtree(manifests / "sub")
     await eventually(lambda: sorted(watching.names()) == ["a", "d"], what="sub removed")
 
@@ -248,17 +252,23 @@ async def test_an_ignore_file_in_a_sub_folder_is_applied(watching: Registry, man
     await eventually(lambda: "b" in watching, what="b back")
 
 
-async def test_a_configmap_swap_seen_by_the_watcher_replaces_only_what_changed(tmp_path: Path, data: Path) -> None:
+async def test_a_configmap_swap_seen_by_the_watcher_replaces_only_what_changed(
+    tmp_path: Path, data: Path
+) -> None:
     volume = ConfigMapDir(tmp_path / "config")
     volume.update({"a.yaml": csv_manifest("a", data / "a.csv"), "b.yaml": csv_manifest("b", data / "a.csv")})
     async with Registry(volume.folder, watch=True, settings=fast_settings()) as registry:
         a, b = registry.get("a"), registry.get("b")
-        volume.update({"a.yaml": csv_manifest("a", data / "a.csv"), "b.yaml": csv_manifest("b", data / "b.csv")})
+        volume.update(
+            {"a.yaml": csv_manifest("a", data / "a.csv"), "b.yaml": csv_manifest("b", data / "b.csv")}
+        )
         await swapped(registry, "b", b)
         assert registry.get("a") is a
 
 
-async def test_a_rotated_secret_is_seen_by_the_watcher(tmp_path: Path, manifests: Path, api: ApiServer) -> None:
+async def test_a_rotated_secret_is_seen_by_the_watcher(
+    tmp_path: Path, manifests: Path, api: ApiServer
+) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     token = secrets / "token"
