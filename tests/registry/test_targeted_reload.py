@@ -281,3 +281,20 @@ async def test_a_rotated_secret_is_seen_by_the_watcher(
         write_atomic(token, "token-two")
         new = await swapped(registry, "api", old)
         assert (await new.get(""))["authorization"] == "Bearer token-two"
+
+
+async def test_a_secret_referenced_by_the_settings_defaults_is_followed(
+    tmp_path: Path, manifests: Path, api: ApiServer
+) -> None:
+    """The manifest's text holds no reference; the defaults merged into it do."""
+    token = tmp_path / "token"
+    token.write_text("token-one")
+    settings = fast_settings()
+    settings.resources["rest_api"] = {"auth_params": {"bearer_token": f"${{file:{token}}}"}}
+    (manifests / "api.yaml").write_text(rest_manifest("api", api.url))
+    async with Registry(manifests, settings=settings) as registry:
+        old = registry.get("api")
+        token.write_text("token-two")
+        assert (await registry.reload()).replaced == ["api"]
+        assert (await registry.get("api").get(""))["authorization"] == "Bearer token-two"
+        assert registry.get("api") is not old

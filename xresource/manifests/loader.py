@@ -161,6 +161,8 @@ class FileLoad:
     names: list[tuple[str, Document]] = field(default_factory=list)
     """Every name the file declares, valid or not, with its document."""
     problems: list[Problem] = field(default_factory=list)
+    references: bool = True
+    """False when the file's text cannot hold a ``${...}`` reference (nor an escape writing one)."""
 
 
 FileLoader = Callable[[Path], "FileLoad | None"]
@@ -197,7 +199,7 @@ def validate_documents(
     references: bool = True,
 ) -> FileLoad:
     """Validate a file's parsed documents; any failure is a problem of this file."""
-    loaded = FileLoad(file, digest, problems=list(problems))
+    loaded = FileLoad(file, digest, problems=list(problems), references=references)
     for doc in docs:
         try:
             resource, doc_problems, fields = _validate(doc, settings, references=references)

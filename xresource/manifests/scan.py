@@ -36,7 +36,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".toml")
 IGNORE_FILE = ".xresourceignore"
@@ -167,8 +167,9 @@ def _list_folder(
         else:
             rules.note_no_spec(absolute)
     base = absolute if absolute.endswith("/") else absolute + "/"
+    # Files before this folder's first sub-folder are listed at once; from the first sub-folder
+    # on, entries wait on the stack so the sub-folder's files come first (the order of paths).
     pushed: list[_Folder | Found] = []
-    has_folders = False
     for entry in entries:
         name = entry.name
         if name[0] == ".":
@@ -188,7 +189,6 @@ def _list_folder(
             if entry.is_symlink():
                 listing.linked = True
             pushed.append((shown + name + "/", child, child_info, chain))
-            has_folders = True
             continue
         if not name.lower().endswith(MANIFEST_SUFFIXES):
             continue
@@ -215,20 +215,11 @@ def _list_folder(
                 listing.linked = True  # a hard link: written through its other name, no event here
         else:
             continue  # a FIFO, socket or device named like a manifest is not read
-        pushed.append(Found(shown + name, file_info))
-    if has_folders:
-        stack.extend(reversed(pushed))  # files after a folder wait until that folder is done
-        return
-    append = listing.files.append
-    for found in cast(list[Found], pushed):  # files only: added now, in order
-        found_info = found.info
-        if found_info is not None:
-            file_key = (found_info.st_dev, found_info.st_ino)
-            if file_key in seen:
-                listing.linked = True
-                continue
-            seen.add(file_key)
-        append(found)
+        if pushed:
+            pushed.append(Found(shown + name, file_info))
+        else:
+            _add(listing, seen, shown + name, file_info)
+    stack.extend(reversed(pushed))
 
 
 _NAME = operator.attrgetter("name")

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from xresource.manifests import LoadResult
 from xresource.manifests.loader import FileLoad, load_raw, read_raw
@@ -95,6 +96,7 @@ class FolderReader:
         self._real_root: str | None = None
         self._references: dict[str, list[str]] = {}  # name -> its ${file:...} targets
         self._secret_folders: dict[str, str] = {}  # target -> its folder, resolved
+        self._defaults_reference: dict[str, bool] = {}  # type -> its settings defaults hold one
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -126,11 +128,20 @@ class FolderReader:
         listing = list_manifests([self.path], self._rules)
         self._linked = listing.linked
         self._real_root = os.path.realpath(self._root) if os.path.isdir(self._root) else None
-        present = set()
-        for found in listing.files:
-            present.add(found.path)
-            self._look(found.path, found.info, read)
-        for path in [p for p in self._merged.paths if p not in present]:
+        known = self._identity
+        for path, info in listing.files:
+            # The common case inline (a reload of an unchanged folder is this loop): the same
+            # file, untouched since it was read, is not looked at again.
+            if info is None or known.get(path) != (
+                info.st_dev,
+                info.st_ino,
+                info.st_size,
+                info.st_mtime_ns,
+                info.st_ctime_ns,
+            ):
+                self._look(path, info, read)
+        gone = self._merged.paths.keys() - {found.path for found in listing.files}
+        for path in gone:
             read.affected |= self._merged.remove(path)
             self._forget(path)
 
@@ -317,7 +328,10 @@ class FolderReader:
         merged = self._merged
         for name in affected:
             fields = merged.fields.get(name)
-            targets = secret_files.secret_references(fields) if fields is not None else []
+            if fields is not None and self._may_reference(name, fields):
+                targets = secret_files.secret_references(fields)
+            else:
+                targets = []
             if targets:
                 self._references[name] = targets
                 for target in targets:
@@ -338,6 +352,19 @@ class FolderReader:
             digests = secret_files.digests(references, policy, read_once)
             if digests != version.secrets:
                 merged.versions[name] = replace(version, secrets=digests)
+
+    def _may_reference(self, name: str, fields: dict[str, Any]) -> bool:
+        """Whether ``name``'s fields may hold a reference (else the walk for them is skipped)."""
+        files = self._merged.declared.get(name)
+        if files is None or len(files) != 1 or self._merged.loads[files[0]].references:
+            return True
+        # Its file cannot hold one; the settings defaults merged into its fields might.
+        type_name = str(fields.get("type"))
+        found = self._defaults_reference.get(type_name)
+        if found is None:
+            defaults = self.settings.defaults_for(type_name)
+            found = self._defaults_reference[type_name] = bool(secret_files.secret_references(defaults))
+        return found
 
     def _snapshot(self, read: _Read, *, full: bool) -> Snapshot:
         merged = self._merged

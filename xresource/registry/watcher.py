@@ -4,8 +4,10 @@ Measured with watchfiles: watching a folder sees a Kubernetes ConfigMap swap
 (the ``..data`` symlink replaced by rename) within ~50-90 ms but reports only
 ``..data`` paths; watching a linked file directly goes silent after the first
 swap; mtime polling misses a swap within the same second. So we watch
-folders, treat any event as "rescan", and let the registry compare content
-hashes. The watch call's timeout doubles as the periodic safety-net rescan.
+folders and hand the paths each batch names to the registry, whose reader
+reads those files again (or every file, when a path cannot be pinned to
+files: a ``..data`` swap) and compares content hashes. The watch call's
+timeout doubles as the periodic safety-net rescan, which reads every file.
 
 The blocking watch runs on a thread of its own, never on the event loop's
 default executor: an application's ``asyncio.to_thread`` must not wait
