@@ -383,14 +383,16 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 def _folder_of(file: Path) -> tuple[Path, str]:
     """A manifest's folder (what relative paths resolve against) and its absolute spelling."""
-    if file.is_absolute():
-        return _absolute_folder_of(file.parent)
+    folder = os.path.dirname(file)
+    if folder.startswith("/"):
+        return _absolute_folder_of(folder)
     return file.parent, str(file.parent.absolute())  # depends on the working folder: not cached
 
 
 @functools.lru_cache(maxsize=1024)
-def _absolute_folder_of(folder: Path) -> tuple[Path, str]:
-    return folder, str(folder)
+def _absolute_folder_of(folder: str) -> tuple[Path, str]:
+    path = Path(folder)
+    return path, str(path)
 
 
 def manifest_hash(merged: dict[str, Any]) -> str:

@@ -127,7 +127,10 @@ class Merged:
         else:
             self.duplicates.pop(name, None)
             if files is not None:
-                found = next((r for r in self.loads[files[0]].resources if r[0].name == name), None)
+                for candidate in self.loads[files[0]].resources:
+                    if candidate[0].name == name:
+                        found = candidate
+                        break
         if found is None or files is None:
             for table in (self.resources, self.documents, self.fields, self.versions):
                 table.pop(name, None)
