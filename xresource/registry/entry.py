@@ -238,12 +238,12 @@ class ReadyMap(dict[str, XResource]):
 
     __slots__ = ("_fallback", "_overrides")
 
-    def __init__(self, fallback: Callable[[str], Any]) -> None:
+    def __init__(self, fallback: Callable[[str], XResource]) -> None:
         super().__init__()
         self._fallback = fallback
         self._overrides: dict[str, list[tuple[object, Any]]] = {}
 
-    def __missing__(self, name: str) -> Any:
+    def __missing__(self, name: str) -> XResource:
         return self._fallback(name)
 
     def __setitem__(self, name: str, resource: XResource) -> None:

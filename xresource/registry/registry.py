@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -47,11 +48,12 @@ from xresource.registry.events import EventHub, EventStream, ReloadEvent, Reload
 from xresource.registry.overrides import ForTests, Overrides
 from xresource.registry.reader import Snapshot
 from xresource.registry.scope import narrow
+from xresource.registry.selection import select
 from xresource.registry.sources import FolderSource, ManifestSource
 from xresource.registry.status import ResourceStatus, overridden_status, status_of
 from xresource.registry.supervisor import Supervisor
 from xresource.registry.watcher import FolderWatcher, watch_folders
-from xresource.resource import State
+from xresource.resource import State, XResource
 from xresource.settings import Settings, load_settings
 
 log = logging.getLogger("xresource.registry")
@@ -66,6 +68,19 @@ class Registry(ForTests):
 
     ``path`` is a folder, or an ordered list of folders: the first is the base, each later
     one an overlay that changes it field by field (docs/environments.md).
+    """
+
+    get: Callable[[str], Any]
+    """The ready resource called ``name`` (synchronous: one dict lookup, no I/O).
+
+    Raises ``XResourceNotFoundError`` (a ``KeyError``) for an unknown name,
+    ``XResourceConnectionError`` (with the cause) for a resource that is not
+    ready, and ``XResourceStateError`` for a lazy one not connected yet or a
+    registry that is not running. It returns ``Any`` because the name is data:
+    ``xresource stubs`` writes a module that types each name with its class.
+
+    Each instance binds it to its ready map's own ``__getitem__`` (see
+    ``__init__``): a lookup in C with no Python frame.
     """
 
     def __init__(
@@ -93,7 +108,7 @@ class Registry(ForTests):
         self._ready = ReadyMap(self._get_slow)
         # get() is this map's own __getitem__: a lookup in C with no Python frame, which is
         # what keeps it within a small factor of a plain dict lookup.
-        self.get = self._ready.__getitem__  # type: ignore[method-assign,assignment]
+        self.get = self._ready.__getitem__
         self._hub = EventHub()
         self._audit = Audit(self.settings.registry.audit_log)
         self._supervisor = Supervisor(self.settings.registry, self._hub, self._audit)
@@ -192,17 +207,7 @@ class Registry(ForTests):
 
     # ---- access ---------------------------------------------------------------------------
 
-    def get(self, name: str) -> Any:
-        """The ready resource called ``name`` (synchronous: one dict lookup, no I/O).
-
-        Raises ``XResourceNotFoundError`` (a ``KeyError``) for an unknown name,
-        ``XResourceConnectionError`` (with the cause) for a resource that is not
-        ready, and ``XResourceStateError`` for a lazy one not connected yet or
-        a registry that is not running.
-        """
-        return self._ready[name]  # instances call the map directly (see __init__)
-
-    def _get_slow(self, name: str) -> Any:
+    def _get_slow(self, name: str) -> XResource:
         entry = self._entries.get(name)
         if entry is None:
             if self._stopped:
@@ -236,6 +241,19 @@ class Registry(ForTests):
             entry.release()
             self._audit.resource("lease_close", entry)
 
+    @asynccontextmanager
+    async def transaction(self, name: str, **options: Any) -> AsyncIterator[Any]:
+        """``lease(name)`` and its ``transaction(**options)`` in one ``async with``: yields what the
+        resource's ``transaction()`` yields (docs/api.md); ``TypeError`` for a type without them."""
+        async with self.lease(name) as resource:
+            begin = getattr(resource, "transaction", None)  # databases have it; files, streams do not
+            if not callable(begin):
+                raise TypeError(
+                    f"{name!r} ({type(resource).__name__}) has no transactions (postgresql, mysql and mongodb do)"
+                )
+            async with begin(**options) as connection:
+                yield connection
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -252,24 +270,9 @@ class Registry(ForTests):
         self, *, tag: str | None = None, folder: str | os.PathLike[str] | None = None, type: str | None = None
     ) -> dict[str, Any]:
         """Ready resources matching every given filter (a tag, a sub-folder, a type)."""
-        base = Path(folder) if folder is not None else None
-        if base is not None and not base.is_absolute():
-            base = self.path / base
-        found: dict[str, Any] = {}
-        for name, entry in sorted(self._entries.items()):
-            resource = entry.resource
-            if tag is not None and tag not in resource.tags:
-                continue
-            if type is not None and resource.type != type:
-                continue
-            if base is not None:
-                manifest = resource.manifest_path
-                if manifest is None or not _is_under(manifest, base):
-                    continue
-            overridden, fake = self._ready.override_of(name)
-            if overridden or entry.state is _READY:
-                found[name] = fake if overridden else resource
-        return found
+        return select(
+            self._entries, self.path, self._ready.override_of, tag=tag, folder=folder, type_name=type
+        )
 
     def status(self) -> dict[str, ResourceStatus]:
         """A snapshot per resource: state, last error, manifest path, generation, what is pending."""
@@ -429,11 +432,7 @@ class Registry(ForTests):
     # ---- watching -------------------------------------------------------------------------
 
     def _watch_folders(self, snapshot: Snapshot, running: Iterable[Version]) -> list[Path]:
-        """The manifests' folder and the folders of the secret files read and still running."""
-        targets: set[str] = set(snapshot.secret_files)
-        for version in running:
-            targets.update(ref[len("${file:") : -1] for ref in version.secrets or ())
-        return sorted({f.resolve() for f in watch_folders(self.path, targets) | self._source.watch_roots()})
+        return watch_folders(self.path, snapshot.secret_files, running, self._source.watch_roots())
 
     def _start_watcher(self, folders: list[Path]) -> None:
         cfg = self.settings.registry
@@ -455,6 +454,12 @@ class Registry(ForTests):
             self._supervisor.spawn(old.stop(), name="xresource-watcher-stop")
 
     async def _on_watch_event(self, reason: str, paths: frozenset[str] | None) -> None:
+        jitter = self.settings.registry.reload_jitter
+        if jitter > 0 and self._started:
+            # Replicas that watch the same files would all reload at the same instant (and
+            # reconnect to the same servers): each waits its own random share of the jitter.
+            # This runs on the watcher's task, which stop() cancels; reload() never waits here.
+            await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading, not secrecy
         if self._started:
             try:
                 # An event says which files changed; the safety-net rescan reads every file.
@@ -482,11 +487,3 @@ class Registry(ForTests):
         except Exception:  # noqa: BLE001 - recorded and logged by _reload
             return
         log.info("reload after SIGHUP: %s", result.outcome)
-
-
-def _is_under(path: Path, base: Path) -> bool:
-    try:
-        path.resolve().relative_to(base.resolve())
-    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
-        return False
-    return True

@@ -34,6 +34,8 @@ class ResourceStatus:
     """What the pending version would change, one ``field: old -> new`` each (secrets as references)."""
     fields: dict[str, Any] = field(default_factory=dict)
     """The running version's fields as written (with settings defaults; secrets as their references)."""
+    line: int | None = None
+    """The line of ``path`` where the running version's manifest starts."""
     overridden_by: str | None = None
     """While a test's override stands in for this resource: the stand-in's type name."""
 
@@ -68,6 +70,7 @@ def status_of(entry: Entry) -> ResourceStatus:
         pending=entry.pending,
         pending_changes=entry.pending_changes,
         fields=entry.shown_fields,
+        line=resource.manifest_line,
     )
 
 

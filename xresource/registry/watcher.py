@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from xresource.registry.diff import Version
 from xresource.registry.tasks import TaskSet
 
 log = logging.getLogger("xresource.registry")
@@ -139,11 +140,17 @@ class FolderWatcher:
             self._notify = None
 
 
-def watch_folders(root: Path, secret_files: Iterable[str | Path]) -> set[Path]:
-    """The folders to watch: the manifests' folder and the folders of referenced secret files."""
-    folders = {root if root.is_dir() else root.parent}
-    folders.update(Path(target).parent for target in secret_files)
-    return {f for f in folders if f.exists()}
+def watch_folders(
+    root: Path, secret_files: Iterable[str], running: Iterable[Version] = (), roots: Iterable[Path] = ()
+) -> list[Path]:
+    """The folders to watch, resolved and sorted: the manifests' folder (and ``roots``, overlay
+    folders), and the folders of the secret files read now and of those still running."""
+    targets = set(secret_files)
+    for version in running:
+        targets.update(ref[len("${file:") : -1] for ref in version.secrets or ())
+    folders = {root if root.is_dir() else root.parent, *roots}
+    folders.update(Path(target).parent for target in targets)
+    return sorted({f.resolve() for f in folders if f.exists()})
 
 
 def _set_done(future: asyncio.Future[None]) -> None:
