@@ -208,9 +208,10 @@ def bench_get(root: Path, data: Path, quick: bool) -> list[Row]:
 
 async def _start_and_reloads(folder: Path, data: Path, count: int, changes: int) -> dict[str, Any]:
     registry = Registry(folder, settings=_settings())
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     await registry.start()
     start_s = time.perf_counter() - started
+    start_cpu = time.process_time() - started_cpu
     # Files written less than RACY_SECONDS ago are read again whatever their identity says;
     # a deployed folder is older than that.
     await asyncio.sleep(RACY_SECONDS + 0.1)
@@ -233,7 +234,14 @@ async def _start_and_reloads(folder: Path, data: Path, count: int, changes: int)
         one_cpu.append(time.process_time() - c0)
         rebuilt_ok &= result.replaced == [f"r{i:05d}"] and len(result.unchanged) == count - 1
     await registry.stop()
-    return {"start": start_s, "noop": min(noop), "one": one, "one_cpu": one_cpu, "rebuilt_ok": rebuilt_ok}
+    return {
+        "start": start_s,
+        "start_cpu": start_cpu,
+        "noop": min(noop),
+        "one": one,
+        "one_cpu": one_cpu,
+        "rebuilt_ok": rebuilt_ok,
+    }
 
 
 async def _watched_changes(folder: Path, data: Path, count: int, rounds: int) -> dict[str, Any]:
@@ -272,7 +280,8 @@ def _targets(figures: dict[str, Any], watched: dict[str, Any], count: int) -> li
             "s",
             "<= 1.5 s",
             figures["start"] <= 1.5,
-            "read, validate and connect every manifest (Registry.start)",
+            f"read, validate and connect every manifest (Registry.start); process CPU time "
+            f"{figures['start_cpu']:.2f} s (what it takes when the cores are not shared)",
         ),
         Row(
             f"reload(), nothing changed: {count:,} manifests (target)",
@@ -304,7 +313,7 @@ def bench_scale(root: Path, data: Path, quick: bool) -> list[Row]:
     previous: dict[str, float] | None = None
     for count in sizes:
         folder = _folder(root, "scale", count, data)
-        changes = 5 if count <= 1000 else 2
+        changes = 5 if count <= 1000 else 3  # a median of 3: one may meet a full garbage collection
         figures = asyncio.run(_start_and_reloads(folder, data, count, changes))
         if count == sizes[-1]:
             watched = asyncio.run(_watched_changes(folder, data, count, rounds=5 if quick else 9))
