@@ -19,7 +19,6 @@ Hooks the live registry uses (see docs/architecture.md):
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import copy
@@ -43,6 +42,11 @@ from xresource.errors import (
 )
 from xresource.prototype import ResourceMetadata, XObjPrototype
 from xresource.safe_files import FilePolicy, RefusedFileError
+
+# asyncio is imported inside the functions that use it: `xresource validate` loads this module
+# for the model only and never pays for asyncio (docs/performance.md).
+if TYPE_CHECKING:
+    import asyncio
 
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 
@@ -267,6 +271,8 @@ class XResource(XObjPrototype):
 
     def _lock(self) -> asyncio.Lock:
         if self._lifecycle_lock is None:
+            import asyncio
+
             self._lifecycle_lock = asyncio.Lock()
         return self._lifecycle_lock
 

@@ -14,7 +14,6 @@ slot read and one ``is None`` test, no call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -31,6 +30,9 @@ from xresource.errors import (
     XResourceTimeoutError,
 )
 from xresource.resource import State, XResource
+
+# asyncio is imported inside the functions that use it: `xresource validate` loads this module
+# for the model only and never pays for asyncio (docs/performance.md).
 
 logger = logging.getLogger("xresource.databases")
 
@@ -175,6 +177,8 @@ class DatabaseResource(XResource):
         rt.inflight += 1
         try:
             try:
+                import asyncio
+
                 async with asyncio.timeout(limit):
                     conn, release = await self._checkout(rt)
             except TimeoutError as exc:
@@ -243,6 +247,8 @@ class DatabaseResource(XResource):
     async def _connect_deadline(self) -> AsyncIterator[None]:
         """Bound the whole connect (pool creation and round trip) by ``connect_timeout``."""
         try:
+            import asyncio
+
             async with asyncio.timeout(self.connect_timeout):
                 yield
         except TimeoutError as exc:
@@ -254,6 +260,8 @@ class DatabaseResource(XResource):
     async def _round_trip(self, probe: Callable[[], Awaitable[object]]) -> bool:
         """Run ``probe`` bounded by ``connect_timeout``; ``True`` when it answered."""
         try:
+            import asyncio
+
             async with asyncio.timeout(self.connect_timeout):
                 await probe()
         except TimeoutError as exc:
@@ -268,6 +276,8 @@ class DatabaseResource(XResource):
     ) -> None:
         """Close gracefully (after in-flight work) within ``close_timeout``, then forcibly."""
         try:
+            import asyncio
+
             async with asyncio.timeout(self.close_timeout):
                 await graceful()
         except TimeoutError:

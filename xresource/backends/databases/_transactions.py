@@ -18,7 +18,6 @@ their own driver's words.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +25,9 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from xresource.errors import XResourceError
+
+# asyncio is imported inside the functions that use it: `xresource validate` loads this module
+# for the model only and never pays for asyncio (docs/performance.md).
 
 if TYPE_CHECKING:
     from xresource.backends.databases._base import DatabaseResource
@@ -124,6 +126,8 @@ async def _roll_back(
     resource: DatabaseResource, conn: Any, handle: Any, rollback: Step, discard: Callable[[Any], None]
 ) -> None:
     """Roll back within ``close_timeout``; when that fails, discard the connection instead."""
+    import asyncio
+
     try:
         async with asyncio.timeout(resource.close_timeout):
             await rollback(handle)
