@@ -62,8 +62,8 @@ def test_modeline_to_the_shipped_schema_generates_nothing(tmp_path: Path) -> Non
     assert not {m for m in modules if m.startswith(("xresource.registry", "xresource.server"))}
     assert "xresource.cli.plan_cmd" not in modules
     assert "asyncpg" not in modules
-    # Validation needs neither the event loop nor TOML (a YAML file) nor layered settings.
-    assert not {"asyncio", "ssl", "tomllib", "dynaconf"} & modules
+    # Validation needs no event loop, logging, TOML (a YAML file) or layered settings.
+    assert not {"asyncio", "ssl", "logging", "tomllib", "dynaconf"} & modules
 
 
 def test_files_and_databases_validate_without_asyncio(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ slot read and one ``is None`` test, no call.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
@@ -31,10 +30,18 @@ from xresource.errors import (
 )
 from xresource.resource import State, XResource
 
-# asyncio is imported inside the functions that use it: `xresource validate` loads this module
-# for the model only and never pays for asyncio (docs/performance.md).
+if TYPE_CHECKING:
+    import logging
 
-logger = logging.getLogger("xresource.databases")
+# asyncio and logging are imported inside the functions that use them: `xresource validate`
+# loads this module for the model only and never pays for them (docs/performance.md).
+
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("xresource.databases")
+
 
 Release = Callable[[], Awaitable[None]]
 """Gives a leased connection back to the pool it came from."""
@@ -281,7 +288,7 @@ class DatabaseResource(XResource):
             async with asyncio.timeout(self.close_timeout):
                 await graceful()
         except TimeoutError:
-            logger.warning(
+            _logger().warning(
                 "%s: in-flight work did not finish within close_timeout (%gs); closing connections",
                 self.label,
                 self.close_timeout,
@@ -291,7 +298,7 @@ class DatabaseResource(XResource):
                 await result
 
     def _log_connected(self) -> None:
-        logger.info(
+        _logger().info(
             "%s connected to %s (pool %d..%d)",
             self.label,
             self.target(),

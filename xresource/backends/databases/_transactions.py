@@ -19,20 +19,26 @@ their own driver's words.
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from xresource.errors import XResourceError
 
-# asyncio is imported inside the functions that use it: `xresource validate` loads this module
-# for the model only and never pays for asyncio (docs/performance.md).
+# asyncio and logging are imported inside the functions that use them: `xresource validate`
+# loads this module for the model only and never pays for them (docs/performance.md).
 
 if TYPE_CHECKING:
+    import logging
+
     from xresource.backends.databases._base import DatabaseResource
 
-logger = logging.getLogger("xresource.databases")
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("xresource.databases")
+
 
 IsolationLevel = Literal["read_uncommitted", "read_committed", "repeatable_read", "serializable"]
 ISOLATION_LEVELS: tuple[str, ...] = get_args(IsolationLevel)
@@ -136,7 +142,7 @@ async def _roll_back(
         raise
     except Exception as exc:  # noqa: BLE001 - reported, and the connection is closed instead
         discard(conn)
-        logger.warning(
+        _logger().warning(
             "%s: rollback failed (%s); the connection was closed instead, so the server rolls back",
             resource.label,
             resource.scrub(str(exc).strip() or type(exc).__name__),
