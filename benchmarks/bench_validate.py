@@ -95,7 +95,8 @@ def compare(ours: list[str], theirs: list[str], rounds: int) -> dict[str, float]
     return {key: statistics.median(values) for key, values in times.items()}
 
 
-def _row(figure: str, medians: dict[str, float], target: float, note: str) -> Row:
+def _row(figure: str, medians: dict[str, float], target: float | None, note: str) -> Row:
+    """A row against check-jsonschema; ``target`` None: reported, not judged (the floor)."""
     ratio = medians["ours"] / medians["theirs"]
     cpu_ratio = medians["ours_cpu"] / medians["theirs_cpu"]
     return Row(
@@ -104,8 +105,8 @@ def _row(figure: str, medians: dict[str, float], target: float, note: str) -> Ro
         baseline=medians["theirs"],
         ratio=ratio,
         unit="s",
-        target=f"<= {target}x",
-        ok=ratio <= target,
+        target=f"<= {target}x" if target is not None else "report",
+        ok=ratio <= target if target is not None else None,
         note=f"{note}; CPU time {medians['ours_cpu']:.3f} s vs {medians['theirs_cpu']:.3f} s ({cpu_ratio:.3f}x)",
     )
 
@@ -136,7 +137,7 @@ def run(quick: bool = False) -> list[Row]:
         _row(
             "floor: python + pydantic + PyYAML + one model, 1 manifest",
             compare(_floor(one), _check_jsonschema(one), rounds),
-            0.5,
+            None,
             "what any pydantic-based validate costs (benchmarks/_validate_floor.py, no xresource code); "
             f"{baseline}; ABBA x{rounds}, medians",
         ),
