@@ -26,6 +26,7 @@ MODULES = [
     "bench_registry",
     "bench_databases",
     "bench_pool_scaling",
+    "bench_fleet",
     "bench_streams",
     "bench_http",
     "bench_telemetry",

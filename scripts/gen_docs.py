@@ -33,16 +33,6 @@ GENERATED = (
 # argparse wraps help to the terminal width; fix it so the pages do not depend on who generates them.
 HELP_COLUMNS = "100"
 
-# Example names of the stream types, until their classes declare ``example_name`` like the
-# other backends do; then delete this table.
-EXAMPLE_NAMES = {
-    "websocket": "prices",
-    "sse": "notifications",
-    "redis_pubsub": "cache_events",
-    "kafka": "events",
-    "rabbitmq": "jobs",
-    "mqtt": "sensors",
-}
 # Hooks for backend authors and helpers that every resource has (documented in the API page).
 NOT_OPERATIONS = {
     "model_post_init",
@@ -91,7 +81,7 @@ def type_page(type_name: str) -> str:
     lines.append(f"| JSON Schema | `schemas/{type_name}.schema.json` |")
     lines.append("")
 
-    name = cls.example_name or EXAMPLE_NAMES.get(type_name, f"my_{type_name}")
+    name = cls.example_name or f"my_{type_name}"
     manifest = example_manifest(type_name, name)
     manifest = {"name": name, "type": type_name, "description": f"Example {type_name} resource"} | manifest
     lines += ["## Example", "", f'```yaml title="resources.d/{name}.yaml"']

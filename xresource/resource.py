@@ -14,19 +14,18 @@ Hooks the live registry uses (see docs/architecture.md):
 - ``live_fields()`` and ``apply_live_update(changes)``: fields marked
   :data:`Live` change on a running instance without a reconnect;
 - ``take_over(previous)``: a new version adopts what user code registered on
-  the version it replaces (stream subscriptions, handlers, iterators).
+  the version it replaces (stream subscriptions, handlers, iterators);
+- ``prepare_takeover(previous, surge=...)`` and ``begin_drain(successor)``: a
+  replaced pool shrinks as its successor grows (the surge rule).
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import copy
-import enum
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Literal, Self
@@ -40,58 +39,26 @@ from xresource.errors import (
     XResourceStateError,
     XResourceTimeoutError,
 )
+from xresource.lifecycle import Live as Live  # re-exported: backends and the registry import these here
+from xresource.lifecycle import ManifestOrigin as ManifestOrigin
+from xresource.lifecycle import State as State
 from xresource.prototype import ResourceMetadata, XObjPrototype
 from xresource.safe_files import FilePolicy, RefusedFileError
 
-# asyncio is imported inside the functions that use it: `xresource validate` loads this module
-# for the model only and never pays for asyncio (docs/performance.md).
+# asyncio and logging are imported inside the functions that use them: `xresource validate`
+# loads this module for the model only and never pays for them (docs/performance.md).
 if TYPE_CHECKING:
     import asyncio
+    import logging
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("xresource.resource")
+
 
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
-
-
-class State(enum.StrEnum):
-    """Connection states, shared by resources and the registry's status."""
-
-    NEW = "new"
-    CONNECTING = "connecting"
-    READY = "ready"
-    RECONNECTING = "reconnecting"
-    FAILED = "failed"
-    DRAINING = "draining"
-    CLOSED = "closed"
-
-
-class _LiveMarker:
-    """Type of :data:`Live`."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Live"
-
-
-Live = _LiveMarker()
-"""Marks a field that a running instance can take without reconnecting::
-
-    description: Annotated[str | None, Live] = None
-
-A reload that changes only such fields updates the running instance in place
-(same pool, same connections; event ``updated``) instead of replacing it.
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestOrigin:
-    """Where a resource was read from, bound by the loader."""
-
-    path: Path
-    line: int
-    manifest_hash: str
-    """Hash of the fields as written (with settings defaults); safe to show."""
-    fingerprint: str
-    """What decides "changed" on reload; internal, never shown."""
 
 
 class XResource(XObjPrototype):
@@ -107,6 +74,8 @@ class XResource(XObjPrototype):
     """The pip extra that brings the driver (``pip install 'xresource[<extra>]'``)."""
     example_name: ClassVar[str | None] = None
     """A realistic resource name for this type's example manifest (docs, ``init``); ``my_<type>`` if unset."""
+    cleanup_timeout: ClassVar[float] = 2.0
+    """Seconds the clean-up after a failed connect may take, on top of the caller's connect timeout."""
 
     type: str
     """The resource type; selects the backend."""
@@ -238,6 +207,24 @@ class XResource(XObjPrototype):
         other families hold nothing of the user's, so the default does nothing.
         """
 
+    def prepare_takeover(self, previous: XResource, *, surge: int) -> None:
+        """Called by the registry before this new version connects to replace ``previous``.
+
+        Pooled databases then open a small pool (at most ``surge`` connections, the
+        ``[registry] reload_surge`` setting) that grows only as ``previous`` gives its
+        connections back after the swap (docs/hot-reload.md, "the surge rule"). Other
+        families open what they always open, so the default does nothing.
+        """
+
+    async def begin_drain(self, successor: XResource | None) -> None:
+        """Called by the registry on a replaced or removed version right after the swap.
+
+        The version keeps serving what still uses it (open leases, code that took it
+        before the swap) until ``disconnect()``; pooled databases close their idle
+        connections now and each one given back from then on, so that ``successor``
+        may open as many. Default: nothing.
+        """
+
     @property
     def metadata(self) -> ResourceMetadata:
         if self._metadata is None:
@@ -289,12 +276,37 @@ class XResource(XObjPrototype):
             except BaseException as exc:
                 self._state = State.FAILED
                 self._last_error = str(exc) if isinstance(exc, XResourceError) else type(exc).__name__
-                with contextlib.suppress(Exception):  # best-effort cleanup of a half-open client
-                    await self._disconnect()
-                self._rt = None
+                try:
+                    await self._clean_up_failed_connect()
+                finally:
+                    self._rt = None
                 raise
             self._state = State.READY
             self._last_error = None
+
+    async def _clean_up_failed_connect(self) -> None:
+        """Close what a failed ``_connect`` left half open, within ``cleanup_timeout``; log what fails.
+
+        It runs inside the caller's timeout (the registry's ``connect_timeout``), so a
+        slow clean-up may stretch a connect by ``cleanup_timeout`` at most.
+        """
+        import asyncio
+
+        try:
+            async with asyncio.timeout(self.cleanup_timeout):
+                await self._disconnect()
+        except TimeoutError:
+            _log().warning(
+                "%s: the clean-up after a failed connect did not finish within %gs and was abandoned",
+                self.label,
+                self.cleanup_timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 - the connect's own error is what the caller gets
+            _log().warning(
+                "%s: the clean-up after a failed connect failed: %s",
+                self.label,
+                self.scrub(str(exc) or type(exc).__name__),
+            )
 
     async def disconnect(self) -> None:
         """Close the connection or pool; safe to call twice."""

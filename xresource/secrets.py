@@ -153,7 +153,7 @@ def _resolve_one(kind: str, target: str, policy: FilePolicy) -> str:
         raise LookupError(f"secret file {target!r} {exc.reason}") from None
 
 
-def reference_site(origin: Any, reference: str) -> str:
+def reference_site(origin: object, reference: str) -> str:
     """``"db.yaml:3: field password: "``: where ``reference`` is written in ``origin``'s manifest.
 
     Names the manifest file and line and the field(s) holding the reference, never a value.
@@ -173,7 +173,7 @@ def reference_site(origin: Any, reference: str) -> str:
     return "".join(f"{p}: " for p in parts)
 
 
-def _fields_holding(value: Any, reference: str, path: str = "") -> Iterator[str]:
+def _fields_holding(value: object, reference: str, path: str = "") -> Iterator[str]:
     if isinstance(value, str):
         if reference in value:
             yield path
@@ -191,7 +191,7 @@ def resolve(
     owner: str,
     found: list[str] | None = None,
     policy: FilePolicy | None = None,
-    origin: Any = None,
+    origin: object = None,
 ) -> str:
     """Replace every reference in ``value`` with what it points to.
 

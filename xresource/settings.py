@@ -56,6 +56,14 @@ class RegistrySettings(XObjPrototype):
     until its size and modification time have been stable this long (0 applies files at once)."""
     ready_requires_applied: bool = False
     """``/readyz`` fails while any resource's desired version is not the one running (``pending``)."""
+    reload_surge: int = Field(default=1, ge=1, le=1_000)
+    """Connections a replaced PostgreSQL or MySQL resource may hold beyond what the version it replaces
+    holds: the new version opens this many at most to prove it works, then grows as the old one's
+    connections close (at least 1: the new version connects before the swap)."""
+    reload_jitter: float = Field(default=0.0, ge=0, le=3_600)
+    """Seconds: a change the watcher sees is applied after a random delay up to this long, so the
+    replicas of a fleet do not all reload at once (0 applies at once; ``reload()``, SIGHUP,
+    ``POST /reload`` and ``stop()`` are never delayed)."""
 
 
 class ServerSettings(XObjPrototype):

@@ -23,7 +23,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.services import free_port
-from tests.support.waiting import SLACK, eventually
+from tests.support.waiting import SLACK, eventually, stays
 from xresource.backends.databases._base import DatabaseResource, PoolRuntime
 from xresource.errors import (
     XResourceAuthenticationError,
@@ -376,8 +376,10 @@ class DatabaseContract:
         async with res.acquire() as conn:
             assert conn is not None
             closing = asyncio.create_task(res.disconnect())
-            await asyncio.sleep(0.2)
-            assert closing.done() is not self.disconnect_waits_for_leases
+            if self.disconnect_waits_for_leases:
+                await stays(lambda: not closing.done(), duration=0.2, what="disconnect waits for the lease")
+            else:
+                await eventually(closing.done, what="disconnect does not wait for the lease")
             released = time.monotonic()
         # Giving the connection back to a pool that is closing works, and the
         # close completes right away rather than at close_timeout.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.waiting import eventually, stays
+from tests.support.waiting import eventually, eventually_sync, stays
 
 
 async def test_eventually_returns_the_first_truthy_value_of_sync_and_async_predicates() -> None:
@@ -37,3 +37,15 @@ async def test_stays_fails_as_soon_as_the_condition_breaks() -> None:
     with pytest.raises(AssertionError, match="stopped holding: still closed"):
         await stays(holds, duration=5, what="still closed")
     await stays(lambda: True, duration=0.03)
+
+
+def test_eventually_sync_returns_the_first_truthy_value_or_fails_naming_it() -> None:
+    calls: list[int] = []
+
+    def third_time() -> int:
+        calls.append(1)
+        return len(calls) if len(calls) >= 3 else 0
+
+    assert eventually_sync(third_time, interval=0.001) == 3
+    with pytest.raises(AssertionError, match=r"not true within 0\.05s: the lights go on"):
+        eventually_sync(lambda: None, timeout=0.05, what="the lights go on")

@@ -465,7 +465,7 @@ async def test_no_audit_lines_when_disabled(
 
 
 async def test_periodic_rescan_catches_what_no_watch_saw(
-    tmp_path: Path, manifests: Path, api: ApiServer
+    tmp_path: Path, manifests: Path, api: ApiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The secret's folder does not exist at start, so nothing watches it: only the rescan
     # can see the file appear. After that reload the folder is watched too.
@@ -479,8 +479,12 @@ async def test_periodic_rescan_catches_what_no_watch_saw(
         await eventually(lambda: registry.status()["api"].generation == 2, what="rescan applied it")
         api_v2 = await registry.aget("api")
         assert (await api_v2.get(""))["authorization"] == "Bearer token-one"
-        token.write_text("token-two")  # now watched: seen by the watcher, well before a rescan
-        await eventually(lambda: registry.status()["api"].generation == 3, timeout=0.25, what="watched")
+        caplog.set_level(logging.INFO, logger="xresource.registry")
+        caplog.clear()
+        token.write_text("token-two")  # now watched: the watcher sees it, not a later rescan
+        await eventually(lambda: registry.status()["api"].generation == 3, what="the rotation applied")
+        applied = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reload after")]
+        assert applied[:1] == ["reload after file change: applied"], applied
 
 
 async def test_reload_while_a_reload_runs_is_serialized(manifests: Path, api: ApiServer) -> None:
@@ -543,7 +547,7 @@ async def test_stop_during_a_reload_leaks_nothing(manifests: Path, api: ApiServe
     reload = asyncio.create_task(registry.reload())
     await eventually(lambda: api.requests >= 3, what="new versions connecting")
     stopping = asyncio.create_task(registry.stop())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one turn of the loop: stop() runs up to the reload lock, held by the reload
     api.gate.set()
     await asyncio.gather(reload, stopping, return_exceptions=True)
     assert registry.names() == []
@@ -557,8 +561,8 @@ async def test_an_edit_during_a_slow_start_is_seen(manifests: Path, data: Path, 
     registry = Registry(manifests, watch=True, settings=fast_settings(connect_timeout=5))
     starting = asyncio.create_task(registry.start())
     await eventually(lambda: api.requests == 1, what="start is connecting")
-    (manifests / "a.yaml").write_text(csv_manifest("a", data / "b.csv"))  # edited while start runs
-    await asyncio.sleep(0.1)
+    # Edited while start runs: the kernel queues the event for a watch armed before this write.
+    (manifests / "a.yaml").write_text(csv_manifest("a", data / "b.csv"))
     api.gate.set()
     await starting
     try:

@@ -147,7 +147,7 @@ async def test_a_failed_reload_is_visible_in_status_metrics_and_readyz(
                 def broken(*, settle: bool) -> object:
                     raise MemoryError("injected")
 
-                monkeypatch.setattr(registry._reader, "read", broken)
+                monkeypatch.setattr(registry._source, "read", broken)
                 with pytest.raises(MemoryError):
                     await registry.reload()
                 assert registry.status()["a"].pending == "reload failed: MemoryError: injected"

@@ -10,7 +10,6 @@ messages and their chained causes, and the output of every CLI command.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import pytest
 
 from tests.support.http_servers import BEARER_TOKEN, rest_app, start_app
 from tests.support.services import require_service
+from tests.support.waiting import eventually
 from xresource.registry import Registry
 from xresource.server.app import create_app
 from xresource.settings import RegistrySettings, Settings
@@ -112,7 +112,16 @@ async def test_no_secret_in_any_output(
             await registry.get("pg").fetch("SELECT * FROM no_such_table_xr")
         except Exception as exc:
             outputs["query error"] = _exception_text(exc)
-        await asyncio.sleep(0.5)  # let health checks and retries log a little
+        # Let background retries (of "my") and health checks (of the rest) run and log: wait
+        # for two retries of "my", each one a newer failure.
+        for _ in range(2):
+            failed_at = registry.status()["my"].since
+
+            def failed_again(after: float = failed_at) -> bool:
+                st = registry.status()["my"]
+                return st.state == "failed" and st.since > after
+
+            await eventually(failed_again, timeout=30, what="a background retry of my")
 
         runner = aiohttp.web.AppRunner(create_app(registry), access_log=None)
         await runner.setup()

@@ -4,6 +4,7 @@ cross-site reload requests, reload bursts. Real servers on loopback, real socket
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -45,6 +46,29 @@ async def _serve(registry: Registry, **settings: object) -> HttpServer:
     return server
 
 
+async def _trickle_until_closed(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, every: float, limit: float
+) -> bool:
+    """Send a byte every ``every`` seconds until the server closes the connection (True) or
+    ``limit`` seconds passed with it open (False)."""
+    closed = asyncio.ensure_future(reader.read())  # ends at EOF or a reset
+    try:
+        for _ in range(int(limit / every)):
+            try:
+                writer.write(b"x")
+                await writer.drain()
+            except ConnectionError:
+                return True
+            done, _ = await asyncio.wait({closed}, timeout=every)
+            if done:
+                return True
+        return False
+    finally:
+        closed.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await closed
+
+
 def _reloads(registry: Registry) -> int:
     return sum(registry.reload_counts.values())
 
@@ -56,12 +80,9 @@ async def test_a_connection_that_never_finishes_its_header_is_closed(registry: R
     server = await _serve(registry, header_timeout=0.3, keepalive_timeout=30)
     try:
         (reader, writer), *_ = await partial_header_clients(server.port, 1)
-        # Trickling bytes does not extend the deadline (a slowloris client sends one now and then).
-        for _ in range(3):
-            writer.write(b"x")
-            await writer.drain()
-            await asyncio.sleep(0.05)
-        assert await closed_by_server(reader, timeout=5)
+        # Trickling bytes does not extend the deadline (a slowloris client sends one now and
+        # then): the server closes while the client keeps sending, long before it would stop.
+        assert await _trickle_until_closed(reader, writer, every=0.05, limit=30)
         assert server.limiter.timed_out == 1
         assert server.limiter.open == 0
         writer.close()

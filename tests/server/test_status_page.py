@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.server.support import Serve
 from tests.support.services import REQUIRE_SERVICES, require_service
+from tests.support.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,17 +68,15 @@ class SyncServe(Serve):
             super().__init__(tmp_path, Path(folder.name), env=env)
         finally:
             os.chdir(cwd)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.communicate()
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("serve did not become ready")
+        eventually_sync(self._ready, timeout=20, what="serve ready")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, self.proc.communicate()
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
     def fetch(self, path: str) -> str:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
@@ -271,6 +269,52 @@ def test_page_scripts_and_event_stream_never_carry_a_secret(
     for where, text in outputs.items():
         for secret in secrets:
             assert secret not in text, f"{secret!r} in the {where}"
+
+
+def test_a_pending_change_shows_why_and_its_diff_with_secrets_as_references(
+    browser: Any, tmp_path: Path, samples: Path
+) -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    manifest = samples / "pg.yaml"
+    manifest.write_text(
+        "name: pg\ntype: postgresql\nmin_pool_size: 1\nmax_pool_size: 2\n"
+        "connection_string: postgresql://postgres:${env:XR_STATUS_PG_PASSWORD}@127.0.0.1:5432/test\n"
+    )
+    running = SyncServe(tmp_path, samples, env=SECRETS)
+    try:
+        page = _open(browser, f"{running.url}/")
+        row = _row(page, "pg")
+        assert row.locator(".state").inner_text().endswith("ready")
+        # The new version names a variable that is not set: it cannot connect, the old one serves.
+        manifest.write_text(
+            manifest.read_text()
+            .replace("XR_STATUS_PG_PASSWORD", "XR_STATUS_PG_ROTATED")
+            .replace("max_pool_size: 2", "max_pool_size: 3")
+        )
+        pending = row.locator(".pending")
+        pending.wait_for(timeout=WAIT_MS)
+        text = pending.inner_text()
+        assert text.startswith("pending: ")
+        assert "XR_STATUS_PG_ROTATED" in text  # why: the variable is not set
+        diff = pending.locator("ul.changes li").all_inner_texts()
+        assert (
+            'connection_string: "postgresql://postgres:${env:XR_STATUS_PG_PASSWORD}@127.0.0.1:5432/test"'
+            ' -> "postgresql://postgres:${env:XR_STATUS_PG_ROTATED}@127.0.0.1:5432/test"'
+        ) in diff
+        assert "max_pool_size: 2 -> 3" in diff
+        assert row.locator(".state").inner_text().endswith("ready")  # the running version
+        assert row.locator("td.num").inner_text() == "1"
+        rejected = page.locator('#timeline li.event[data-kind="rejected"]:has(b:text-is("pg"))').first
+        rejected.wait_for(timeout=WAIT_MS)
+        changed = rejected.locator("ul.changes code").all_inner_texts()
+        assert changed == ["connection_string", "max_pool_size"]
+        assert page.evaluate("window.__sameDocument") is True
+        content = page.content()
+    finally:
+        code, err = running.stop(signal.SIGTERM)
+    assert code == 0, err
+    for secret in SECRETS.values():
+        assert secret not in content
 
 
 # ---- the docs' screenshot --------------------------------------------------------------------

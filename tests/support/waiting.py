@@ -64,3 +64,23 @@ async def stays(
         if time.monotonic() >= deadline:
             return
         await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "",
+) -> T:
+    """:func:`eventually` for synchronous tests (a browser driven by Playwright's sync API,
+    a child process): polls ``predicate`` with ``time.sleep`` between tries."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            described = what or getattr(predicate, "__qualname__", repr(predicate))
+            raise AssertionError(f"not true within {timeout}s: {described} (last value: {value!r})")
+        time.sleep(interval)

@@ -10,10 +10,9 @@ import sys
 import time
 from typing import Any
 
-from xresource.cli.paths import existing_paths
+from xresource.cli.layers import add_overlay_option, load
 from xresource.cli.table import render_table
 from xresource.errors import XResourceError
-from xresource.manifests import load_manifests
 from xresource.resource import XResource
 from xresource.settings import load_settings
 
@@ -25,12 +24,13 @@ def register(sub: Any) -> None:
         "--timeout", type=float, default=None, help="seconds per resource (default: settings)"
     )
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    add_overlay_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
-    result = load_manifests(existing_paths(args.paths), settings)
+    result = load(args, settings)
     for problem in result.problems:
         print(problem, file=sys.stderr)
     timeout = args.timeout or settings.registry.connect_timeout

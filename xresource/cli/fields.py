@@ -130,23 +130,11 @@ def type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     return str(kind) if kind else "any"
 
 
-# ---- example values for required fields --------------------------------------------------------
-
-# Examples for the stream types' main fields, until their modules declare them as
-# ``Field(examples=[...])`` like the other backends do; then delete this table.
-# ``{name}`` is the resource name; ``{secret}`` a ${env:...} reference named after it.
-_EXAMPLES: dict[tuple[str, str], Any] = {
-    ("redis_pubsub", "connection_string"): "redis://localhost:6379/0",
-    ("rabbitmq", "connection_string"): "amqp://app:{secret}@localhost:5672/",
-    ("mqtt", "connection_string"): "mqtt://localhost:1883",
-    ("kafka", "bootstrap_servers"): "localhost:9092",
-    ("websocket", "endpoint"): "wss://stream.example.com/ws",
-    ("sse", "endpoint"): "https://stream.example.com/events",
-}
+# ---- example values ---------------------------------------------------------------------------
 
 
 def example_value(type_name: str, field: str, resource_name: str) -> Any:
-    """A valid example for a field: the model's own ``examples`` first, then our table.
+    """A valid example for a field: the model's own ``examples`` (``Field(examples=[...])``) first.
 
     A secret reference in a model's example is renamed after the resource
     (``${env:DB_PASSWORD}`` becomes ``${env:USER_DB_PASSWORD}`` for ``user_db``).
@@ -166,11 +154,6 @@ def example_value(type_name: str, field: str, resource_name: str) -> Any:
     if field == "file_path":
         suffix = getattr(ResourceFactory.get_class(type_name), "file_suffix", "") or type_name
         return f"data/{resource_name}.{suffix}"
-    template = _EXAMPLES.get((type_name, field))
-    if isinstance(template, str):
-        return template.format(name=resource_name, secret=suggested_reference(resource_name, "password"))
-    if template is not None:
-        return template
     return _placeholder(type_schema(type_name)["properties"].get(field, {}))
 
 
@@ -205,7 +188,7 @@ def example_manifest(type_name: str, resource_name: str) -> dict[str, Any]:
     manifest: dict[str, Any] = {"name": resource_name, "type": type_name}
     for field in describe_fields(type_name):
         info = _model_field(type_name, field.name)
-        featured = (type_name, field.name) in _EXAMPLES or bool(info is not None and info.examples)
+        featured = bool(info is not None and info.examples)
         if (field.required or featured) and field.name not in manifest:
             manifest[field.name] = example_value(type_name, field.name, resource_name)
     return manifest

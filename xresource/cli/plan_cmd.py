@@ -16,14 +16,17 @@ import argparse
 import json
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from xresource.cli.layers import add_overlay_option
 from xresource.cli.paths import existing_paths
 from xresource.cli.plan_render import FORMATS, render
 from xresource.cli.plan_view import PlanView, build_view
-from xresource.manifests import LoadResult, load_manifests
+from xresource.manifests import LoadResult
+from xresource.manifests.overlays import field_origins, load_layers
 from xresource.printable import printable
 from xresource.registry.diff import Desired, Diff, Version, diff, shown
 from xresource.registry.reader import version_of
@@ -55,6 +58,13 @@ def register(sub: Any) -> None:
         help=f"exit {CHANGES_PRESENT} when the plan changes anything and 0 when it changes nothing "
         "(terraform uses 2, which is the usage error here)",
     )
+    parser.add_argument(
+        "--origins",
+        action="store_true",
+        help="text: also show the file:line that writes each changed field",
+    )
+    add_overlay_option(parser)
+    add_overlay_option(parser, dest="against_overlay", flag="--against-overlay")
     parser.set_defaults(run=run)
 
 
@@ -73,6 +83,8 @@ class Plan:
     new_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: dict[str, int | None] = field(default_factory=dict)
     """The line of each resource's document in its file under PATH."""
+    origins: dict[str, dict[str, str]] = field(default_factory=dict)
+    """name -> field -> the ``file:line`` that writes it in PATH (with its overlays)."""
 
     def view(self) -> PlanView:
         return build_view(
@@ -81,6 +93,7 @@ class Plan:
             old_fields=self.running_fields,
             old_paths=self.running_paths,
             lines=self.lines,
+            origins=self.origins,
         )
 
 
@@ -88,12 +101,12 @@ class AgainstError(Exception):
     """``--against`` names a server that cannot be read or does not answer as ``xresource serve``."""
 
 
-def current_state(against: str, settings: Any) -> dict[str, Version]:
+def current_state(against: str, settings: Any, overlays: Sequence[Path] = ()) -> dict[str, Version]:
     """name -> the version that runs (a serve's ``/resources``) or is deployed (a folder)."""
     if against.startswith(("http://", "https://")):
         return _served_state(against.rstrip("/") + "/resources")
     (folder,) = existing_paths([against])
-    return _versions(load_manifests(folder, settings), folder)
+    return _versions(load_layers([folder], overlays, settings), folder)
 
 
 def _served_state(url: str) -> dict[str, Version]:
@@ -134,7 +147,14 @@ def _versions(loaded: LoadResult, root: Path, *, shown_only: bool = False) -> di
     return versions
 
 
-def make_plan(path: Path, current: dict[str, Version], settings: Any, *, served: bool = False) -> Plan:
+def make_plan(
+    path: Path,
+    current: dict[str, Version],
+    settings: Any,
+    overlays: Sequence[Path] = (),
+    *,
+    served: bool = False,
+) -> Plan:
     """What the registry would do on a reload from ``current`` to the manifests under ``path``.
 
     It is the registry's own diff: a file with any problem changes nothing that runs,
@@ -142,7 +162,7 @@ def make_plan(path: Path, current: dict[str, Version], settings: Any, *, served:
     Validation reads no secret, so a rotated secret file is not part of a plan.
     ``served``: ``current`` comes from a server, whose fields are already shown safely.
     """
-    loaded = load_manifests(path, settings)
+    loaded = load_layers([path], overlays, settings)
     files = {_relative(f, path): str(f) for f in loaded.files}
     running = {name: replace(v, path=_head_file(v.path, files)) for name, v in current.items()}
     versions = _versions(loaded, path, shown_only=served)
@@ -159,6 +179,7 @@ def make_plan(path: Path, current: dict[str, Version], settings: Any, *, served:
         },
         new_fields={name: dict(v.fields or {}) for name, v in versions.items()},
         lines={name: r.manifest_line for name, r in loaded.resources.items()},
+        origins={name: field_origins(loaded, name) for name in loaded.resources},
     )
 
 
@@ -199,14 +220,15 @@ def _head_file(running: str | None, head_files: dict[str | None, str]) -> str | 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
     (path,) = existing_paths([args.path])
+    overlays, against_overlays = existing_paths(args.overlay), existing_paths(args.against_overlay)
     try:
-        current = current_state(args.against, settings)
+        current = current_state(args.against, settings, against_overlays)
     except AgainstError as exc:
         print(f"xresource plan: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     served = args.against.startswith(("http://", "https://"))
-    view = make_plan(path, current, settings, served=served).view()
-    print(render(args.format, view))
+    view = make_plan(path, current, settings, overlays, served=served).view()
+    print(render(args.format, view, origins=args.origins))
     if view.problems:
         return 1
     return CHANGES_PRESENT if args.detailed_exitcode and view.summary.changes else 0

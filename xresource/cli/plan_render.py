@@ -36,14 +36,15 @@ MARKDOWN_BUDGET = 60_000
 _KEEPS_RUNNING = "keeps running as deployed until its file is fixed"
 
 
-def render(fmt: str, view: PlanView) -> str:
+def render(fmt: str, view: PlanView, *, origins: bool = False) -> str:
+    """``view`` in ``fmt``; ``origins``: the text also says which file:line writes each field."""
     if fmt == "json":
         return render_json(view)
     if fmt == "github":
         return render_github(view)
     if fmt == "markdown":
         return render_markdown(view)
-    return render_text(view)
+    return render_text(view, origins=origins)
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -55,13 +56,13 @@ def _header(resource: ResourceView) -> str:
     return f"{resource.symbol:<3} {resource.words:<15}  {what}  {where}".rstrip()
 
 
-def render_text(view: PlanView) -> str:
+def render_text(view: PlanView, *, origins: bool = False) -> str:
     lines: list[str] = []
     for resource in view.resources:
         lines.append(_header(resource))
         replace = resource.action == "replace"
         lines += [
-            f"      {item.sign} {field_text(item, VALUE_LIMIT, in_replace=replace)}"
+            f"      {item.sign} {field_text(item, VALUE_LIMIT, in_replace=replace, origins=origins)}"
             for item in resource.fields
         ]
         lines += [f"      {error}" for error in resource.errors]
@@ -115,6 +116,7 @@ def _resource_dict(resource: ResourceView) -> dict[str, Any]:
         "fields": fields,
         "notes": [f.note for f in resource.fields if f.note is not None],
         "errors": list(resource.errors),
+        "origins": dict(resource.origins),
     }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from xresource.errors import Problem
@@ -57,6 +57,8 @@ class FieldLine:
     new: Any = None
     live: bool = False
     """The field may change without a reconnect (the registry updates it in place)."""
+    origin: str | None = None
+    """The ``file:line`` under PATH (or an overlay) that writes the new value."""
     note: str | None = None
     """For ``#`` lines: a sentence instead of values (a rotated secret file, unknown fields)."""
 
@@ -73,6 +75,8 @@ class ResourceView:
     fields: tuple[FieldLine, ...] = ()
     errors: tuple[str, ...] = ()
     """For ``rejected``: the problems of its file (``file:line:col: ...``); it keeps running as is."""
+    origins: Mapping[str, str] = field(default_factory=dict)
+    """Changed field (or ``field.key`` an overlay set) -> the ``file:line`` that writes it."""
 
     @property
     def symbol(self) -> str:
@@ -139,12 +143,18 @@ def build_view(
     old_fields: Mapping[str, Mapping[str, Any] | None],
     old_paths: Mapping[str, str | None],
     lines: Mapping[str, int | None],
+    origins: Mapping[str, Mapping[str, str]] | None = None,
 ) -> PlanView:
-    """The view of ``diff``; ``new_fields``/``old_fields`` list what an added/removed resource sets."""
+    """The view of ``diff``; ``new_fields``/``old_fields`` list what an added/removed resource sets.
+
+    ``origins``: name -> field -> the ``file:line`` that writes it (overlays included).
+    """
     view = PlanView(problems=list(diff.problems))
     for action in ORDER:
         for change in diff.of_kind(_KINDS[action]):
-            view.resources.append(_resource(change, action, new_fields, old_fields, old_paths, lines))
+            written = (origins or {}).get(change.name, {})
+            resource = _resource(change, action, new_fields, old_fields, old_paths, lines)
+            view.resources.append(_with_origins(resource, written))
     view.unchanged = sorted(diff.names("unchanged") + diff.names("rejected"))
     view.summary = Summary(
         add=len(view.of("add")),
@@ -178,6 +188,23 @@ def _resource(
     path = old_paths.get(name, change.path) if action == "remove" else change.path
     line = None if action == "remove" else lines.get(name)
     return ResourceView(action, name, change.type, path, line, fields, change.errors)
+
+
+def _with_origins(resource: ResourceView, written: Mapping[str, str]) -> ResourceView:
+    """``resource`` with the ``file:line`` of each field it changes (none for a removal)."""
+    if not written or resource.action in ("remove", "rejected"):
+        return resource
+    changed = {item.name.partition(".")[0].partition("[")[0] for item in resource.fields}
+    fields = tuple(
+        replace(item, origin=written.get(item.name) or written.get(_top(item.name)))
+        for item in resource.fields
+    )
+    kept = {key: where for key, where in written.items() if key.partition(".")[0] in changed}
+    return replace(resource, fields=fields, origins=kept)
+
+
+def _top(name: str) -> str:
+    return name.partition(".")[0].partition("[")[0]
 
 
 def _whole(sign: Literal["+", "-"], fields: Mapping[str, Any] | None) -> Iterable[FieldLine]:
@@ -236,11 +263,17 @@ FORCES_REPLACE = "  # forces replace"
 """Marks, in a replace, a change the registry cannot apply to the running instance."""
 
 
-def field_text(item: FieldLine, limit: int | None = 120, *, in_replace: bool = False) -> str:
-    """``name: old -> new`` (``~``), ``name: new`` (``+``), ``name: old`` (``-``), or the note."""
+def field_text(
+    item: FieldLine, limit: int | None = 120, *, in_replace: bool = False, origins: bool = False
+) -> str:
+    """``name: old -> new`` (``~``), ``name: new`` (``+``), ``name: old`` (``-``), or the note.
+
+    ``origins``: append where the new value is written, ``(file:line)``.
+    """
     mark = FORCES_REPLACE if in_replace and not item.live else ""
+    where = f"  ({item.origin})" if origins and item.origin else ""
     if item.note is not None:
-        return item.note + mark
+        return item.note + where + mark
     if item.sign == "~":
-        return f"{item.name}: {value_text(item.old, limit)} -> {value_text(item.new, limit)}{mark}"
-    return f"{item.name}: {value_text(item.new if item.sign == '+' else item.old, limit)}{mark}"
+        return f"{item.name}: {value_text(item.old, limit)} -> {value_text(item.new, limit)}{where}{mark}"
+    return f"{item.name}: {value_text(item.new if item.sign == '+' else item.old, limit)}{where}{mark}"

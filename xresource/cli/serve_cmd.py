@@ -23,6 +23,7 @@ import sys
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from xresource.cli.layers import add_overlay_option
 from xresource.errors import ManifestError, XResourceSecretError
 from xresource.settings import load_settings
 
@@ -40,6 +41,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     parser.add_argument("--no-watch", action="store_true", help="reload only on SIGHUP or POST /reload")
+    add_overlay_option(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.set_defaults(run=run)
 
@@ -62,7 +64,7 @@ async def serve(args: argparse.Namespace) -> int:
     from xresource.server.probes import RegistryProbes
 
     settings = load_settings(args.settings)
-    registry = Registry(args.path, watch=not args.no_watch, settings=settings)
+    registry = Registry([args.path, *args.overlay], watch=not args.no_watch, settings=settings)
     probes = RegistryProbes(registry, phase="starting")
     app = create_app(registry, settings=settings.server, bound=args.host, probes=probes)
     reloads = app[COALESCER_KEY]

@@ -7,9 +7,8 @@ import os
 import sys
 from typing import Any
 
-from xresource.cli.paths import existing_paths
+from xresource.cli.layers import add_overlay_option, load
 from xresource.cli.report import FORMATS, render
-from xresource.manifests import load_manifests
 from xresource.manifests.declared import check_declared_schemas
 from xresource.manifests.loader import ParseCache
 from xresource.settings import load_settings
@@ -30,6 +29,7 @@ def register(sub: Any) -> None:
         help="also check that every ${env:...} is set and every ${file:...} is a readable regular file "
         "within the allowed roots and size cap, here and now (no value is read or shown)",
     )
+    add_overlay_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -40,9 +40,8 @@ def run(args: argparse.Namespace) -> int:
     # empty string to keep them.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     settings = load_settings(args.settings)
-    paths = existing_paths(args.paths)
     parsed: ParseCache = {}  # every document read, valid or not, for the preflight
-    result = load_manifests(paths, settings, parse_cache=parsed)
+    result = load(args, settings, parse_cache=parsed)
     problems = list(result.problems)
     if not args.no_declared_schema:
         problems.extend(check_declared_schemas(result, settings))

@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -28,7 +26,8 @@ from aiohttp import web
 from xresource.registry import Registry
 from xresource.server.app import PROBES_KEY
 from xresource.server.app import add_routes as _add_routes
-from xresource.server.probes import Phase, RegistryProbes
+from xresource.server.lifecycle import run_registry
+from xresource.server.probes import RegistryProbes
 from xresource.settings import ServerSettings
 
 __all__ = ["REGISTRY_KEY", "add_routes", "registry_context"]
@@ -54,24 +53,8 @@ def registry_context(
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         app[REGISTRY_KEY] = registry
-        probes = app.get(PROBES_KEY)
-        _mark(probes, "starting")
-        starting: asyncio.Task[None] | None = None
-        if background:
-            starting = asyncio.create_task(registry.start(), name="xresource-start")
-            starting.add_done_callback(lambda task: _started(task, probes))
-        else:
-            await registry.start()
-            _mark(probes, "running")
-        try:
+        async with run_registry(registry, app.get(PROBES_KEY), background=background):
             yield
-        finally:
-            _mark(probes, "stopping")
-            if starting is not None and not starting.done():
-                starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await starting
-            await registry.stop()
 
     return context
 
@@ -97,18 +80,3 @@ def add_routes(
     return _add_routes(
         app, registry, prefix=prefix, settings=server, bound="0.0.0.0", status_page=status_page
     )
-
-
-def _mark(probes: RegistryProbes | None, phase: Phase) -> None:
-    if probes is not None:
-        probes.mark(phase)
-
-
-def _started(task: asyncio.Task[None], probes: RegistryProbes | None) -> None:
-    if task.cancelled():
-        return
-    if task.exception() is not None:
-        log.error("the registry did not start: %s", task.exception())
-        _mark(probes, "failed")
-        return
-    _mark(probes, "running")

@@ -21,8 +21,6 @@ Needs ``pip install 'xresource[starlette]'`` (FastAPI brings Starlette too).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -39,10 +37,10 @@ from starlette.routing import BaseRoute, Route, Router  # noqa: E402
 from xresource.registry import Registry, ReloadResult  # noqa: E402
 from xresource.server.coalesce import Coalescer  # noqa: E402
 from xresource.server.guard import Protection, Refusal  # noqa: E402
+from xresource.server.lifecycle import run_registry  # noqa: E402
 from xresource.server.probes import (  # noqa: E402
     METRICS_CONTENT_TYPE,
     Answer,
-    Phase,
     RegistryProbes,
     clean_prefix,
     reload_answer,
@@ -84,23 +82,8 @@ def registry_lifespan(registry: Registry, *, background: bool = False) -> Lifesp
         if state is not None:
             setattr(state, STATE_REGISTRY, registry)
         probes: RegistryProbes | None = getattr(state, STATE_PROBES, None)
-        _mark(probes, "starting")
-        starting: asyncio.Task[None] | None = None
-        if background:
-            starting = asyncio.create_task(registry.start(), name="xresource-start")
-            starting.add_done_callback(lambda task: _started(task, probes))
-        else:
-            await registry.start()
-            _mark(probes, "running")
-        try:
+        async with run_registry(registry, probes, background=background):
             yield {STATE_REGISTRY: registry}
-        finally:
-            _mark(probes, "stopping")
-            if starting is not None and not starting.done():
-                starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await starting
-            await registry.stop()
 
     return lifespan
 
@@ -261,18 +244,3 @@ def _respond(answer: Answer) -> Response:
 
 def _refused(refusal: Refusal) -> Response:
     return JSONResponse({"error": refusal.message}, status_code=refusal.status, headers=dict(refusal.headers))
-
-
-def _mark(probes: RegistryProbes | None, phase: Phase) -> None:
-    if probes is not None:
-        probes.mark(phase)
-
-
-def _started(task: asyncio.Task[None], probes: RegistryProbes | None) -> None:
-    if task.cancelled():
-        return
-    if task.exception() is not None:
-        log.error("the registry did not start: %s", task.exception())
-        _mark(probes, "failed")
-        return
-    _mark(probes, "running")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xresource.errors import Problem
-from xresource.manifests.document import Document, FieldPath, format_path
+from xresource.manifests.document import Document, FieldPath, format_path, iter_strings
 from xresource.safe_files import FilePolicy
 from xresource.secrets import iter_references, unknown_scheme, unknown_scheme_message
 
@@ -91,7 +91,7 @@ def unknown_scheme_problems(doc: Document, name: str | None) -> list[Problem]:
     stands: never what the author meant.
     """
     problems: list[Problem] = []
-    for path, value in _strings(doc.data, ()):
+    for path, value in iter_strings(doc.data, ()):
         scheme = unknown_scheme(value)
         if scheme is not None and path != ("$schema",):
             line, column = doc.mark_for(path, value=True)
@@ -102,14 +102,3 @@ def unknown_scheme_problems(doc: Document, name: str | None) -> list[Problem]:
                 )
             )  # fmt: skip
     return problems
-
-
-def _strings(value: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, (*path, index))

@@ -13,12 +13,10 @@ the manifest already shows, never what they hold.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from xresource.errors import Problem
-from xresource.manifests.document import Document, FieldPath, format_path
+from xresource.manifests.document import Document, format_path, iter_strings
 from xresource.safe_files import FilePolicy, RefusedFileError, open_fd
 from xresource.secrets import iter_references
 from xresource.settings import Settings
@@ -64,7 +62,7 @@ def preflight(documents: list[Document], settings: Settings) -> list[Problem]:
         if not isinstance(doc.data, dict):
             continue
         name = doc.data.get("name") if isinstance(doc.data.get("name"), str) else None
-        for path, text in _strings(doc.data, ()):
+        for path, text in iter_strings(doc.data, ()):
             if path[:1] == ("$schema",):
                 continue
             for kind, target in iter_references(text):
@@ -79,14 +77,3 @@ def preflight(documents: list[Document], settings: Settings) -> list[Problem]:
                     Problem(str(doc.file), line, col, message, name, format_path(path) or None, "preflight")
                 )
     return problems
-
-
-def _strings(value: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, (*path, index))

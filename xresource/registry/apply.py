@@ -10,7 +10,9 @@ The diff (:mod:`diff`) decides; this module acts:
   take over is disconnected and the old one keeps serving, with the reason
   as its ``pending`` state;
 - a cosmetic change (only live fields) is applied to the running instance;
-- replaced and removed versions are retired in the background (drain, close);
+- replaced and removed versions are retired in the background (drain, close); a
+  replaced database pool gives its connections to its successor as they free up
+  (``prepare_takeover`` before the connect, ``begin_drain`` after the swap);
 - every outcome becomes an event that says why (the changed fields).
 """
 
@@ -93,7 +95,7 @@ class Applier:
         failures = dict(zip((c.name for c in incoming), outcomes, strict=True))
 
         # Swap atomically: no await between the first and the last assignment.
-        retired: list[Entry] = []
+        retired: list[tuple[Entry, Entry | None]] = []  # (old version, its successor)
         for change in incoming:
             entry = new_entries[change.name]
             old = self.entries.get(change.name)
@@ -103,7 +105,7 @@ class Applier:
                 result.added.append(change.name)
             elif failures[change.name] is None:
                 old.retire()
-                retired.append(old)
+                retired.append((old, entry))
                 self.entries[change.name] = entry
                 entry.make_current(self.ready_map)
                 result.replaced.append(change.name)
@@ -112,7 +114,7 @@ class Applier:
         for change in diff.of_kind("removed"):
             old = self.entries.pop(change.name)
             old.retire()
-            retired.append(old)
+            retired.append((old, None))
             result.removed.append(change.name)
 
         # Report, start retries, retire old versions in the background.
@@ -137,8 +139,8 @@ class Applier:
                 self.hub.emit(_event("rejected", failed, change, (reason,)))
         for name in result.removed:
             self.hub.emit(ReloadEvent("removed", name, changes=changes[name].fields))
-        for old in retired:
-            self.supervisor.retire_later(old)
+        for old, successor in retired:
+            self.supervisor.retire_later(old, successor)
         if result.changed:
             self.audit.reload(
                 {k: getattr(result, k) for k in ("added", "replaced", "updated", "removed", "rejected")}
@@ -153,6 +155,8 @@ class Applier:
             return None
         if entry.resource.connect_mode == "lazy" and old.resource.state is not State.READY:
             return None  # nothing runs that could be handed over; it connects on first use
+        # A database opens small and grows as the old version drains (the surge rule).
+        entry.resource.prepare_takeover(old.resource, surge=self.supervisor.settings.reload_surge)
         if not await self.supervisor.connect_now(entry):
             reason = f"new version failed to connect: {entry.error}"
             await entry.close()

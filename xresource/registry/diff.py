@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import JsonValue
+
 from xresource.errors import Problem
 from xresource.secrets import SECRET_KEY_RE
 
@@ -78,8 +80,8 @@ class FieldChange:
     """One field's change, with values as written (secrets as their references)."""
 
     field: str
-    old: Any
-    new: Any
+    old: JsonValue
+    new: JsonValue
     live: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -272,7 +274,7 @@ def _rotated(old: Mapping[str, str] | None, new: Mapping[str, str] | None) -> tu
     return tuple(sorted(ref for ref in set(old) & set(new) if old[ref] != new[ref]))
 
 
-def shown(value: Any, key: str = "") -> Any:
+def shown(value: object, key: str = "") -> JsonValue:
     """A value as it may be printed: references kept, anything like a literal credential masked."""
     if isinstance(value, str):
         if key and SECRET_KEY_RE.search(key) and value and not _ONE_REFERENCE_RE.fullmatch(value):
@@ -311,7 +313,7 @@ def mask_literal_password(text: str) -> str:
     return _QUERY_RE.sub(query, _USERINFO_RE.sub(userinfo, text))
 
 
-def _short(value: Any, limit: int | None) -> str:
+def _short(value: JsonValue, limit: int | None) -> str:
     text = json.dumps(value, default=str, ensure_ascii=False)
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 

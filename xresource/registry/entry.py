@@ -226,13 +226,51 @@ class Entry:
 
 
 class ReadyMap(dict[str, XResource]):
-    """name -> ready, current instance; a missing name asks ``fallback`` (which raises why)."""
+    """name -> ready, current instance; a missing name asks ``fallback`` (which raises why).
 
-    __slots__ = ("_fallback",)
+    ``Registry.get`` is this dict's own ``__getitem__`` (C, no Python frame). An override
+    (a test's fake) is a value in the same dict, so ``get`` stays that lookup: while a name
+    is overridden, the entries' own writes for it (a reload's swap, a state change) are
+    ignored, and :meth:`pop_override` restores what they say.
+    """
 
-    def __init__(self, fallback: Callable[[str], Any]) -> None:
+    __slots__ = ("_fallback", "_overrides")
+
+    def __init__(self, fallback: Callable[[str], XResource]) -> None:
         super().__init__()
         self._fallback = fallback
+        self._overrides: dict[str, list[tuple[object, Any]]] = {}
 
-    def __missing__(self, name: str) -> Any:
+    def __missing__(self, name: str) -> XResource:
         return self._fallback(name)
+
+    def __setitem__(self, name: str, resource: XResource) -> None:
+        if name not in self._overrides:
+            dict.__setitem__(self, name, resource)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._overrides:
+            dict.__delitem__(self, name)
+
+    def push_override(self, name: str, fake: Any) -> object:
+        """Show ``fake`` for ``name`` until :meth:`pop_override` with the returned token."""
+        token = object()
+        self._overrides.setdefault(name, []).append((token, fake))
+        dict.__setitem__(self, name, fake)
+        return token
+
+    def pop_override(self, name: str, token: object) -> bool:
+        """End one override (in any order); True when ``name`` is no longer overridden."""
+        stack = self._overrides.get(name, [])
+        stack[:] = [item for item in stack if item[0] is not token]
+        if stack:
+            dict.__setitem__(self, name, stack[-1][1])
+            return False
+        self._overrides.pop(name, None)
+        dict.pop(self, name, None)  # the caller shows the entry's instance again, if ready
+        return True
+
+    def override_of(self, name: str) -> tuple[bool, Any]:
+        """``(True, fake)`` while ``name`` is overridden, else ``(False, None)``."""
+        stack = self._overrides.get(name)
+        return (True, stack[-1][1]) if stack else (False, None)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,17 @@ class Snapshot:
     """Seconds until the youngest held-back file may be read (0: none held back)."""
 
 
+Layering = Callable[[LoadResult, bool], tuple[LoadResult, float]]
+"""``(base, settle) -> (merged, settles_in)``: overlay folders applied on the base folder's read."""
+
+
 class FolderReader:
     """Reads one registry's folder again and again, remembering what makes the next read cheap."""
 
-    def __init__(self, path: Path, settings: Settings) -> None:
+    def __init__(self, path: Path, settings: Settings, *, layering: Layering | None = None) -> None:
         self.path = path
         self.settings = settings
+        self._layering = layering
         self._parse_cache: ParseCache = {}
         self._observed: dict[Path, tuple[tuple[int, int, int, int], float]] = {}
         self._by_identity: dict[Path, tuple[tuple[int, ...], FileLoad]] = {}
@@ -100,6 +106,9 @@ class FolderReader:
             del self._observed[file]
         for file in [f for f in self._by_identity if f not in present]:
             del self._by_identity[file]
+        if self._layering is not None:
+            loaded, overlays_settle_in = self._layering(loaded, settle)
+            settles_in = max(settles_in, overlays_settle_in)
         return Snapshot(loaded, self._desired(loaded), settles_in)
 
     def _unsettled_for(self, file: Path, info: os.stat_result | None, window: float) -> float:

@@ -13,7 +13,9 @@ Rules (docs/hot-reload.md):
 - ``get()`` is a dict lookup in C, no I/O and no Python frame.
 
 This module is the facade; the supervisor (:mod:`supervisor`) owns every
-background task, and ``stop()`` cancels and awaits all of them.
+background task, and ``stop()`` cancels and awaits all of them. The manifests come from a
+source (:mod:`sources`): a folder, a base folder with overlays (docs/environments.md), or
+manifests given in code (docs/testing.md); tests put fakes in place with :mod:`overrides`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -42,11 +45,14 @@ from xresource.registry.audit import Audit
 from xresource.registry.diff import Desired, diff
 from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
-from xresource.registry.reader import FolderReader, Snapshot
-from xresource.registry.status import ResourceStatus, status_of
+from xresource.registry.overrides import ForTests, Overrides
+from xresource.registry.reader import Snapshot
+from xresource.registry.selection import select
+from xresource.registry.sources import FolderSource, ManifestSource
+from xresource.registry.status import ResourceStatus, overridden_status, status_of
 from xresource.registry.supervisor import Supervisor
 from xresource.registry.watcher import FolderWatcher, watch_folders
-from xresource.resource import State
+from xresource.resource import State, XResource
 from xresource.settings import Settings, load_settings
 
 log = logging.getLogger("xresource.registry")
@@ -56,31 +62,57 @@ _SETTLE_WAIT_FACTOR = 10
 """A reload waits for files being written up to this many settle windows (at least a second)."""
 
 
-class Registry:
-    """A live registry of the resources defined under ``path``."""
+class Registry(ForTests):
+    """A live registry of the resources defined under ``path``.
+
+    ``path`` is a folder, or an ordered list of folders: the first is the base, each later
+    one an overlay that changes it field by field (docs/environments.md).
+    """
+
+    get: Callable[[str], Any]
+    """The ready resource called ``name`` (synchronous: one dict lookup, no I/O).
+
+    Raises ``XResourceNotFoundError`` (a ``KeyError``) for an unknown name,
+    ``XResourceConnectionError`` (with the cause) for a resource that is not
+    ready, and ``XResourceStateError`` for a lazy one not connected yet or a
+    registry that is not running. It returns ``Any`` because the name is data:
+    ``xresource stubs`` writes a module that types each name with its class.
+
+    Each instance binds it to its ready map's own ``__getitem__`` (see
+    ``__init__``): a lookup in C with no Python frame.
+    """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         watch: bool = False,
         settings: Settings | None = None,
     ) -> None:
-        self.path = Path(path)
+        settings = settings if settings is not None else load_settings()
+        folders = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
+        if not folders:
+            raise ValueError("Registry() needs at least one folder")
+        self._setup(FolderSource(folders, settings), folders[0], watch, settings)
+
+    def _setup(self, source: ManifestSource, path: Path, watch: bool, settings: Settings) -> None:
+        self.path = path
+        """The (base) folder; for manifests given in code, the folder relative paths resolve against."""
         self.watch = watch
-        self.settings = settings if settings is not None else load_settings()
+        self.settings = settings
+        self._source = source
         self._entries: dict[str, Entry] = {}
         # What get() returns: the ready, current instance of each name. A miss falls back to
         # _get_slow, which explains why (unknown, failed, lazy, connecting, stopped).
         self._ready = ReadyMap(self._get_slow)
         # get() is this map's own __getitem__: a lookup in C with no Python frame, which is
         # what keeps it within a small factor of a plain dict lookup.
-        self.get = self._ready.__getitem__  # type: ignore[method-assign,assignment]
+        self.get = self._ready.__getitem__
         self._hub = EventHub()
         self._audit = Audit(self.settings.registry.audit_log)
         self._supervisor = Supervisor(self.settings.registry, self._hub, self._audit)
         self._applier = Applier(self._entries, self._ready, self._hub, self._supervisor, self._audit)
-        self._reader = FolderReader(self.path, self.settings)
+        self._overrides = Overrides(self._ready, self._entries, self._declared_names)
         self._reload_lock = asyncio.Lock()
         self._watcher: FolderWatcher | None = None
         self._followup: asyncio.Task[None] | None = None
@@ -111,9 +143,9 @@ class Registry:
             async with self._reload_lock:
                 if self._started:  # a concurrent start() got here first
                     return
-                snapshot = await asyncio.to_thread(self._reader.read, settle=False)
-                if not self.path.exists():
-                    raise ManifestError([Problem(str(self.path), None, None, "no such file or directory")])
+                snapshot = await asyncio.to_thread(self._source.read, settle=False)
+                if missing := self._source.missing():
+                    raise ManifestError(missing)
                 snapshot.loaded.raise_for_problems()
                 self._supervisor.reopen()
                 self._hub.reopen()
@@ -133,7 +165,7 @@ class Registry:
             await self.stop()  # cancelled half way: leave nothing connected or watching
             raise
         self._supervisor.start_health_checks(self._entries)
-        log.info("registry started: %d resources from %s", len(entries), self.path)
+        log.info("registry started: %d resources from %s", len(entries), self._source.label)
 
     async def stop(self) -> None:
         """Stop watching, drain leases (bounded) and close every resource; await every task."""
@@ -170,17 +202,7 @@ class Registry:
 
     # ---- access ---------------------------------------------------------------------------
 
-    def get(self, name: str) -> Any:
-        """The ready resource called ``name`` (synchronous: one dict lookup, no I/O).
-
-        Raises ``XResourceNotFoundError`` (a ``KeyError``) for an unknown name,
-        ``XResourceConnectionError`` (with the cause) for a resource that is not
-        ready, and ``XResourceStateError`` for a lazy one not connected yet or
-        a registry that is not running.
-        """
-        return self._ready[name]  # instances call the map directly (see __init__)
-
-    def _get_slow(self, name: str) -> Any:
+    def _get_slow(self, name: str) -> XResource:
         entry = self._entries.get(name)
         if entry is None:
             if self._stopped:
@@ -191,15 +213,20 @@ class Registry:
         raise entry.not_ready_error()
 
     def _stopped_error(self) -> XResourceStateError:
-        return XResourceStateError(f"the registry of {self.path} is stopped; it serves no resource")
+        return XResourceStateError(f"the registry of {self._source.label} is stopped; it serves no resource")
 
     async def aget(self, name: str) -> Any:
         """Like ``get`` but connects a lazy resource first."""
-        return (await self._current_ready(name)).resource
+        overridden, fake = self._ready.override_of(name)
+        return fake if overridden else (await self._current_ready(name)).resource
 
     @asynccontextmanager
     async def lease(self, name: str) -> AsyncIterator[Any]:
         """Pin the current instance of ``name`` for a unit of work; reloads wait for it."""
+        overridden, fake = self._ready.override_of(name)
+        if overridden:
+            yield fake
+            return
         entry = await self._current_ready(name)
         entry.acquire()  # no await since the check: this is the current, ready version
         self._audit.resource("lease_open", entry)
@@ -208,6 +235,19 @@ class Registry:
         finally:
             entry.release()
             self._audit.resource("lease_close", entry)
+
+    @asynccontextmanager
+    async def transaction(self, name: str, **options: Any) -> AsyncIterator[Any]:
+        """``lease(name)`` and its ``transaction(**options)`` in one ``async with``: yields what the
+        resource's ``transaction()`` yields (docs/api.md); ``TypeError`` for a type without them."""
+        async with self.lease(name) as resource:
+            begin = getattr(resource, "transaction", None)  # databases have it; files, streams do not
+            if not callable(begin):
+                raise TypeError(
+                    f"{name!r} ({type(resource).__name__}) has no transactions (postgresql, mysql and mongodb do)"
+                )
+            async with begin(**options) as connection:
+                yield connection
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -225,27 +265,17 @@ class Registry:
         self, *, tag: str | None = None, folder: str | os.PathLike[str] | None = None, type: str | None = None
     ) -> dict[str, Any]:
         """Ready resources matching every given filter (a tag, a sub-folder, a type)."""
-        base = Path(folder) if folder is not None else None
-        if base is not None and not base.is_absolute():
-            base = self.path / base
-        found: dict[str, Any] = {}
-        for name, entry in sorted(self._entries.items()):
-            resource = entry.resource
-            if tag is not None and tag not in resource.tags:
-                continue
-            if type is not None and resource.type != type:
-                continue
-            if base is not None:
-                manifest = resource.manifest_path
-                if manifest is None or not _is_under(manifest, base):
-                    continue
-            if entry.state is _READY:
-                found[name] = resource
-        return found
+        return select(
+            self._entries, self.path, self._ready.override_of, tag=tag, folder=folder, type_name=type
+        )
 
     def status(self) -> dict[str, ResourceStatus]:
         """A snapshot per resource: state, last error, manifest path, generation, what is pending."""
-        return {name: status_of(entry) for name, entry in sorted(self._entries.items())}
+        statuses = {}
+        for name, entry in sorted(self._entries.items()):
+            overridden, fake = self._ready.override_of(name)
+            statuses[name] = overridden_status(entry, fake) if overridden else status_of(entry)
+        return statuses
 
     @property
     def pending(self) -> dict[str, str]:
@@ -263,8 +293,10 @@ class Registry:
     @property
     def ready(self) -> bool:
         return all(
-            e.state is _READY or (e.resource.connect_mode == "lazy" and e.state is State.NEW)
-            for e in self._entries.values()
+            e.state is _READY
+            or (e.resource.connect_mode == "lazy" and e.state is State.NEW)
+            or self._ready.override_of(name)[0]
+            for name, e in self._entries.items()
         )
 
     # ---- reload ---------------------------------------------------------------------------
@@ -281,7 +313,7 @@ class Registry:
     async def _reload(self, reason: str) -> ReloadResult:
         async with self._reload_lock:
             if not self._started:
-                raise XResourceStateError(f"the registry of {self.path} is not started")
+                raise XResourceStateError(f"the registry of {self._source.label} is not started")
             started = time.perf_counter()
             try:
                 snapshot = await self._read_settled()
@@ -311,16 +343,16 @@ class Registry:
         window = self.settings.registry.settle_ms / 1000
         deadline = time.monotonic() + max(1.0, _SETTLE_WAIT_FACTOR * window)
         while True:
-            snapshot = await asyncio.to_thread(self._reader.read, settle=True)
+            snapshot = await asyncio.to_thread(self._source.read, settle=True)
             if not snapshot.settles_in or time.monotonic() + snapshot.settles_in > deadline:
                 return snapshot
             await asyncio.sleep(snapshot.settles_in + 0.001)
 
     def _desired(self, snapshot: Snapshot) -> Desired:
-        if self.path.exists():
+        missing = self._source.missing()
+        if not missing:
             return snapshot.desired
         # A vanished folder (an unmounted volume) must not remove everything that runs.
-        missing = [Problem(str(self.path), None, None, "no such file or directory")]
         for name, entry in self._entries.items():
             if entry.version.path is not None:
                 missing.append(Problem(entry.version.path, None, None, "manifest folder is missing", name))
@@ -393,9 +425,7 @@ class Registry:
     def _start_watcher(self, loaded: LoadResult) -> None:
         cfg = self.settings.registry
         self._watcher = FolderWatcher(
-            watch_folders(
-                self.path, [*loaded.resources.values(), *(e.resource for e in self._entries.values())]
-            ),
+            self._watch_folders(loaded),
             self._on_watch_event,
             debounce_ms=cfg.watch_debounce_ms,
             step_ms=cfg.watch_step_ms,
@@ -406,14 +436,23 @@ class Registry:
 
     def _rewatch_if_needed(self, loaded: LoadResult) -> None:
         assert self._watcher is not None
-        resources = [*loaded.resources.values(), *(e.resource for e in self._entries.values())]
-        wanted = sorted({f.resolve() for f in watch_folders(self.path, resources)})
+        wanted = sorted({f.resolve() for f in self._watch_folders(loaded)})
         if wanted != self._watcher.folders:
             old = self._watcher
             self._start_watcher(loaded)
             self._supervisor.spawn(old.stop(), name="xresource-watcher-stop")
 
+    def _watch_folders(self, loaded: LoadResult) -> set[Path]:
+        resources = [*loaded.resources.values(), *(e.resource for e in self._entries.values())]
+        return watch_folders(self.path, resources) | self._source.watch_roots()
+
     async def _on_watch_event(self, reason: str, paths: frozenset[str]) -> None:
+        jitter = self.settings.registry.reload_jitter
+        if jitter > 0 and self._started:
+            # Replicas that watch the same files would all reload at the same instant (and
+            # reconnect to the same servers): each waits its own random share of the jitter.
+            # This runs on the watcher's task, which stop() cancels; reload() never waits here.
+            await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading, not secrecy
         if self._started:
             try:
                 result = await self._reload(reason)
@@ -440,11 +479,3 @@ class Registry:
         except Exception:  # noqa: BLE001 - recorded and logged by _reload
             return
         log.info("reload after SIGHUP: %s", result.outcome)
-
-
-def _is_under(path: Path, base: Path) -> bool:
-    try:
-        path.resolve().relative_to(base.resolve())
-    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
-        return False
-    return True

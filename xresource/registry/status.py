@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from xresource.resource import State
+from xresource.resource import State, XResource
 
 if TYPE_CHECKING:
     from xresource.registry.entry import Entry
@@ -34,6 +34,10 @@ class ResourceStatus:
     """What the pending version would change, one ``field: old -> new`` each (secrets as references)."""
     fields: dict[str, Any] = field(default_factory=dict)
     """The running version's fields as written (with settings defaults; secrets as their references)."""
+    line: int | None = None
+    """The line of ``path`` where the running version's manifest starts."""
+    overridden_by: str | None = None
+    """While a test's override stands in for this resource: the stand-in's type name."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,4 +70,17 @@ def status_of(entry: Entry) -> ResourceStatus:
         pending=entry.pending,
         pending_changes=entry.pending_changes,
         fields=entry.shown_fields,
+        line=resource.manifest_line,
+    )
+
+
+def overridden_status(entry: Entry, fake: object) -> ResourceStatus:
+    """The status of a name a test's override stands in for: ready, as the stand-in serves."""
+    metadata = fake.get_metadata() if isinstance(fake, XResource) else {}
+    return replace(
+        status_of(entry),
+        state=State.READY.value,
+        error=None,
+        metadata=metadata,
+        overridden_by=type(fake).__name__,
     )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from xresource._transport.backoff import Backoff
 from xresource.registry.audit import Audit
 from xresource.registry.entry import Entry
 from xresource.registry.events import EventHub, ReloadEvent
@@ -79,16 +80,19 @@ class Supervisor:
             entry.retry_task = self.spawn(self._retry(entry), name=f"retry-{entry.resource.name}")
 
     async def _retry(self, entry: Entry) -> None:
-        delay = self.settings.retry_initial
+        # The project's one backoff policy, jittered so resources that failed together (a
+        # database restart) do not all retry at the same instant.
+        backoff = Backoff(first=self.settings.retry_initial, cap=self.settings.retry_max)
+        attempt = 0
         while entry.state is State.FAILED and entry.current:
-            await asyncio.sleep(delay)
+            attempt += 1
+            await asyncio.sleep(backoff.delay(attempt))
             if not entry.current:
                 return
             if await entry.connect(self.settings.connect_timeout):
                 self.hub.emit(ReloadEvent("recovered", entry.resource.name, entry.generation, _path(entry)))
                 self.audit.resource("connect", entry)
                 return
-            delay = min(delay * 2, self.settings.retry_max)
 
     # ---- health -------------------------------------------------------------------------------
 
@@ -121,20 +125,32 @@ class Supervisor:
 
     # ---- retirement ---------------------------------------------------------------------------
 
-    def retire_later(self, entry: Entry) -> None:
+    def retire_later(self, entry: Entry, successor: Entry | None = None) -> None:
         """Drain (open leases finish, then ``close_grace``) and close a replaced or removed version."""
         self.retiring.spawn(
-            self.retire(entry, self.settings.drain_timeout, self.settings.close_grace),
+            self.retire(entry, self.settings.drain_timeout, self.settings.close_grace, successor),
             name=f"retire-{entry.resource.name}",
         )
 
-    async def retire(self, entry: Entry, timeout: float, grace: float) -> None:
+    async def retire(
+        self, entry: Entry, timeout: float, grace: float, successor: Entry | None = None
+    ) -> None:
         entry.cancel_tasks()
         try:
+            await _begin_drain(entry, successor)
             await entry.drain(timeout, grace)
         finally:  # cancelled while draining (stop): still closed
             await entry.close()
             self.audit.resource("disconnect", entry)
+
+
+async def _begin_drain(entry: Entry, successor: Entry | None) -> None:
+    """Let the version give up what it no longer needs (idle connections) to its successor."""
+    resource = entry.resource
+    try:
+        await resource.begin_drain(successor.resource if successor is not None else None)
+    except Exception:  # a backend bug must not keep the old version from closing
+        log.exception("%s: unexpected error while starting to drain", resource.label)
 
 
 def _path(entry: Entry) -> str | None:

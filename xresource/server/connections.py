@@ -167,6 +167,7 @@ class GuardedSite(web.BaseSite):
         self._host = host
         self._port = port
         self.limiter = limiter
+        self._listening: asyncio.Server | None = None
 
     @property
     def name(self) -> str:
@@ -175,8 +176,8 @@ class GuardedSite(web.BaseSite):
     @property
     def port(self) -> int:
         """The bound port (the chosen one when 0 was asked)."""
-        if self._server is not None and self._server.sockets:  # type: ignore[attr-defined]
-            return int(self._server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        if self._listening is not None and self._listening.sockets:
+            return int(self._listening.sockets[0].getsockname()[1])
         return self._port
 
     async def start(self) -> None:
@@ -184,7 +185,7 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        self._listening = await loop.create_server(
             self.limiter.wrap(server),
             self._host,
             self._port,
@@ -192,3 +193,4 @@ class GuardedSite(web.BaseSite):
             reuse_address=True,
             family=socket.AF_UNSPEC,
         )
+        self._server = self._listening  # what BaseSite.stop() closes

@@ -21,7 +21,9 @@ from xresource.telemetry._state import STATE, failed, quiet, resource_attributes
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
+    from contextvars import Token
 
+    from opentelemetry.context import Context
     from opentelemetry.trace import Span
 
     from xresource.resource import XResource
@@ -157,7 +159,7 @@ class _TracedBlock:
         self._resource = resource
         self._options = options
         self._span: Span | None = None
-        self._token: object = None
+        self._token: Token[Context] | None = None
 
     async def __aenter__(self) -> Any:
         found = tracer()
@@ -203,7 +205,9 @@ class _TracedBlock:
         else:
             span.set_attribute("xresource.transaction.outcome", "commit")
         span.end()
-        context.detach(self._token)  # type: ignore[arg-type]  # the token attach gave
+        if self._token is not None:  # set together with the span
+            context.detach(self._token)
+            self._token = None
 
 
 def _http(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -181,7 +181,12 @@ def _as_text_mapping(headers: object) -> dict[str, str]:
     """Incoming headers as ``{name: text}``: a mapping or ``(name, value)`` pairs; bytes decoded."""
     if not headers:
         return {}
-    items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers  # type: ignore[assignment]
+    if isinstance(headers, Mapping):
+        items: Iterable[Any] = headers.items()
+    elif isinstance(headers, Iterable):
+        items = headers
+    else:
+        return {}  # neither a mapping nor pairs: not ours to read
     found: dict[str, str] = {}
     for item in items:
         try:

@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from xresource._transport.urls import UrlParts
+from xresource.backends.databases._handover import ConnectionBudget, Gate, budget_for
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
@@ -94,13 +95,19 @@ class PoolRuntime:
     which matters on the per-query path. Backends with more state subclass it.
     """
 
-    __slots__ = ("inflight", "pool")
+    __slots__ = ("budget", "gate", "inflight", "pool", "shed")
 
     def __init__(self, pool: Any) -> None:
         self.pool: Any = pool
         """The driver's pool (asyncpg/aiomysql) or client (PyMongo)."""
         self.inflight = 0
         """Operations of this resource holding or waiting for a connection."""
+        self.budget: ConnectionBudget | None = None
+        """While a replacement takes over: the connections it may open (see ``_handover``)."""
+        self.gate: Gate | None = None
+        """While this new version's pool grows within its budget: the operations' gate."""
+        self.shed: Callable[[], Awaitable[None]] | None = None
+        """Set once this version drains: closes idle connections; operations call it when done."""
 
 
 class DatabaseResource(XResource):
@@ -122,6 +129,8 @@ class DatabaseResource(XResource):
     """Seconds ``acquire()`` waits for a free connection before ``XResourcePoolExhaustedError``."""
     close_timeout: float = Field(default=10.0, gt=0)
     """Seconds ``disconnect()`` lets in-flight work finish before closing connections forcibly."""
+
+    _incoming: ConnectionBudget | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseResource:
@@ -200,6 +209,8 @@ class DatabaseResource(XResource):
                 await release()
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def _checkout(self, rt: PoolRuntime) -> tuple[Any, Release]:
         """Take a connection out of the driver's pool, and how to give it back.
@@ -227,6 +238,61 @@ class DatabaseResource(XResource):
             f"(pool size {stats['max']}: {stats['in_use']} in use, {stats['waiters']} waiting); "
             "raise max_pool_size or hold connections for less time"
         )
+
+    # ---- hand-over (the surge rule, see _handover) -----------------------------------------
+
+    def prepare_takeover(self, previous: Any, *, surge: int) -> None:
+        # A budget only between two pools to the same server: a version that moves to
+        # another server takes nothing from the old one's.
+        if (
+            type(previous) is type(self)
+            and previous.state is State.READY
+            and previous.target() == self.target()
+            and isinstance(previous._rt, PoolRuntime)
+        ):
+            self._incoming = ConnectionBudget(surge, previous)
+
+    def _claim_budget(self) -> ConnectionBudget | None:
+        """The budget this connect opens under (one connect only), or None."""
+        budget, self._incoming = self._incoming, None
+        return budget
+
+    def _when_lifted(self, rt: PoolRuntime, budget: ConnectionBudget, restore: Callable[[], None]) -> None:
+        """Once the old version has closed: no more limit, and ``restore`` the pool's own size."""
+
+        def lifted(_: ConnectionBudget) -> None:
+            if rt.budget is not budget:
+                return  # this version drains into a later one's budget by now
+            rt.budget = rt.gate = None
+            if rt.shed is None and self._rt is rt:
+                restore()
+
+        budget.on_lift(lifted)
+
+    async def begin_drain(self, successor: Any) -> None:
+        rt = self._rt
+        if rt is None or rt.shed is not None:
+            return
+        rt.budget = budget_for(successor, self) if successor is not None else None
+
+        async def shed() -> None:
+            await self._shed_idle(rt)
+
+        rt.shed = shed
+        self._stop_refilling(rt)
+        await shed()
+
+    async def _shed_idle(self, rt: PoolRuntime) -> None:
+        """Close the idle connections of a draining pool, but those that waiting operations will take."""
+
+    def _stop_refilling(self, rt: PoolRuntime) -> None:
+        """A draining pool must not open connections to keep its ``min_pool_size``."""
+
+    @staticmethod
+    def _lift(rt: PoolRuntime | None) -> None:
+        """This version has closed: its successor no longer needs to wait for its connections."""
+        if rt is not None and rt.shed is not None and rt.budget is not None:
+            rt.budget.lift()
 
     # ---- errors ---------------------------------------------------------------------------
 

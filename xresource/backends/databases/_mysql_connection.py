@@ -1,11 +1,21 @@
-"""What ``MySQLResource.transaction()`` needs: the connection it yields, and its steps."""
+"""``MySQLResource.transaction()``: the connection it yields, and its steps."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
+
+from xresource._optional import require
+from xresource.backends.databases._transactions import (
+    SQL_ISOLATION,
+    IsolationLevel,
+    check_flag,
+    check_isolation,
+    pooled_transaction,
+)
 
 
 class MySqlConnection:
@@ -112,3 +122,42 @@ async def _kill(pool: Any, thread_id: int, timeout: float) -> None:
                 await cur.close()
             finally:
                 await pool.release(conn)
+
+
+def mysql_transaction(
+    resource: Any, *, isolation: IsolationLevel | str | None, readonly: bool, timeout: float | None
+) -> AbstractAsyncContextManager[MySqlConnection]:
+    """``MySQLResource.transaction()``: ``SET TRANSACTION`` (when asked), ``BEGIN``, then the block."""
+    level = check_isolation(resource.label, isolation)
+    characteristics = [f"ISOLATION LEVEL {SQL_ISOLATION[level]}"] if level else []
+    if check_flag(resource.label, "readonly", readonly):
+        characteristics.append("READ ONLY")
+    set_transaction = f"SET TRANSACTION {', '.join(characteristics)}" if characteristics else None
+    tuple_cursor: Any = None
+    pool = resource._rt.pool if resource._rt is not None else None
+
+    def discard(conn: Any) -> None:
+        if pool is None:
+            close_now(conn)
+        else:
+            stop_on_server(pool, conn, resource.close_timeout)
+
+    async def begin(conn: Any) -> Any:
+        nonlocal tuple_cursor
+        tuple_cursor = require("aiomysql", "mysql", type_name=resource.type).Cursor
+        if set_transaction is not None:  # built from the checked values above only
+            cur = await conn.cursor(tuple_cursor)
+            await cur.execute(set_transaction)
+            await cur.close()
+        await conn.begin()
+        return conn
+
+    return pooled_transaction(
+        resource,
+        timeout=timeout,
+        begin=begin,
+        commit=commit,
+        rollback=rollback,
+        discard=discard,
+        wrap=lambda conn: MySqlConnection(conn, tuple_cursor),
+    )

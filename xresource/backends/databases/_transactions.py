@@ -41,7 +41,7 @@ def _logger() -> logging.Logger:
 
 
 IsolationLevel = Literal["read_uncommitted", "read_committed", "repeatable_read", "serializable"]
-ISOLATION_LEVELS: tuple[str, ...] = get_args(IsolationLevel)
+ISOLATION_LEVELS: tuple[IsolationLevel, ...] = get_args(IsolationLevel)
 SQL_ISOLATION = {level: level.replace("_", " ").upper() for level in ISOLATION_LEVELS}
 """``"repeatable_read"`` -> ``"REPEATABLE READ"``: the words of ``SET TRANSACTION ISOLATION LEVEL``."""
 
@@ -60,7 +60,7 @@ def check_isolation(label: str, isolation: object) -> IsolationLevel | None:
     normal = "_".join(isolation.strip().lower().replace("-", " ").split())
     for level in ISOLATION_LEVELS:
         if normal == level:
-            return level  # type: ignore[return-value]  # one of the Literal's values
+            return level
     close = difflib.get_close_matches(normal, ISOLATION_LEVELS, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ValueError(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import errno
-import functools
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -19,12 +17,12 @@ from xresource._optional import require
 from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
-    ErrorTable,
     PoolRuntime,
     PoolStats,
     Release,
-    classify,
 )
+from xresource.backends.databases._mongo_errors import error_class, error_table, says_refused
+from xresource.backends.databases._mongo_options import MOTOR_ALIASES, motor_alias_schema, motor_names
 from xresource.backends.databases._mongo_transactions import (
     MongoReadConcern,
     MongoWriteConcern,
@@ -36,20 +34,15 @@ from xresource.backends.databases._mongo_transactions import (
 from xresource.backends.databases._transactions import pooled_transaction
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
-    XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
-    XResourceIntegrityError,
-    XResourcePermissionError,
-    XResourcePoolExhaustedError,
-    XResourceQueryError,
-    XResourceStateError,
-    XResourceSyntaxError,
     XResourceTimeoutError,
     XResourceUnsupportedError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
 from xresource.telemetry.mongo import add_command_tracing
+
+__all__ = ["MOTOR_ALIASES", "MongoResource", "MongoRuntime", "error_table"]
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager, _AsyncGeneratorContextManager
@@ -62,16 +55,6 @@ if TYPE_CHECKING:
 _SCHEMES = ("mongodb", "mongodb+srv")
 _COLLECTION_CACHE_LIMIT = 1024
 
-# Motor-era (PyMongo URI option) names accepted for our fields: alias -> (field, scale).
-# A scale converts milliseconds to our seconds.
-MOTOR_ALIASES: dict[str, tuple[str, float | None]] = {
-    "maxPoolSize": ("max_pool_size", None),
-    "minPoolSize": ("min_pool_size", None),
-    "maxIdleTimeMS": ("max_idle_time_ms", None),
-    "tlsCAFile": ("ca_file", None),
-    "connectTimeoutMS": ("connect_timeout", 0.001),
-    "waitQueueTimeoutMS": ("acquire_timeout", 0.001),
-}
 # Client options our fields set; in the URL or in ``options`` they would silently fight the fields.
 _MANAGED = {
     "maxpoolsize",
@@ -106,23 +89,6 @@ class MongoRuntime(PoolRuntime):
         self.lease_waiting = 0
 
 
-def _motor_alias_schema(schema: dict[str, Any], cls: type) -> None:
-    """List the Motor-era names in the JSON Schema too, so editors accept what we accept."""
-    properties = schema.setdefault("properties", {})
-    for alias, (field_name, scale) in MOTOR_ALIASES.items():
-        if scale is None:
-            entry = {k: v for k, v in properties.get(field_name, {}).items() if k not in ("title", "default")}
-            entry["description"] = f"Motor-era name of `{field_name}`."
-        else:
-            entry = {
-                "type": "number",
-                "exclusiveMinimum": 0,
-                "description": f"Motor-era name of `{field_name}`, in milliseconds.",
-            }
-        entry["deprecated"] = True
-        properties[alias] = entry
-
-
 class MongoResource(DatabaseResource):
     """A MongoDB database through ``pymongo.AsyncMongoClient``.
 
@@ -149,7 +115,7 @@ class MongoResource(DatabaseResource):
     ``database`` is not an error.
     """
 
-    model_config = ConfigDict(json_schema_extra=_motor_alias_schema)
+    model_config = ConfigDict(json_schema_extra=motor_alias_schema)
 
     if TYPE_CHECKING:
         _rt: MongoRuntime | None
@@ -177,19 +143,7 @@ class MongoResource(DatabaseResource):
     @model_validator(mode="before")
     @classmethod
     def _motor_names(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not any(alias in data for alias in MOTOR_ALIASES):
-            return data
-        data = dict(data)
-        for alias, (field_name, scale) in MOTOR_ALIASES.items():
-            if alias not in data:
-                continue
-            if field_name in data:
-                raise ValueError(f"{alias} and {field_name} name the same setting; keep {field_name}")
-            value = data.pop(alias)
-            if scale is not None and isinstance(value, int | float) and not isinstance(value, bool):
-                value = value * scale
-            data[field_name] = value
-        return data
+        return motor_names(data)
 
     @field_validator("connection_string")
     @classmethod
@@ -295,7 +249,7 @@ class MongoResource(DatabaseResource):
     def _refusal(client: AsyncMongoClient[Any]) -> Exception | None:
         """The monitor's error for a server that refused the connection, if any."""
         for server in client.topology_description.server_descriptions().values():
-            if server.error is not None and _says_refused(str(server.error)):
+            if server.error is not None and says_refused(str(server.error)):
                 return server.error
         return None
 
@@ -458,19 +412,7 @@ class MongoResource(DatabaseResource):
     # ---- errors ---------------------------------------------------------------------------
 
     def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
-        if isinstance(exc, XResourceStateError):
-            return type(exc)
-        found = classify(error_table(), exc)
-        if found is XResourceQueryError or found is XResourceConnectionError:
-            # PyMongo raises one class for many server answers; the code tells them apart.
-            code = self._error_code(exc)
-            if code is not None:
-                return _BY_CODE.get(code, found)
-        elif found is XResourceTimeoutError and _says_refused(str(exc)):
-            # A server selection timeout is raised for every unreachable server; its
-            # details tell a refused connection (fails at once) from a silent server.
-            return XResourceConnectionError
-        return found
+        return error_class(exc, self._error_code(exc))
 
     def _error_code(self, exc: BaseException) -> int | None:
         """The server's error code; for a bulk write, that of its first failed write."""
@@ -480,60 +422,3 @@ class MongoResource(DatabaseResource):
         if writes and isinstance(writes[0], dict):
             code = writes[0].get("code")  # a bulk write's own code (65) says only "some failed"
         return code if isinstance(code, int) else None
-
-
-# MongoDB server error codes (https://www.mongodb.com/docs/manual/reference/error-codes/)
-# that decide the class of an OperationFailure or write error.
-_BY_CODE: dict[int, type[XResourceError]] = {
-    18: XResourceAuthenticationError,  # AuthenticationFailed
-    13: XResourcePermissionError,  # Unauthorized: the user may not run this
-    **dict.fromkeys(
-        (11000, 11001, 12582, 121), XResourceIntegrityError
-    ),  # duplicate key; document validation
-    # BadValue, FailedToParse, TypeMismatch, DollarPrefixedFieldName, CommandNotFound,
-    # InvalidOptions, InvalidNamespace, InvalidPipelineOperator
-    **dict.fromkeys((2, 9, 14, 52, 59, 72, 73, 168), XResourceSyntaxError),
-    **dict.fromkeys(
-        (50, 202, 262), XResourceTimeoutError
-    ),  # MaxTimeMSExpired, NetworkInterfaceExceededTimeLimit, ExceededTimeLimit
-    # Host unreachable or not found, shutdown, not primary, stepped down, interrupted: retrying helps.
-    **dict.fromkeys((6, 7, 89, 91, 189, 10107, 11600, 11602, 13435, 13436), XResourceConnectionError),
-}
-
-
-@functools.cache
-def error_table() -> ErrorTable:
-    """PyMongo's and BSON's exception classes mapped to ours; ``_BY_CODE`` refines server answers."""
-    from bson import errors as bson_errors
-    from pymongo import errors
-
-    return {
-        errors.WaitQueueTimeoutError: XResourcePoolExhaustedError,
-        errors.ServerSelectionTimeoutError: XResourceTimeoutError,  # or refused: see error_class_for
-        errors.NetworkTimeout: XResourceTimeoutError,
-        errors.ExecutionTimeout: XResourceTimeoutError,
-        errors.WTimeoutError: XResourceTimeoutError,
-        errors.ConnectionFailure: XResourceConnectionError,  # AutoReconnect, NotPrimaryError, ...
-        errors.ConfigurationError: XResourceConnectionError,  # includes InvalidURI
-        errors.InvalidOperation: XResourceConnectionError,  # e.g. the client was closed
-        errors.ProtocolError: XResourceConnectionError,
-        errors.WriteConcernError: XResourceConnectionError,  # replication did not confirm in time
-        errors.CursorNotFound: XResourceConnectionError,  # the server dropped the cursor: query again
-        errors.DuplicateKeyError: XResourceIntegrityError,
-        errors.OperationFailure: XResourceQueryError,  # refined by code (auth, permission, syntax, ...)
-        errors.WriteError: XResourceQueryError,
-        errors.BulkWriteError: XResourceQueryError,
-        errors.ClientBulkWriteException: XResourceQueryError,
-        errors.CollectionInvalid: XResourceQueryError,
-        errors.InvalidName: XResourceSyntaxError,
-        errors.DocumentTooLarge: XResourceQueryError,
-        errors.EncryptionError: XResourceQueryError,
-        errors.EncryptedCollectionError: XResourceQueryError,
-        errors.PyMongoError: XResourceQueryError,
-        bson_errors.BSONError: XResourceQueryError,  # a value BSON cannot encode, a bad ObjectId
-    }
-
-
-def _says_refused(text: str) -> bool:
-    """PyMongo words a refused connection as asyncio does: ``[Errno 111] Connect call failed``."""
-    return "refused" in text.lower() or f"[Errno {errno.ECONNREFUSED}]" in text

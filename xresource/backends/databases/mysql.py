@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-import functools
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -13,38 +13,29 @@ from xresource._transport.tls import tls_context
 from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
-    ErrorTable,
     PoolRuntime,
     PoolStats,
     Release,
-    classify,
 )
-from xresource.backends.databases._mysql_connection import (
-    MySqlConnection,
-    close_now,
-    commit,
-    rollback,
-    stop_on_server,
+from xresource.backends.databases._mysql_connection import MySqlConnection, mysql_transaction
+from xresource.backends.databases._mysql_errors import error_class, error_table, server_code
+from xresource.backends.databases._mysql_pool import (
+    MySqlRuntime,
+    raw,
+    set_floor,
+    shed_idle,
+    start_growing,
+    stop_growing,
 )
-from xresource.backends.databases._transactions import (
-    SQL_ISOLATION,
-    IsolationLevel,
-    check_flag,
-    check_isolation,
-    pooled_transaction,
-)
+from xresource.backends.databases._transactions import IsolationLevel
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
-    XResourceAuthenticationError,
     XResourceConnectionError,
     XResourceError,
-    XResourceIntegrityError,
-    XResourcePermissionError,
-    XResourceQueryError,
-    XResourceSyntaxError,
-    XResourceTimeoutError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
+
+__all__ = ["MySQLResource", "MySqlRuntime", "error_table"]
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -70,35 +61,7 @@ _MANAGED = {
     "cursorclass",
 }
 
-# Server error numbers that decide the class whatever PyMySQL's exception class is: PyMySQL
-# files most server errors under OperationalError, access denied and deadlocks included
-# (https://mariadb.com/kb/en/mariadb-error-codes/, https://dev.mysql.com/doc/mysql-errors/).
-_BY_CODE: dict[int, type[XResourceError]] = {
-    **dict.fromkeys(
-        (1044, 1045, 1130, 1251, 1698), XResourceAuthenticationError
-    ),  # access denied, auth plugin
-    **dict.fromkeys((1142, 1143, 1227, 1370), XResourcePermissionError),  # table, column, privilege, routine
-    **dict.fromkeys(
-        (1205, 1969, 3024), XResourceTimeoutError
-    ),  # lock wait, max_statement_time, max_execution_time
-    # Too many connections, unknown database, shutdown, connection killed, deadlock (transient: retry).
-    **dict.fromkeys((1040, 1049, 1053, 1927, 1213), XResourceConnectionError),
-    # Unknown column, table, routine; wrong column count; no database selected.
-    **dict.fromkeys((1046, 1051, 1054, 1109, 1136, 1305, 1630), XResourceSyntaxError),
-    **dict.fromkeys((3819, 4025), XResourceIntegrityError),  # check constraint (MySQL, MariaDB)
-}
-
 MySqlSslMode = Literal["disable", "require", "verify-ca", "verify-full"]
-
-
-class MySqlRuntime(PoolRuntime):
-    """The aiomysql pool, and the driver's plain tuple cursor class (for single values)."""
-
-    __slots__ = ("tuple_cursor",)
-
-    def __init__(self, pool: Any, tuple_cursor: Any) -> None:
-        super().__init__(pool)
-        self.tuple_cursor: Any = tuple_cursor
 
 
 class MySQLResource(DatabaseResource):
@@ -208,6 +171,14 @@ class MySQLResource(DatabaseResource):
             kwargs["ssl"] = tls_context(sslmode, self.read_ca_file(self.ca_file))
         kwargs.update(self._resolve_options(self.options))
 
+        budget = self._claim_budget()
+        opened = 0
+        if budget is not None:
+            # Open small (what proves it works), then grow as the old version gives back.
+            opened = max(1, min(self.min_pool_size, budget.tokens))
+            for _ in range(opened):
+                budget.try_take()
+            kwargs["minsize"] = min(self.min_pool_size, opened)
         pool = None
         try:
             async with self._connect_deadline():
@@ -224,7 +195,11 @@ class MySQLResource(DatabaseResource):
                 pool.terminate()
                 await pool.wait_closed()
             raise
-        self._rt = MySqlRuntime(pool, aiomysql.Cursor)
+        rt = MySqlRuntime(pool, aiomysql.Cursor)
+        if budget is not None:
+            start_growing(rt, budget, opened, self.max_pool_size, self.name)
+            self._when_lifted(rt, budget, lambda: stop_growing(rt, self.min_pool_size))
+        self._rt = rt
         self._log_connected()
 
     async def _check_tls(self, conn: Any, tuple_cursor: Any, sslmode: str) -> None:
@@ -248,7 +223,10 @@ class MySQLResource(DatabaseResource):
         rt, self._rt = self._rt, None
         if rt is None:
             return
-        pool = rt.pool
+        if rt.grower is not None:
+            rt.grower.cancel()
+            await asyncio.gather(rt.grower, return_exceptions=True)
+        pool = raw(rt.pool)
 
         async def graceful() -> None:
             pool.close()  # idle connections close now, busy ones when they come back
@@ -258,7 +236,19 @@ class MySQLResource(DatabaseResource):
             pool.terminate()
             await pool.wait_closed()
 
-        await self._close_bounded(graceful, force)
+        try:
+            await self._close_bounded(graceful, force)
+        finally:
+            self._lift(rt)
+
+    async def _shed_idle(self, rt: PoolRuntime) -> None:
+        pool = raw(rt.pool)
+        closed = await shed_idle(pool, self._waiters(pool.size - pool.freesize))
+        if closed and rt.budget is not None:
+            rt.budget.give(closed)
+
+    def _stop_refilling(self, rt: PoolRuntime) -> None:
+        set_floor(raw(rt.pool), 0)
 
     async def _validate_connection(self) -> bool:
         if self._rt is None:
@@ -328,6 +318,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "fetch") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
         """Run ``query`` and return its first row as a dict, or ``None``."""
@@ -350,6 +342,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "fetchrow") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
         """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
@@ -372,6 +366,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "fetchval") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def execute(self, query: str, *args: Any) -> int:
         """Run a statement; returns the number of affected rows."""
@@ -393,6 +389,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "execute") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> int:
         """Run a statement once per argument tuple (multi-row ``INSERT ... VALUES`` are batched)."""
@@ -414,6 +412,8 @@ class MySQLResource(DatabaseResource):
             raise self._op_error(exc, "executemany") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     # ---- transactions ---------------------------------------------------------------------
 
@@ -435,81 +435,12 @@ class MySQLResource(DatabaseResource):
         only (``SET TRANSACTION``, then ``BEGIN``). ``timeout`` bounds the wait
         for a connection, as in ``acquire``.
         """
-        level = check_isolation(self.label, isolation)
-        characteristics = [f"ISOLATION LEVEL {SQL_ISOLATION[level]}"] if level else []
-        if check_flag(self.label, "readonly", readonly):
-            characteristics.append("READ ONLY")
-        set_transaction = f"SET TRANSACTION {', '.join(characteristics)}" if characteristics else None
-        tuple_cursor: Any = None
-        pool = self._rt.pool if self._rt is not None else None
-
-        def discard(conn: Any) -> None:
-            if pool is None:
-                close_now(conn)
-            else:
-                stop_on_server(pool, conn, self.close_timeout)
-
-        async def begin(conn: Any) -> Any:
-            nonlocal tuple_cursor
-            tuple_cursor = require("aiomysql", "mysql", type_name=self.type).Cursor
-            if set_transaction is not None:  # built from the checked values above only
-                cur = await conn.cursor(tuple_cursor)
-                await cur.execute(set_transaction)
-                await cur.close()
-            await conn.begin()
-            return conn
-
-        return pooled_transaction(
-            self,
-            timeout=timeout,
-            begin=begin,
-            commit=commit,
-            rollback=rollback,
-            discard=discard,
-            wrap=lambda conn: MySqlConnection(conn, tuple_cursor),
-        )
+        return mysql_transaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
 
     # ---- errors ---------------------------------------------------------------------------
 
     def error_class_for(self, exc: BaseException) -> builtins.type[XResourceError] | None:
-        code = _server_code(exc)
-        if code is not None:
-            found = _BY_CODE.get(code)
-            if found is not None:
-                return found
-            if 2000 <= code < 3000:  # 2xxx: the client's own connection errors
-                return (
-                    XResourceTimeoutError
-                    if isinstance(exc.__cause__, TimeoutError)
-                    else XResourceConnectionError
-                )
-        return classify(error_table(), exc)
+        return error_class(exc)
 
     def _error_code(self, exc: BaseException) -> int | None:
-        return _server_code(exc)
-
-
-@functools.cache
-def error_table() -> ErrorTable:
-    """PyMySQL's exception classes (aiomysql raises them too) mapped to ours; error numbers
-    in ``_BY_CODE`` come first."""
-    from pymysql import err
-
-    return {
-        err.IntegrityError: XResourceIntegrityError,  # duplicate key, foreign key, not null
-        err.ProgrammingError: XResourceSyntaxError,  # syntax, no such table, wrong names
-        err.DataError: XResourceQueryError,  # value out of range, too long, truncated
-        err.NotSupportedError: XResourceQueryError,
-        err.OperationalError: XResourceQueryError,  # other server errors: the statement was refused
-        err.InternalError: XResourceQueryError,
-        err.InterfaceError: XResourceConnectionError,  # the connection is gone
-        err.DatabaseError: XResourceQueryError,
-        err.MySQLError: XResourceQueryError,
-    }
-
-
-def _server_code(exc: BaseException) -> int | None:
-    """The MySQL error number of a PyMySQL exception, else ``None``."""
-    if type(exc).__module__.startswith("pymysql") and exc.args and isinstance(exc.args[0], int):
-        return exc.args[0]
-    return None
+        return server_code(exc)

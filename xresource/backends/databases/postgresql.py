@@ -13,12 +13,21 @@ from xresource._optional import require
 from xresource._transport.urls import UrlParts, parse_url
 from xresource.backends.databases._base import (
     DatabaseResource,
-    ErrorTable,
     PoolRuntime,
     PoolStats,
     Release,
     SslMode,
     classify,
+)
+from xresource.backends.databases._handover import Gate
+from xresource.backends.databases._pg_errors import error_table
+from xresource.backends.databases._pg_pool import (
+    GatedPool,
+    grower,
+    keeps_floor,
+    open_connection,
+    set_floor,
+    shed_idle,
 )
 from xresource.backends.databases._transactions import (
     IsolationLevel,
@@ -28,16 +37,11 @@ from xresource.backends.databases._transactions import (
 )
 from xresource.backends.databases._url import reject_managed_options
 from xresource.errors import (
-    XResourceAuthenticationError,
-    XResourceConnectionError,
     XResourceError,
-    XResourceIntegrityError,
-    XResourcePermissionError,
-    XResourceQueryError,
-    XResourceSyntaxError,
-    XResourceTimeoutError,
 )
 from xresource.secrets import OptionsMap, SecretText, UrlText
+
+__all__ = ["PostgresResource", "error_table"]
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -56,6 +60,8 @@ _MANAGED = {
     "command_timeout",
     "ssl",
     "max_inactive_connection_lifetime",
+    "connect",
+    "init_size",
 }
 
 _TABLES_SQL = """
@@ -172,6 +178,19 @@ class PostgresResource(DatabaseResource):
         if server_settings:
             kwargs["server_settings"] = server_settings
 
+        # Every connection opens through our hook, which counts it while this version
+        # replaces or is replaced by another (the surge rule, see _handover).
+        rt = PoolRuntime(None)
+        counts = keeps_floor(asyncpg.Pool)
+        kwargs["connect"] = functools.partial(open_connection, rt, counts, asyncpg.connect)
+        budget = rt.budget = self._claim_budget()
+        if budget is not None:
+            # Open small (what proves it works), then grow as the old version gives back.
+            opened = max(1, min(self.min_pool_size, budget.tokens))
+            for _ in range(opened):
+                budget.try_take()
+            kwargs["min_size"] = opened
+            rt.gate = Gate(budget, 0 if counts else opened)
         async with self._connect_deadline():
             pool = await asyncpg.create_pool(**kwargs)
             try:
@@ -179,13 +198,39 @@ class PostgresResource(DatabaseResource):
             except BaseException:
                 pool.terminate()
                 raise
-        self._rt = PoolRuntime(pool)
+        rt.pool = pool
+        if budget is not None and rt.gate is not None:
+            rt.pool = GatedPool(pool, rt.gate)
+            grow = grower(pool, rt.gate, budget, self.max_pool_size, counts)
+            budget.on_give(lambda: None if rt.shed is not None else grow())  # not once it drains itself
+            grow()
+
+            def restore() -> None:
+                rt.pool = pool
+                set_floor(pool, self.min_pool_size)
+
+            self._when_lifted(rt, budget, restore)
+        self._rt = rt
         self._log_connected()
 
     async def _disconnect(self) -> None:
         rt, self._rt = self._rt, None
         if rt is not None:
-            await self._close_bounded(rt.pool.close, rt.pool.terminate)
+            try:
+                await self._close_bounded(rt.pool.close, rt.pool.terminate)
+            finally:
+                self._lift(rt)
+
+    async def _shed_idle(self, rt: PoolRuntime) -> None:
+        pool = rt.pool
+        if isinstance(pool, GatedPool):
+            pool = pool.pool
+        idle = pool.get_idle_size()
+        if idle:
+            shed_idle(pool, keep=self._waiters(pool.get_size() - idle))
+
+    def _stop_refilling(self, rt: PoolRuntime) -> None:
+        set_floor(rt.pool.pool if isinstance(rt.pool, GatedPool) else rt.pool, 0)
 
     async def _validate_connection(self) -> bool:
         rt = self._rt
@@ -242,6 +287,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "fetch") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Record | None:
         """Run ``query`` and return its first row, or ``None``."""
@@ -255,6 +302,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "fetchrow") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any:
         """Run ``query`` and return one value of its first row (``None`` when there is no row)."""
@@ -268,6 +317,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "fetchval") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         """Run a command; returns PostgreSQL's status text (e.g. ``"INSERT 0 1"``)."""
@@ -282,6 +333,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "execute") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
@@ -297,6 +350,8 @@ class PostgresResource(DatabaseResource):
             raise self._op_error(exc, "executemany") from exc
         finally:
             rt.inflight -= 1
+            if rt.shed is not None:
+                await rt.shed()
 
     # ---- transactions ---------------------------------------------------------------------
 
@@ -340,43 +395,6 @@ class PostgresResource(DatabaseResource):
     def _error_code(self, exc: BaseException) -> str | None:
         sqlstate = getattr(exc, "sqlstate", None)
         return sqlstate if isinstance(sqlstate, str) else None
-
-
-@functools.cache
-def error_table() -> ErrorTable:
-    """asyncpg's exception classes mapped to ours (asyncpg raises one class per SQLSTATE,
-    each under the class of its SQLSTATE class, which is what most entries name)."""
-    from asyncpg import exceptions as pg
-
-    query, syntax, integrity = XResourceQueryError, XResourceSyntaxError, XResourceIntegrityError
-    connection, timeout = XResourceConnectionError, XResourceTimeoutError
-    return {
-        # Reaching the server, and who we are.
-        pg.PostgresConnectionError: connection,  # 08: includes ConnectionDoesNotExistError
-        pg.InvalidAuthorizationSpecificationError: XResourceAuthenticationError,  # 28
-        pg.InvalidCatalogNameError: connection,  # 3D000: the database does not exist
-        pg.InsufficientResourcesError: connection,  # 53: too many connections, disk full
-        pg.OperatorInterventionError: connection,  # 57: admin shutdown, crash recovery
-        pg.QueryCanceledError: timeout,  # 57014: statement_timeout, command_timeout
-        pg.LockNotAvailableError: timeout,  # 55P03: lock_timeout
-        pg.PostgresSystemError: connection,  # 58: I/O errors on the server
-        pg.ConfigFileError: connection,  # F0
-        pg.InternalServerError: connection,  # XX
-        pg.FatalPostgresError: connection,  # the server ends the session
-        # Transient conflicts: the same transaction may succeed when run again.
-        pg.TransactionRollbackError: connection,  # 40: serialization failure, deadlock
-        # The request itself.
-        pg.SyntaxOrAccessError: syntax,  # 42: syntax, undefined table/column/function
-        pg.InsufficientPrivilegeError: XResourcePermissionError,  # 42501
-        pg.InvalidSchemaNameError: syntax,  # 3F000: no such schema
-        pg.IntegrityConstraintViolationError: integrity,  # 23: unique, foreign key, not null, check
-        pg.PostgresError: query,  # every other SQLSTATE class: data, cardinality, state, PL/pgSQL, ...
-        # The client library.
-        pg.InterfaceError: query,  # misuse: wrong argument count or type, connection busy
-        pg.ClientConfigurationError: connection,  # bad connection settings
-        pg.InternalClientError: connection,  # protocol errors, target server attributes
-        pg.OutdatedSchemaCacheError: connection,  # a concurrent schema change: retrying helps
-    }
 
 
 async def _commit(handle: Any) -> None:

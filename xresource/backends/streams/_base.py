@@ -4,8 +4,9 @@ redis_pubsub, kafka, rabbitmq and mqtt.
 Where each concern lives (one module each): payload codec ``_codec``; delivery
 and backpressure ``_pipeline`` (read its docstring for the receive-loop idiom);
 what the user registered ``_registrations``; one connection's state
-``_runtime``; reconnects and backoff ``_supervisor``; the state machine
-``_status``; reload hand-over ``_handover``; task ownership ``_tasks``.
+``_runtime``; opening and ending a connection ``_lifecycle``; reconnects and
+backoff ``_supervisor``; the state machine ``_status``; reload hand-over
+``_handover``; task ownership ``_tasks``.
 
 Backend hooks
 -------------
@@ -34,22 +35,20 @@ policy and handler order: ``_pipeline``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
-from xresource.backends.streams import _handover
+from xresource.backends.streams import _handover, _lifecycle
 from xresource.backends.streams import _transitions as transitions
 from xresource.backends.streams._message import Handler, StreamCounters
 from xresource.backends.streams._pipeline import Pipeline
 from xresource.backends.streams._registrations import MessageIterator, Registrations, ReplacedCallback
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.backends.streams._status import ConnectionStatus
-from xresource.backends.streams._supervisor import backoff, restart, supervise
-from xresource.backends.streams._tasks import cancel_and_wait, cancelling
+from xresource.backends.streams._supervisor import backoff, restart
 from xresource.errors import XResourceConnectionError, XResourceError, XResourceStateError
 from xresource.resource import State, XResource
 
@@ -298,55 +297,14 @@ class EventStreamResource(XResource):
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        stale = self._rt
-        if stale is not None:  # what an earlier, failed run left (the registry's recovery)
-            await self._end_runtime(stale)
-        self._connect_failed = False
-        self._successor = None
-        rt = self._rt = self.runtime_type(self)
-        rt.tasks.spawn(rt.pipeline.run(), name=f"{self.name}-dispatch")
-        self._status.enter(State.CONNECTING)
-        try:
-            await self._open_and_restore()  # the first connect fails loudly; the registry retries it
-        except BaseException as exc:
-            self._connect_failed = True
-            self._last_error = self.translate(exc, "connect").args[0]
-            self._status.enter(State.FAILED)
-            raise
-        self._status.enter(State.READY)
-        rt.supervisor = rt.tasks.spawn(supervise(self, rt), name=f"{self.name}-supervise")
+        await _lifecycle.open_runtime(self)
 
     async def _disconnect(self) -> None:
-        # XResource.connect() calls _disconnect to clean up after a failed
-        # _connect: that is not a close, so iterators keep waiting for recovery.
-        final = not self._connect_failed
-        self._connect_failed = False
-        rt = self._rt
-        if rt is not None:
-            await self._end_runtime(rt)
-        if final:
-            self._status.enter(State.CLOSED)
-            if self._successor is None:  # a replaced instance handed its iterators on
-                self._counters.dropped += self._regs.end_iterators(None)
-
-    async def _end_runtime(self, rt: StreamRuntime) -> None:
-        rt.closing = True
-        await rt.tasks.close()
-        await self._close_driver("close")
-        # Messages still buffered at close are never handled: say so in the counters.
-        self._counters.dropped += rt.pipeline.discard_buffered()
-        if self._rt is rt:
-            self._rt = None
+        await _lifecycle.close_runtime(self)
 
     async def _close_driver(self, why: str) -> None:
         """``_close()``, which must finish: a failure is logged and counted, never raised."""
-        try:
-            await self._close()
-        except (Exception, asyncio.CancelledError) as exc:  # closing must finish; say why it was unclean
-            if isinstance(exc, asyncio.CancelledError) and cancelling():
-                raise
-            self._counters.cleanup_errors += 1
-            log.debug("%s: %s: %s", self.label, why, self.scrub(str(exc) or type(exc).__name__))
+        await _lifecycle.close_driver(self, why)
 
     async def connect(self) -> None:
         """Connect; while the supervisor is reconnecting, wait until it has (or gave up)."""
@@ -442,15 +400,10 @@ class EventStreamResource(XResource):
         Backends with something to settle first (Kafka commits, RabbitMQ cancels
         consumers, MQTT leaves its session) override this.
         """
-        rt = self._rt
-        if rt is not None:
-            rt.released = True
-            await self._stop_receiving(rt)
-            await rt.pipeline.drain()
+        await _lifecycle.release(self)
 
     async def _stop_receiving(self, rt: StreamRuntime) -> None:
-        await cancel_and_wait(rt.supervisor)
-        rt.supervisor = None
+        await _lifecycle.stop_receiving(rt)
 
     async def _restart(self) -> None:
         """Reconnect now, on purpose: no backoff, and not a lost connection (hand-overs use this)."""

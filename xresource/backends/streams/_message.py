@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Handler = Callable[[Any], Awaitable[None] | None]
-"""A message handler: called with the decoded payload; may be sync or async."""
+"""A message handler: called with the message's ``data`` (see :class:`Message`); sync or async."""
 
 MESSAGE_EVENT = "message"
 """The event name every received message is dispatched under."""
@@ -15,22 +15,30 @@ MESSAGE_EVENT = "message"
 
 @dataclass(slots=True)
 class Message:
-    """One received message, decoded.
+    """One received message, decoded: what ``messages()`` yields.
 
-    ``channel`` is where it was published (Redis channel, MQTT topic, Kafka topic,
-    RabbitMQ routing key); ``subscription`` is the subscription it arrived through
-    when that differs (a Redis pattern, an MQTT wildcard filter); ``meta`` holds
-    protocol details (Kafka partition/offset/key/timestamp, MQTT qos/retain, ...).
-    ``data`` is the decoded payload (see ``decode_payload``: JSON values, else
-    text, else bytes).
+    A handler registered with ``on()`` or ``subscribe()`` receives ``data`` only.
     """
 
     channel: str
+    """Where it was published: Redis channel, MQTT topic, Kafka topic, RabbitMQ routing key,
+    the SSE event name, or the WebSocket frame's ``channel_field`` (``""`` when it has none)."""
     data: Any
+    """The payload, decoded the same way for every type: a payload that is JSON becomes the
+    JSON value (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool`` or ``None``: so the
+    text ``42`` is the number 42); other UTF-8 text stays ``str``; anything else stays
+    ``bytes``; a message without a payload (a Kafka tombstone) is ``None``. ``raw`` keeps
+    what arrived."""
     event: str | None = None
+    """The protocol's event name where it has one (SSE ``event:``, WebSocket ``type_field``)."""
     raw: bytes | str | None = None
+    """The payload as received, before decoding."""
     meta: dict[str, Any] = field(default_factory=dict)
+    """Protocol details: Kafka partition, offset, key, timestamp and headers; MQTT qos and retain;
+    RabbitMQ queue, headers and redelivered; SSE id; WebSocket binary."""
     subscription: str | None = None
+    """The subscription it arrived through when that differs from ``channel`` (a Redis
+    pattern, an MQTT wildcard filter)."""
 
 
 @dataclass(slots=True)

@@ -97,11 +97,12 @@ class KafkaResource(EventStreamResource):
     """Kafka: ``subscribe``/``publish`` like every stream, plus ``produce`` and ``consume``."""
 
     install_extra: ClassVar[str | None] = "kafka"
+    example_name: ClassVar[str | None] = "events"
     runtime_type: ClassVar[RuntimeType] = _KafkaRuntime
 
     type: Literal["kafka"] = "kafka"
     """The resource type; selects the backend."""
-    bootstrap_servers: str | list[str] = "localhost:9092"
+    bootstrap_servers: str | list[str] = Field(default="localhost:9092", examples=["localhost:9092"])
     """``host:port[,host:port...]`` or a list of ``host:port``."""
     consumer_group: str | None = Field(default=None, min_length=1, max_length=249)
     """Consumer group id: members share partitions and offsets are committed (none: every partition, no commits)."""

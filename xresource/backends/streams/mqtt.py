@@ -70,11 +70,14 @@ class MqttResource(EventStreamResource):
     """MQTT: ``subscribe(topic_filter, qos=...)`` (``+``/``#`` wildcards), ``publish``."""
 
     install_extra: ClassVar[str | None] = "mqtt"
+    example_name: ClassVar[str | None] = "sensors"
     runtime_type: ClassVar[RuntimeType] = _MqttRuntime
 
     type: Literal["mqtt"] = "mqtt"
     """The resource type; selects the backend."""
-    connection_string: UrlText = Field(default="mqtt://localhost:1883", pattern=r"^mqtts?://")
+    connection_string: UrlText = Field(
+        default="mqtt://localhost:1883", pattern=r"^mqtts?://", examples=["mqtt://localhost:1883"]
+    )
     """``mqtt://host:port`` or ``mqtts://host:port`` (TLS); user-info may carry a username."""
     client_id: str | None = Field(default=None, max_length=256)
     """MQTT client identifier (default: random). Two clients with one id keep kicking each other off."""

@@ -23,7 +23,8 @@ bounded by ``timeout`` (``XResourceTimeoutError``), so it never waits for ever
 (aio-pika itself either waits on a restoring channel or fails at once,
 depending on its version and timing).
 
-Reload hand-over: see ``_rabbitmq_handover`` (the new instance consumes the
+Queues, consumers and acknowledgements: see ``_rabbitmq_consumers``. Reload hand-over: see
+``_rabbitmq_handover`` (the new instance consumes the
 same queues before the old consumers are cancelled: nothing lost or doubled).
 """
 
@@ -41,11 +42,10 @@ from pydantic import Field, PrivateAttr
 from xresource._optional import require
 from xresource._transport.tls import tls_context
 from xresource._transport.urls import url_target
-from xresource.backends.streams import _rabbitmq_handover
+from xresource.backends.streams import _rabbitmq_consumers, _rabbitmq_handover
 from xresource.backends.streams._base import ErrorClass, EventStreamResource
-from xresource.backends.streams._codec import decode_payload, encode_payload
+from xresource.backends.streams._codec import encode_payload
 from xresource.backends.streams._errors import classify, rabbitmq_errors
-from xresource.backends.streams._message import Message
 from xresource.backends.streams._runtime import RuntimeType, StreamRuntime
 from xresource.backends.streams._supervisor import ReconnectGaveUp
 from xresource.errors import (
@@ -59,7 +59,6 @@ log = logging.getLogger("xresource.streams.rabbitmq")
 
 _SUBSCRIBE_OPTIONS = frozenset({"queue"})
 _QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")  # what AMQP (pamqp) accepts
-_NOT_IN_QUEUE_NAME_RE = re.compile(r"[^A-Za-z0-9_.:-]")
 _PREDECLARED_PREFIX = "amq."
 
 
@@ -111,11 +110,16 @@ class RabbitMQResource(EventStreamResource):
     """RabbitMQ: ``subscribe(binding_key)``, ``subscribe(key, queue=name)``, ``publish(routing_key, data)``."""
 
     install_extra: ClassVar[str | None] = "rabbitmq"
+    example_name: ClassVar[str | None] = "jobs"
     runtime_type: ClassVar[RuntimeType] = _RabbitRuntime
 
     type: Literal["rabbitmq"] = "rabbitmq"
     """The resource type; selects the backend."""
-    connection_string: UrlText = Field(default="amqp://localhost:5672/", pattern=r"^amqps?://")
+    connection_string: UrlText = Field(
+        default="amqp://localhost:5672/",
+        pattern=r"^amqps?://",
+        examples=["amqp://app:${env:RABBITMQ_PASSWORD}@localhost:5672/"],
+    )
     """``amqp://user:${env:PW}@host:5672/vhost`` or ``amqps://`` (TLS)."""
     exchange: str = Field(default="amq.topic", max_length=255)
     """Exchange to publish to and bind queues to; ``""`` is the default exchange (channel = queue)."""
@@ -340,96 +344,17 @@ class RabbitMQResource(EventStreamResource):
         await super()._disconnect()
 
     def _queue_name(self, channel: str, options: dict[str, Any]) -> str:
-        shared: str | None = options.get("queue")
-        if shared:
-            return shared
-        if not self.exchange:
-            return channel  # the default exchange routes by queue name
-        name = self._queue_names.get(channel)
-        if name is None:
-            prefix = f"xresource.{self.name}.{self._instance}."
-            tail = _NOT_IN_QUEUE_NAME_RE.sub("_", channel)[: 255 - len(prefix) - 9]
-            name = f"{prefix}{tail}.{uuid.uuid4().hex[:8]}"
-            self._queue_names[channel] = name
-        return name
+        return _rabbitmq_consumers.queue_name(self, channel, options)
 
     async def _subscribe_remote(self, channel: str, options: dict[str, Any]) -> None:
         rt = self._rt
         assert rt is not None
-        if channel in rt.consumer_tags:
-            return  # already consuming on this connection (aio-pika restores it itself)
-        amqp_channel = rt.consume_channel
-        name = self._queue_name(channel, options)
-        private = options.get("queue") is None and bool(self.exchange)
-        if private:
-            queue = await amqp_channel.declare_queue(
-                name,
-                durable=False,
-                auto_delete=False,
-                arguments={"x-expires": int(self.queue_expires * 1000)},
-            )
-        else:
-            queue = await amqp_channel.declare_queue(name, durable=True)
-        if self.exchange:
-            await queue.bind(rt.consume_exchange, routing_key=channel)
-        tag = await queue.consume(self._consumer_for(rt, channel, name))
-        rt.queues[channel] = queue
-        rt.consumer_tags[channel] = tag
-
-    def _consumer_for(self, rt: _RabbitRuntime, subscription: str, queue_name: str) -> Any:
-        pipe = rt.pipeline
-        counters = self._counters
-
-        async def on_message(incoming: Any) -> None:
-            rt.busy += 1  # the hand-over waits for callbacks under way (rt.idle)
-            try:
-                body = incoming.body
-                message = Message(
-                    channel=incoming.routing_key or queue_name,
-                    data=decode_payload(body),
-                    raw=body,
-                    meta={
-                        "queue": queue_name,
-                        "redelivered": incoming.redelivered,
-                        "headers": dict(incoming.headers or {}),
-                        "content_type": incoming.content_type,
-                    },
-                    subscription=subscription,
-                )
-                # aiormq runs a task per delivery: while one waits for room in the buffer, later
-                # ones queue behind it on the lock (first come, first served), keeping the order.
-                order = rt.order
-                if order.locked() or not pipe.offer(message):
-                    async with order:
-                        await pipe.deliver(message)
-                # Acknowledged once buffered: a message lost in a closed channel
-                # before this point is redelivered after the reconnect.
-                try:
-                    await incoming.ack()
-                except Exception as exc:  # noqa: BLE001 - the broker redelivers it: counted, not fatal
-                    counters.cleanup_errors += 1
-                    log.debug("%s: ack failed (it will be redelivered): %s", self.label, exc)
-            finally:
-                rt.busy -= 1
-                idle = rt.idle
-                if idle is not None and not rt.busy:
-                    idle.set_result(None)
-                    rt.idle = None
-
-        return on_message
+        await _rabbitmq_consumers.consume(self, rt, channel, options)
 
     async def _unsubscribe_remote(self, channel: str) -> None:
         rt = self._rt
         assert rt is not None
-        queue = rt.queues.pop(channel, None)
-        tag = rt.consumer_tags.pop(channel, None)
-        name = self._queue_names.pop(channel, None)
-        if queue is None:
-            return
-        if tag is not None:
-            await queue.cancel(tag)
-        if name is not None:  # a private queue: nobody else reads it
-            await rt.consume_channel.queue_delete(name)
+        await _rabbitmq_consumers.stop_consuming(self, rt, channel)
 
     async def _ping(self) -> bool:
         rt = self._rt

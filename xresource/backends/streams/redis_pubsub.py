@@ -57,11 +57,14 @@ class RedisPubSubResource(EventStreamResource):
     """Redis Pub/Sub: ``subscribe(channel)``, ``subscribe(glob, pattern=True)``, ``publish``."""
 
     install_extra: ClassVar[str | None] = "redis"
+    example_name: ClassVar[str | None] = "cache_events"
     runtime_type: ClassVar[RuntimeType] = _RedisRuntime
 
     type: Literal["redis_pubsub"] = "redis_pubsub"
     """The resource type; selects the backend."""
-    connection_string: UrlText = Field(default="redis://localhost:6379/0", pattern=r"^rediss?://")
+    connection_string: UrlText = Field(
+        default="redis://localhost:6379/0", pattern=r"^rediss?://", examples=["redis://localhost:6379/0"]
+    )
     """``redis://`` or ``rediss://`` (TLS) URL; a password must be a ``${env:...}`` reference."""
     ca_file: str | None = None
     """CA bundle that signs the server certificate, for ``rediss://`` (default: the system CAs)."""

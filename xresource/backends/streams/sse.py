@@ -47,6 +47,9 @@ from xresource.errors import (
 )
 from xresource.secrets import HeaderMap, mask_url_password
 
+if TYPE_CHECKING:
+    import httpx
+
 MIN_SERVER_RETRY = 0.05
 MAX_SERVER_RETRY = 3600.0
 ERROR_BODY_PREVIEW = 200
@@ -57,7 +60,7 @@ class _SseRuntime(StreamRuntime):
 
     def __init__(self, resource: EventStreamResource) -> None:
         super().__init__(resource)
-        self.client: Any = None  # one httpx client per connect(): reconnects reuse it
+        self.client: httpx.AsyncClient | None = None  # one httpx client per connect(): reconnects reuse it
         self.stack: contextlib.AsyncExitStack | None = None
         self.source: Any = None
 
@@ -66,11 +69,12 @@ class SseResource(EventStreamResource, TlsFields):
     """A Server-Sent Events stream that resumes with ``Last-Event-ID`` after a drop."""
 
     install_extra: ClassVar[str | None] = "sse"
+    example_name: ClassVar[str | None] = "notifications"
     runtime_type: ClassVar[RuntimeType] = _SseRuntime
 
     type: Literal["sse"] = "sse"
     """The resource type; selects the backend."""
-    endpoint: HttpUrl
+    endpoint: HttpUrl = Field(examples=["https://stream.example.com/events"])
     """``http(s)://`` URL of the event stream."""
     headers: HeaderMap = Field(default_factory=dict)
     """Extra request headers; credential headers must be references."""

@@ -42,6 +42,9 @@ from xresource.errors import XResourceConnectionError, XResourceTimeoutError
 from xresource.resource import State
 from xresource.secrets import HeaderMap, OptionsMap, UrlText, has_reference, mask_url_password
 
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
 WS_URL_PATTERN = r"^wss?://"
 CHANNEL = "{channel}"
 DATA = "{data}"
@@ -64,18 +67,19 @@ class _WsRuntime(StreamRuntime):
 
     def __init__(self, resource: EventStreamResource) -> None:
         super().__init__(resource)
-        self.ws: Any = None
+        self.ws: ClientConnection | None = None
 
 
 class WebSocketResource(EventStreamResource, TlsFields):
     """A WebSocket connection with typed events, subscriptions and ``send``."""
 
     install_extra: ClassVar[str | None] = "websocket"
+    example_name: ClassVar[str | None] = "prices"
     runtime_type: ClassVar[RuntimeType] = _WsRuntime
 
     type: Literal["websocket"] = "websocket"
     """The resource type; selects the backend."""
-    endpoint: UrlText = Field(pattern=WS_URL_PATTERN)
+    endpoint: UrlText = Field(pattern=WS_URL_PATTERN, examples=["wss://stream.example.com/ws"])
     """``ws://`` or ``wss://`` URL of the server."""
     protocols: list[HeaderName] = Field(default_factory=list)
     """Subprotocols offered in the handshake, in order of preference."""
@@ -108,7 +112,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
         _rt: _WsRuntime | None
 
     @property
-    def _ws(self) -> Any:
+    def _ws(self) -> ClientConnection | None:
         rt = self._rt
         return rt.ws if rt is not None else None
 
@@ -165,7 +169,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
         rt = self._rt
         assert rt is not None
         try:
-            rt.ws = await client.connect(
+            ws = rt.ws = await client.connect(
                 url,
                 additional_headers=headers or None,
                 subprotocols=list(self.protocols) or None,
@@ -186,7 +190,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
                 rejected,
             )
         for message in self.open_messages:
-            await rt.ws.send(self._json(self._render(message, "", None)))
+            await ws.send(self._json(self._render(message, "", None)))
 
     async def _listen(self) -> None:
         ws = self._ws
@@ -240,7 +244,7 @@ class WebSocketResource(EventStreamResource, TlsFields):
             meta={"binary": isinstance(frame, bytes)},
         )
 
-    async def _connection(self) -> Any:
+    async def _connection(self) -> ClientConnection:
         self.require_ready()
         if self._ws is None or self.connection_state is not State.READY:
             try:
@@ -250,7 +254,10 @@ class WebSocketResource(EventStreamResource, TlsFields):
                     f"{self.label}: the connection was not re-established within {self.timeout:g}s; "
                     "nothing was sent"
                 ) from None
-        return self._ws
+        ws = self._ws
+        if ws is None:  # disconnected while waiting
+            raise XResourceConnectionError(f"{self.label} is not connected; nothing was sent")
+        return ws
 
     async def _send_now(self, payload: Any) -> None:
         if self._ws is None:

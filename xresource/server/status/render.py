@@ -2,9 +2,11 @@
 
 The page is rendered whole for ``GET /``; the live parts (summary, rows, filter
 options, timeline) are also rendered alone as "fragments" that the script swaps
-in from the event stream. Fields the registry may add later (a resource's
-``pending`` change, an event's changed fields, a manifest ``line``) are read with
-``getattr`` and shown when present.
+in from the event stream. What it shows comes from the registry as it is:
+``ResourceStatus`` (``pending``: why the files' version is not the one running;
+``pending_changes``: its ``field: old -> new`` lines, secrets as references;
+``path`` and ``line``), ``ReloadEvent`` (``changes``: :class:`FieldChange`
+values, ``secrets_rotated``) and ``Registry.last_reload_error``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from xresource.registry import Registry, ReloadEvent, ResourceStatus
+from xresource.registry.diff import FieldChange
 from xresource.server.status.history import POOL_FIGURES, STREAM_COUNTERS, StatusHistory
 
 STATES = ("new", "connecting", "ready", "reconnecting", "failed", "draining", "closed")
@@ -129,7 +131,11 @@ class StatusView:
             counts[status.state] = counts.get(status.state, 0) + 1
         text = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         ready = "ready" if self.registry.ready else "not ready"
-        return esc(f"{len(self.statuses)} resources ({text or 'none'}); the registry is {ready}.")
+        summary = esc(f"{len(self.statuses)} resources ({text or 'none'}); the registry is {ready}.")
+        failed = self.registry.last_reload_error
+        if failed:  # a reload that failed as a whole: nothing of it was applied
+            summary += f' <span class="pending"><b>last reload failed</b>: {esc(failed)}</span>'
+        return summary
 
     def _filter_options(self, filters: Filters) -> str:
         tags = sorted({t for s in self.statuses.values() for t in s.tags} | _nonempty(filters.tag))
@@ -148,11 +154,10 @@ class StatusView:
         tag_list = "".join(f'<span class="tag">{esc(t)}</span> ' for t in status.tags) or "-"
         href = f"{self.prefix}/resources/{quote(name, safe='')}"
         state_class = "good" if status.state in GOOD else "bad" if status.state in BAD else "warn"
-        pending = _pending(getattr(status, "pending", None))
+        pending = _pending(status.pending, status.pending_changes)
         if status.connect_mode == "lazy" and status.state == "new":
             pending = '<div class="detail">lazy: connects on first use</div>' + pending
-        line = self._line(status)
-        where = esc(status.path or "-") + (f":{esc(line)}" if line else "")
+        where = esc(status.path or "-") + (f":{esc(status.line)}" if status.path and status.line else "")
         since = esc(_clock(status.since)) if status.state == "ready" else "-"
         error = f'<pre class="error">{esc(status.error)}</pre>' if status.error else "-"
         description = status.metadata.get("description")
@@ -176,18 +181,6 @@ class StatusView:
             f"<td>{error}</td>"
             "</tr>"
         )
-
-    def _line(self, status: ResourceStatus) -> int | None:
-        line = getattr(status, "line", None)
-        if isinstance(line, int):
-            return line
-        if status.state != "ready":
-            return None
-        try:  # the ready instance knows where it came from
-            found = getattr(self.registry.get(status.name), "manifest_line", None)
-        except Exception:  # noqa: BLE001 - swapped or removed since the snapshot
-            return None
-        return found if isinstance(found, int) else None
 
     def _figures(self, name: str, status: ResourceStatus) -> str:
         parts: list[str] = []
@@ -238,59 +231,28 @@ def sparkline(values: Sequence[float], label: str, unit: str, width: int = 96, h
     )
 
 
-def _pending(pending: Any) -> str:
-    """A pending (desired, not running) version: why, and the field diff (secrets stay references)."""
-    if not pending:
+def _pending(reason: str | None, changes: Sequence[str]) -> str:
+    """A pending (desired, not running) version: why, and its ``field: old -> new`` lines."""
+    if reason is None:
         return ""
-    reason = pending if isinstance(pending, str) else _pick(pending, "reason", "error", "message")
-    changes = None if isinstance(pending, str) else _pick(pending, "changes", "diff", "fields")
-    out = '<div class="pending"><b>pending</b>'
-    if reason:
-        out += f": {esc(reason)}"
-    out += _changes(changes) + "</div>"
-    return out
+    return f'<div class="pending"><b>pending</b>: {esc(reason)}{_change_list(changes)}</div>'
 
 
-def _pick(source: Any, *names: str) -> Any:
-    for name in names:
-        value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
-        if value:
-            return value
-    return None
+def _event_changes(changes: Sequence[FieldChange], rotated: Sequence[str]) -> str:
+    """An event's changed fields (values as JSON, cut to 200 characters) and rotated secrets."""
+    return _change_list([c.describe(limit=200) for c in changes] + [f"secret {r} rotated" for r in rotated])
 
 
-def _changes(changes: Any) -> str:
-    """Changed fields: a mapping field -> (old, new) or -> new, or a list of field names."""
-    if not changes:
-        return ""
+def _change_list(lines: Sequence[str]) -> str:
+    """``field: old -> new`` lines (as the registry writes them: secrets as references), the field in code."""
     items: list[str] = []
-    if isinstance(changes, Mapping):
-        for field, change in changes.items():
-            if isinstance(change, Sequence) and not isinstance(change, str) and len(change) == 2:
-                old, new = change
-                items.append(f"<li><code>{esc(field)}</code>: {esc(_short(old))} → {esc(_short(new))}</li>")
-            else:
-                items.append(f"<li><code>{esc(field)}</code>: {esc(_short(change))}</li>")
-    elif isinstance(changes, Iterable) and not isinstance(changes, str):
-        for change in changes:
-            field = _pick(change, "field", "name", "path") if not isinstance(change, str) else change
-            old, new = (
-                (_pick(change, "old", "before"), _pick(change, "new", "after"))
-                if field != change
-                else (None, None)
-            )
-            text = f"<code>{esc(field)}</code>"
-            if old is not None or new is not None:
-                text += f": {esc(_short(old))} → {esc(_short(new))}"
-            items.append(f"<li>{text}</li>")
-    else:
-        items.append(f"<li>{esc(_short(changes))}</li>")
-    return f'<ul class="changes">{"".join(items)}</ul>'
-
-
-def _short(value: object, limit: int = 200) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    for line in lines:
+        field, sep, rest = line.partition(": ")
+        if sep and " " not in field:
+            items.append(f"<li><code>{esc(field)}</code>: {esc(rest)}</li>")
+        else:  # "secret ${file:...} rotated"
+            items.append(f"<li>{esc(line)}</li>")
+    return f'<ul class="changes">{"".join(items)}</ul>' if items else ""
 
 
 def _event(event: ReloadEvent) -> str:
@@ -312,7 +274,7 @@ def _event(event: ReloadEvent) -> str:
     if event.path:
         parts.append(f'<span class="path">{esc(event.path)}</span>')
     body = " ".join(parts)
-    body += _changes(getattr(event, "changes", None) or getattr(event, "changed_fields", None))
+    body += _event_changes(event.changes, event.secrets_rotated)
     if event.errors:
         body += "".join(f'<pre class="error">{esc(e)}</pre>' for e in event.errors)
     return f'<li class="event" data-kind="{esc(kind)}">{body}</li>'

@@ -1,0 +1,1 @@
+"""A small orders service that embeds an xresource registry (see ../README.md)."""
