@@ -197,6 +197,8 @@ def _with_origins(resource: ResourceView, written: Mapping[str, str]) -> Resourc
     changed = {item.name.partition(".")[0].partition("[")[0] for item in resource.fields}
     fields = tuple(
         replace(item, origin=written.get(item.name) or written.get(_top(item.name)))
+        if item.sign != "-"  # nothing is written any more: no place to point at
+        else item
         for item in resource.fields
     )
     kept = {key: where for key, where in written.items() if key.partition(".")[0] in changed}
