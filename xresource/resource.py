@@ -21,11 +21,9 @@ Hooks the live registry uses (see docs/architecture.md):
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import copy
 import functools
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -47,7 +45,18 @@ from xresource.lifecycle import State as State
 from xresource.prototype import ResourceMetadata, XObjPrototype
 from xresource.safe_files import FilePolicy, RefusedFileError
 
-_log = logging.getLogger("xresource.resource")
+# asyncio and logging are imported inside the functions that use them: `xresource validate`
+# loads this module for the model only and never pays for them (docs/performance.md).
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("xresource.resource")
+
 
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 
@@ -100,7 +109,25 @@ class XResource(XObjPrototype):
 
     def _init_slots(self) -> None:
         """Give every slot its initial value (families with slots of their own extend this)."""
-        self._rt = None
+        object.__setattr__(self, "_rt", None)  # a plain slot: pydantic's __setattr__ has nothing to do
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, item: str) -> Any:
+            # A private attribute (``self._state``) is found here. pydantic's own lookup first
+            # asks the attribute's declaration whether it is a descriptor, which raises and
+            # catches an AttributeError on every read (~5 us); ours are plain values.
+            if item.startswith("__"):
+                # An unset slot (pydantic probes ``__pydantic_private__`` before setting it):
+                # no private attribute or extra field has such a name.
+                raise AttributeError(item)
+            try:
+                private = object.__getattribute__(self, "__pydantic_private__")
+            except AttributeError:
+                private = None
+            if private is not None and item in private:
+                return private[item]
+            return super().__getattr__(item)
 
     def __copy__(self) -> Self:
         # A copy is a new, unconnected resource with the same fields: pydantic would
@@ -249,6 +276,8 @@ class XResource(XObjPrototype):
 
     def _lock(self) -> asyncio.Lock:
         if self._lifecycle_lock is None:
+            import asyncio
+
             self._lifecycle_lock = asyncio.Lock()
         return self._lifecycle_lock
 
@@ -279,17 +308,19 @@ class XResource(XObjPrototype):
         It runs inside the caller's timeout (the registry's ``connect_timeout``), so a
         slow clean-up may stretch a connect by ``cleanup_timeout`` at most.
         """
+        import asyncio
+
         try:
             async with asyncio.timeout(self.cleanup_timeout):
                 await self._disconnect()
         except TimeoutError:
-            _log.warning(
+            _log().warning(
                 "%s: the clean-up after a failed connect did not finish within %gs and was abandoned",
                 self.label,
                 self.cleanup_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - the connect's own error is what the caller gets
-            _log.warning(
+            _log().warning(
                 "%s: the clean-up after a failed connect failed: %s",
                 self.label,
                 self.scrub(str(exc) or type(exc).__name__),

@@ -7,6 +7,7 @@ imported; timings live in ``benchmarks/bench_validate.py``, not here.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,48 @@ def test_modeline_to_the_shipped_schema_generates_nothing(tmp_path: Path) -> Non
     assert not {m for m in modules if m.startswith(("xresource.registry", "xresource.server"))}
     assert "xresource.cli.plan_cmd" not in modules
     assert "asyncpg" not in modules
+    # Validation needs no event loop, logging, TOML (a YAML file) or layered settings.
+    assert not {"asyncio", "ssl", "logging", "tomllib", "dynaconf"} & modules
+
+
+def test_files_and_databases_validate_without_asyncio(tmp_path: Path) -> None:
+    """The file and database families import asyncio where they use it, not at the top."""
+    (tmp_path / "orders.yaml").write_text(PG)
+    (tmp_path / "regions.yaml").write_text(CSV)
+    (tmp_path / "regions.csv").write_text("id\n1\n")
+    (tmp_path / "cities.yaml").write_text("name: cities\ntype: json\nfile_path: regions.csv\n")
+    code, modules, output = run_cold("validate", str(tmp_path))
+    assert code == 0, output
+    assert "asyncio" not in modules
+
+
+def test_validate_reports_a_typo_with_a_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "orders.yaml").write_text(PG + "max_pool_sise: 5\n")
+    code, _, output = run_cold("validate", str(tmp_path))
+    assert code == 1
+    assert "unknown field; did you mean 'max_pool_size'?" in output
+
+
+def test_validate_does_not_scan_for_pydantic_plugins(tmp_path: Path) -> None:
+    """A cold run does not scan installed distributions for plugins (a user's setting wins)."""
+    manifest = tmp_path / "orders.yaml"
+    manifest.write_text(PG)
+    probe = (
+        "import sys; from xresource.cli.main import main; main(sys.argv[1:]); "
+        "from pydantic.plugin import _loader; print(_loader._plugins is None)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "validate", str(manifest)], capture_output=True, text=True, env=env
+    )
+    assert proc.stdout.splitlines()[-1] == "True"  # never scanned
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "validate", str(manifest)],
+        capture_output=True,
+        text=True,
+        env={**env, "PYDANTIC_DISABLE_PLUGINS": ""},
+    )
+    assert proc.stdout.splitlines()[-1] == "False"  # scanned: the user asked for plugins
 
 
 def test_each_type_present_loads_its_own_backend_only(tmp_path: Path) -> None:
@@ -69,7 +112,9 @@ def test_each_type_present_loads_its_own_backend_only(tmp_path: Path) -> None:
     (tmp_path / "regions.csv").write_text("id\n1\n")
     code, modules, output = run_cold("validate", str(tmp_path))
     assert code == 0, output
-    loaded = {m.rsplit(".", 1)[-1] for m in modules if m.startswith("xresource.backends.") and m.count(".") == 3}
+    loaded = {
+        m.rsplit(".", 1)[-1] for m in modules if m.startswith("xresource.backends.") and m.count(".") == 3
+    }
     # Family-private helpers (``_base``, ``_columns``, ...) may load; no other type's backend does.
     assert {m for m in loaded if not m.startswith("_")} == {"postgresql", "csv"}
 

@@ -177,12 +177,14 @@ def test_plan_uses_the_same_diff(tmp_path: Path, data: Path, capsys: pytest.Capt
     plan = json.loads(capsys.readouterr().out)
     [updated] = plan["updated"]
     assert updated["name"] == "a"
-    assert updated["fields"] == [{"field": "description", "old": "old", "new": "new", "live": True}]
+    assert updated["fields"] == [
+        {"field": "description", "old": "old", "new": "new", "live": True, "sign": "~"}
+    ]
     [replaced] = plan["replaced"]
     assert replaced["fields"][0]["field"] == "file_path"
     assert main(["plan", str(head), "--against", str(base)]) == 0
     out = capsys.readouterr().out
-    assert "* update   a (csv)" in out
+    assert "~   update in place  a (csv)" in out
     assert out.strip().endswith(
         "plan: 0 to add, 1 to replace, 1 to update in place, 0 to remove, 0 unchanged, 0 problem(s)"
     )

@@ -144,7 +144,7 @@ async def test_a_failed_reload_is_visible_in_status_metrics_and_readyz(
         try:
             async with aiohttp.ClientSession() as http:
                 # A fault no file explains (a bug, the host out of memory): injected into the reader.
-                def broken(*, settle: bool) -> object:
+                def broken(**_: object) -> object:
                     raise MemoryError("injected")
 
                 monkeypatch.setattr(registry._source, "read", broken)

@@ -89,7 +89,9 @@ async def _until(
         seen[:] = [rows]
         return rows if predicate(rows) else None
 
-    found = await eventually(matches, timeout=timeout, interval=0.03, what=f"/resources to match; last {seen}")
+    found = await eventually(
+        matches, timeout=timeout, interval=0.03, what=f"/resources to match; last {seen}"
+    )
     assert found is not None
     return found
 
@@ -179,10 +181,13 @@ def _deployed_and_proposed(tmp_path: Path, data: Path) -> tuple[Path, Path]:
 
 
 EXPECTED_TEXT = [
-    "+ add      new (csv)",
-    "~ replace  changed (csv)",
-    "- remove   gone (csv)",
-    "! reject",
+    "+   add              new (csv)",
+    "      + file_path: ",
+    "-/+ replace          changed (csv)",
+    "      ~ file_path: ",
+    "-   remove           gone (csv)",
+    "      - file_path: ",
+    "!   rejected         kept (csv)  keeps running as deployed until its file is fixed",
 ]
 
 
@@ -191,9 +196,9 @@ def test_plan_against_a_folder(tmp_path: Path, data: Path, capsys: pytest.Captur
     assert main(["plan", str(head), "--against", str(base)]) == 1  # 1: a manifest would be rejected
     lines = capsys.readouterr().out.splitlines()
     assert [line[: len(want)] for line, want in zip(lines, EXPECTED_TEXT, strict=False)] == EXPECTED_TEXT
-    assert "kept.yaml:4:1: invalid YAML" in lines[3]
+    assert "kept.yaml:4:1: invalid YAML" in lines[7]
     assert lines[-1] == "plan: 1 to add, 1 to replace, 1 to remove, 2 unchanged, 1 problem(s)"
-    assert not any("kept" in line for line in lines if line.startswith(("+", "-", "~")))
+    assert not any("kept" in line for line in lines if line.startswith(("+", "-/+", "-", "~")))
 
 
 def test_plan_json_and_clean_exit(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -206,6 +211,7 @@ def test_plan_json_and_clean_exit(tmp_path: Path, data: Path, capsys: pytest.Cap
     assert [r["name"] for r in plan["removed"]] == ["gone"]
     assert sorted(plan["unchanged"]) == ["kept", "same"]
     assert plan["rejected"] == []
+    assert plan["problems"] == []
 
 
 def test_plan_does_not_add_what_a_broken_file_defines(
@@ -219,8 +225,8 @@ def test_plan_does_not_add_what_a_broken_file_defines(
     (head / "pair.yaml").write_text(csv_manifest("fine", data / "a.csv") + "---\nname: broken\ntype: csv\n")
     assert main(["plan", str(head), "--against", str(base)]) == 1
     out = capsys.readouterr().out
-    assert "+ add" not in out
-    assert "! reject" in out
+    assert "+   add" not in out
+    assert "!   rejected" in out
     assert "pair.yaml" in out
 
 
@@ -265,6 +271,6 @@ async def test_plan_against_serve_with_markdown(
             await server.stop()
     assert code == 0
     out = capsys.readouterr().out
-    assert "| add | `new` | csv |" in out
-    assert "| remove | `gone` | csv |" in out
-    assert "2 unchanged." in out
+    assert "| `+` | add | `new` | `csv` |" in out
+    assert "| `-` | remove | `gone` | `csv` |" in out
+    assert "2 unchanged" in out

@@ -1,6 +1,7 @@
 """Entry point: parse arguments, run one command, turn errors into one clear line.
 
-Exit status: 0 success, 1 the command found problems, 2 usage error.
+Exit status: 0 success, 1 the command found problems, 2 usage error; ``plan
+--detailed-exitcode`` adds 3 for "changes present" (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`xresource plan ... | head`): nothing left to say, and Python's
+        # own flush at exit must not fail again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except XResourceError as exc:
         print(f"xresource: error: {exc}", file=sys.stderr)
         return 1

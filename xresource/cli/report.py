@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from xml.etree import ElementTree as ET
 
 from xresource.errors import Problem
 from xresource.printable import printable
@@ -67,31 +66,33 @@ def _json(files: Sequence[Path], resources: int, problems: Sequence[Problem]) ->
     )
 
 
-def _escape_data(text: str) -> str:
+def escape_annotation_data(text: str) -> str:
     # GitHub's own escapes for the line breaks it understands, then nothing else raw.
     return printable(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+def escape_annotation_property(text: str) -> str:
+    return escape_annotation_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _github(files: Sequence[Path], resources: int, problems: Sequence[Problem]) -> str:
     lines = []
     for p in problems:
-        props = [f"file={_escape_property(p.file)}"]
+        props = [f"file={escape_annotation_property(p.file)}"]
         if p.line is not None:
             props.append(f"line={p.line}")
         if p.column is not None:
             props.append(f"col={p.column}")
         title = "xresource" + (f" {p.resource}" if p.resource else "") + (f".{p.field}" if p.field else "")
-        props.append(f"title={_escape_property(title)}")
-        lines.append(f"::error {','.join(props)}::{_escape_data(p.message)}")
+        props.append(f"title={escape_annotation_property(title)}")
+        lines.append(f"::error {','.join(props)}::{escape_annotation_data(p.message)}")
     lines.append(summary(len(files), resources, problems))
     return "\n".join(lines)
 
 
 def _junit(files: Sequence[Path], problems: Sequence[Problem]) -> str:
+    from xml.etree import ElementTree as ET  # only this format needs it: not on validate's cold path
+
     by_file: dict[str, list[Problem]] = {str(f): [] for f in files}
     for p in problems:
         by_file.setdefault(p.file, []).append(p)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,25 +71,83 @@ def read_documents(
     With ``cache``, a file whose content hash is in it is not parsed again (its
     documents are shared, so validation must not change them; it copies).
     """
-    try:
-        size = file.stat().st_size
-        if size > max_bytes:
-            return [], [Problem(str(file), None, None, f"file is {size} bytes; the limit is {max_bytes}")], ""
-        raw = file.read_bytes()
-    except OSError as exc:
-        return [], [Problem(str(file), None, None, f"cannot read file: {exc.strerror or exc}")], ""
+    raw, problem, _ = read_raw(file, max_bytes)
+    if raw is None:
+        return [], [problem] if problem is not None else [], ""
     digest = hashlib.sha256(raw).hexdigest()
+    docs, problems = parse_raw(file, raw, digest, cache)
+    return docs, problems, digest
+
+
+def read_raw(file: Path | str, max_bytes: int) -> tuple[bytes | None, Problem | None, os.stat_result | None]:
+    """The bytes of a manifest file, or the problem reading it; also its ``stat`` once read.
+
+    One open, non-blocking (a FIFO behind a link cannot hang the read), the type and
+    size checked on the open descriptor; the returned ``stat`` is taken on that
+    descriptor after reading, so a caller can tell whether the file changed meanwhile.
+    """
+    try:
+        fd = os.open(file, _OPEN_FLAGS)
+    except OSError as exc:
+        return None, _cannot_read(file, exc), None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, Problem(str(file), None, None, "cannot read file: not a regular file"), None
+        if info.st_size > max_bytes:
+            return None, _too_large(file, info.st_size, max_bytes), None
+        # One read asks for a byte more than the size: a short read is the end of a regular
+        # file. A file that grew meanwhile is read on, in chunks, never past the limit.
+        chunks = []
+        total = 0
+        want = min(info.st_size, max_bytes) + 1
+        while True:
+            chunk = os.read(fd, want)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                return None, _too_large(file, total, max_bytes), None
+            if len(chunk) < want:
+                break
+            want = min(_CHUNK, max_bytes + 1 - total)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks), None, os.fstat(fd)
+    except OSError as exc:
+        return None, _cannot_read(file, exc), None
+    finally:
+        os.close(fd)
+
+
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+)
+
+
+_CHUNK = 64 * 1024
+
+
+def _cannot_read(file: Path | str, exc: OSError) -> Problem:
+    return Problem(str(file), None, None, f"cannot read file: {exc.strerror or exc}")
+
+
+def _too_large(file: Path | str, size: int, max_bytes: int) -> Problem:
+    return Problem(str(file), None, None, f"file is {size} bytes; the limit is {max_bytes}")
+
+
+def parse_raw(
+    file: Path, raw: bytes, digest: str, cache: ParseCache | None = None
+) -> tuple[list[Document], list[Problem]]:
+    """Parse the bytes of a manifest file (``digest``: their hash, the cache's key)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [], [Problem(str(file), None, None, f"file is not UTF-8 text ({exc.reason})")], digest
+        return [], [Problem(str(file), None, None, f"file is not UTF-8 text ({exc.reason})")]
     if cache is not None and (hit := cache.get((file, digest))) is not None:
-        return hit[0], hit[1], digest
+        return hit
     reader = read_toml if file.suffix.lower() == ".toml" else read_yaml
     docs, problems = reader(file, text)
     if cache is not None:
         cache[(file, digest)] = (docs, problems)
-    return docs, problems, digest
+    return docs, problems
 
 
 @dataclass
@@ -101,6 +161,8 @@ class FileLoad:
     names: list[tuple[str, Document]] = field(default_factory=list)
     """Every name the file declares, valid or not, with its document."""
     problems: list[Problem] = field(default_factory=list)
+    references: bool = True
+    """False when the file's text cannot hold a ``${...}`` reference (nor an escape writing one)."""
 
 
 FileLoader = Callable[[Path], "FileLoad | None"]
@@ -113,10 +175,34 @@ def load_file(file: Path, settings: Settings, parse_cache: ParseCache | None = N
         docs, problems, digest = read_documents(file, settings.registry.max_manifest_bytes, parse_cache)
     except Exception as exc:  # noqa: BLE001 - one file's trouble never fails the others
         return FileLoad(file, "", problems=[_unexpected(file, None, exc)])
-    loaded = FileLoad(file, digest, problems=list(problems))
+    return validate_documents(file, digest, docs, problems, settings)
+
+
+def load_raw(file: Path, raw: bytes, digest: str, settings: Settings) -> FileLoad:
+    """Parse and validate the bytes read from ``file`` (``digest``: their hash)."""
+    try:
+        docs, problems = parse_raw(file, raw, digest)
+    except Exception as exc:  # noqa: BLE001 - one file's trouble never fails the others
+        return FileLoad(file, "", problems=[_unexpected(file, None, exc)])
+    # A reference is written "${...}"; an escape ("\x24{") could write one without those bytes.
+    references = b"${" in raw or b"\\" in raw
+    return validate_documents(file, digest, docs, problems, settings, references=references)
+
+
+def validate_documents(
+    file: Path,
+    digest: str,
+    docs: list[Document],
+    problems: list[Problem],
+    settings: Settings,
+    *,
+    references: bool = True,
+) -> FileLoad:
+    """Validate a file's parsed documents; any failure is a problem of this file."""
+    loaded = FileLoad(file, digest, problems=list(problems), references=references)
     for doc in docs:
         try:
-            resource, doc_problems, fields = _validate(doc, settings)
+            resource, doc_problems, fields = _validate(doc, settings, references=references)
         except Exception as exc:  # noqa: BLE001 - a validator or plugin bug stays this file's problem
             resource, doc_problems, fields = None, [_unexpected(file, doc.line, exc)], {}
         loaded.problems.extend(doc_problems)
@@ -189,6 +275,7 @@ def load_manifests(
 
 
 def _duplicate(name: str, doc: Document, other: Document) -> list[Problem]:
+    """``name`` declared at ``doc`` after ``other``: a problem of each of the two places."""
     line, col = doc.mark_for(("name",))
     oline, ocol = other.mark_for(("name",))
     return [
@@ -219,8 +306,14 @@ def validate_document(doc: Document, settings: Settings) -> tuple[XResource | No
     return resource, problems
 
 
-def _validate(doc: Document, settings: Settings) -> tuple[XResource | None, list[Problem], dict[str, Any]]:
-    """Validate one document; also returns its fields as written (with settings defaults)."""
+def _validate(
+    doc: Document, settings: Settings, *, references: bool = True
+) -> tuple[XResource | None, list[Problem], dict[str, Any]]:
+    """Validate one document; also returns its fields as written (with settings defaults).
+
+    ``references=False``: the file's text holds neither ``${`` nor an escape that could write
+    one, so no value can be a reference and the walks looking for them are skipped.
+    """
     data = doc.data
     file = str(doc.file)
     if not isinstance(data, dict):
@@ -259,9 +352,10 @@ def _validate(doc: Document, settings: Settings) -> tuple[XResource | None, list
         return None, [Problem(file, line, col, str(exc), name, "type", "plugin")], {}
     # "$schema" declares a schema for editors and `validate`; it is not a field.
     merged = {**settings.defaults_for(type_name), **{k: v for k, v in data.items() if k != "$schema"}}
-    scheme_problems = unknown_scheme_problems(doc, name)
+    scheme_problems = unknown_scheme_problems(doc, name) if references else []
+    folder, folder_text = _folder_of(doc.file)
     try:
-        resource = resource_class.model_validate(merged, context={"base_dir": doc.file.parent})
+        resource = resource_class.model_validate(merged, context={"base_dir": folder})
     except ValidationError as exc:
         problems = [_problem_from_error(doc, name, err, resource_class) for err in exc.errors()]
         reported = {(p.line, p.message) for p in problems}
@@ -269,17 +363,36 @@ def _validate(doc: Document, settings: Settings) -> tuple[XResource | None, list
     if scheme_problems:
         return None, scheme_problems, {}
     policy = FilePolicy.from_settings(settings.registry)
-    path_issues = path_problems(doc, resource, policy)
+    path_issues = path_problems(doc, resource, policy, references=references)
     if path_issues:
         return None, path_issues, {}
     fields_hash = manifest_hash(merged)
-    resource.bind_manifest(ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(doc, fields_hash)))
+    resource.bind_manifest(
+        ManifestOrigin(doc.file, doc.line, fields_hash, _fingerprint(folder_text, fields_hash))
+    )
     resource.bind_file_policy(policy)
     return resource, [], merged
 
 
 def _valid_name(name: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, name) is not None
+    return _NAME_RE.fullmatch(name) is not None
+
+
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def _folder_of(file: Path) -> tuple[Path, str]:
+    """A manifest's folder (what relative paths resolve against) and its absolute spelling."""
+    folder = os.path.dirname(file)
+    if folder.startswith("/"):
+        return _absolute_folder_of(folder)
+    return file.parent, str(file.parent.absolute())  # depends on the working folder: not cached
+
+
+@functools.lru_cache(maxsize=1024)
+def _absolute_folder_of(folder: str) -> tuple[Path, str]:
+    path = Path(folder)
+    return path, str(path)
 
 
 def manifest_hash(merged: dict[str, Any]) -> str:
@@ -320,7 +433,7 @@ def _problem_from_error(
     return Problem(str(doc.file), line, col, message, name, field_path, kind)
 
 
-def _fingerprint(doc: Document, fields_hash: str) -> str:
+def _fingerprint(folder: str, fields_hash: str) -> str:
     """What decides "changed" on reload: the fields and the folder relative paths resolve against.
 
     Loading reads no secret (``validate``, ``ls`` and ``plan`` must not): the live
@@ -328,6 +441,6 @@ def _fingerprint(doc: Document, fields_hash: str) -> str:
     ``xresource.safe_files``, to notice a rotated secret.
     """
     digest = hashlib.sha256()
-    digest.update(str(doc.file.parent.absolute()).encode())
+    digest.update(folder.encode())
     digest.update(fields_hash.encode())
     return digest.hexdigest()

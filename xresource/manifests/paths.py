@@ -10,6 +10,7 @@ later goes through ``xresource.safe_files``, which checks again at that moment.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterator
@@ -25,17 +26,28 @@ PATH_FIELDS = ("file_path", "json_schema", "ca_file")
 """Fields that name a file the process opens (besides ``${file:...}`` references anywhere)."""
 
 
-def named_paths(doc: Document, resource: Any) -> Iterator[tuple[FieldPath, Path]]:
-    """``(field path, file)`` for every file the manifest names, relative ones resolved."""
-    base = doc.file.parent
-    for field in PATH_FIELDS:
+def named_paths(doc: Document, resource: Any, *, references: bool = True) -> Iterator[tuple[FieldPath, Path]]:
+    """``(field path, file)`` for every file the manifest names, relative ones resolved.
+
+    ``references=False``: the manifest holds no ``${...}`` (its loader checked the text), so
+    the walk for ``${file:...}`` is skipped.
+    """
+    for field in _path_fields(resource.__class__):
         value = getattr(resource, field, None)
         if isinstance(value, Path):
             yield (field,), value
         elif isinstance(value, str) and value and "${" not in value:
             path = Path(value).expanduser()
-            yield (field,), path if path.is_absolute() else base / path
-    yield from _file_references(doc.data, ())
+            yield (field,), path if path.is_absolute() else doc.file.parent / path
+    if references:
+        yield from _file_references(doc.data, ())
+
+
+@functools.cache
+def _path_fields(cls: type[Any]) -> tuple[str, ...]:
+    """The fields of ``PATH_FIELDS`` a model declares (asking a model for a missing one raises)."""
+    declared = getattr(cls, "model_fields", None)
+    return tuple(f for f in PATH_FIELDS if declared is None or f in declared)
 
 
 def _file_references(value: Any, path: FieldPath) -> Iterator[tuple[FieldPath, Path]]:
@@ -51,11 +63,13 @@ def _file_references(value: Any, path: FieldPath) -> Iterator[tuple[FieldPath, P
             yield from _file_references(item, (*path, index))
 
 
-def path_problems(doc: Document, resource: Any, policy: FilePolicy) -> list[Problem]:
+def path_problems(
+    doc: Document, resource: Any, policy: FilePolicy, *, references: bool = True
+) -> list[Problem]:
     """Named files outside the allowed roots, or existing but not regular files; none is opened."""
     problems: list[Problem] = []
     name = getattr(resource, "name", None)
-    for field, path in named_paths(doc, resource):
+    for field, path in named_paths(doc, resource, references=references):
         why = policy.outside_roots(path) or _not_a_regular_file(path)
         if why is None:
             continue

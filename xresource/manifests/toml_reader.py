@@ -13,7 +13,6 @@ nest without brackets and are measured on the parsed data.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 from xresource.errors import Problem
@@ -95,6 +94,8 @@ def read_toml(file: Path, text: str) -> tuple[list[Document], list[Problem]]:
                 str(file), deep_line, deep_column, f"TOML nests deeper than {MAX_DEPTH} levels", code="toml"
             )
         ]
+    import tomllib  # here: a folder of YAML files never pays for it
+
     try:
         data = tomllib.loads(text)
     except RecursionError:  # a nesting the scan did not see: still this file's problem

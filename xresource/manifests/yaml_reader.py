@@ -29,14 +29,19 @@ _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 50_000  # per document: nodes built again through aliases
 MAX_DEPTH = 64
 
+_STR_TAG = "tag:yaml.org,2002:str"
 _SCALAR_TAGS = {
-    "tag:yaml.org,2002:str",
+    _STR_TAG,
     "tag:yaml.org,2002:int",
     "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
     "tag:yaml.org,2002:timestamp",
 }
+# The safe loader's own functions for the scalar tags. They keep no state (unlike
+# ``construct_object``, which remembers every node), so one constructor serves every file.
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_SCALAR_CONSTRUCTORS = {tag: yaml.constructor.SafeConstructor.yaml_constructors[tag] for tag in _SCALAR_TAGS}
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -56,7 +61,6 @@ def _mark(node: yaml.Node) -> Mark:
 
 class _Builder:
     def __init__(self) -> None:
-        self.constructor = yaml.constructor.SafeConstructor()
         self.expanded = 0  # nodes built more than once (reached again through an alias)
         self.seen: set[int] = set()  # ids of nodes built once; the graph holds them alive
         self.marks: dict[FieldPath, Mark] = {}
@@ -75,9 +79,11 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise _Reject(f"document nests deeper than {MAX_DEPTH} levels", _mark(node))
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value  # what the safe loader's str constructor returns
             if node.tag not in _SCALAR_TAGS:
                 raise _Reject(f"tag {node.tag!r} is not allowed (manifests are plain data)", _mark(node))
-            return self.constructor.construct_object(node)
+            return _SCALAR_CONSTRUCTORS[node.tag](_CONSTRUCTOR, node)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ_TAG:
                 raise _Reject(f"tag {node.tag!r} is not allowed (manifests are plain data)", _mark(node))
@@ -111,9 +117,10 @@ class _Builder:
             if key in explicit:
                 raise _Reject(f"duplicate key {key!r}", _mark(key_node))
             explicit.add(key)
-            self.marks[(*path, key)] = _mark(key_node)
-            self.value_marks[(*path, key)] = _mark(value_node)
-            result[key] = self.build(value_node, (*path, key), depth + 1)
+            key_path = (*path, key)
+            self.marks[key_path] = _mark(key_node)
+            self.value_marks[key_path] = _mark(value_node)
+            result[key] = self.build(value_node, key_path, depth + 1)
         return result
 
 

@@ -100,17 +100,19 @@ class Entry:
         resource = self.resource
         self.set_state(State.CONNECTING, self.error)
         try:
-            if resource.state is State.READY:
-                # The driver is connected (pools heal by themselves): just check it answers.
-                ok = await asyncio.wait_for(resource.validate_connection(), timeout)
-                if not ok:
-                    raise XResourceConnectionError(
-                        resource.last_error or f"{resource.label}: health check failed"
-                    )
-            else:
-                if resource.state is State.FAILED:
-                    await resource.disconnect()  # drop what a gave-up client left behind
-                await asyncio.wait_for(resource.connect(), timeout)
+            # asyncio.timeout, not wait_for: no extra task per connect (10,000 resources start).
+            async with asyncio.timeout(timeout):
+                if resource.state is State.READY:
+                    # The driver is connected (pools heal by themselves): just check it answers.
+                    ok = await resource.validate_connection()
+                    if not ok:
+                        raise XResourceConnectionError(
+                            resource.last_error or f"{resource.label}: health check failed"
+                        )
+                else:
+                    if resource.state is State.FAILED:
+                        await resource.disconnect()  # drop what a gave-up client left behind
+                    await resource.connect()
         except TimeoutError:
             where = f" at {resource.target()}" if resource.target() else ""
             self.set_state(

@@ -26,7 +26,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -39,14 +39,15 @@ from xresource.errors import (
     XResourceNotFoundError,
     XResourceStateError,
 )
-from xresource.manifests import LoadResult
 from xresource.registry.apply import Applier
 from xresource.registry.audit import Audit
-from xresource.registry.diff import Desired, diff
+from xresource.registry.collector import CollectorPause
+from xresource.registry.diff import Desired, Version, diff
 from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
 from xresource.registry.overrides import ForTests, Overrides
 from xresource.registry.reader import Snapshot
+from xresource.registry.scope import narrow
 from xresource.registry.selection import select
 from xresource.registry.sources import FolderSource, ManifestSource
 from xresource.registry.status import ResourceStatus, overridden_status, status_of
@@ -138,10 +139,12 @@ class Registry(ForTests):
         """Validate every manifest, then connect every eager resource concurrently."""
         if self._started:
             return
+        pause = CollectorPause().begin()  # what start builds lives on: do not walk it again and again
         try:
             # Reloads (from the watcher) wait until the first connect round is over.
             async with self._reload_lock:
                 if self._started:  # a concurrent start() got here first
+                    pause.end()
                     return
                 snapshot = await asyncio.to_thread(self._source.read, settle=False)
                 if missing := self._source.missing():
@@ -158,12 +161,14 @@ class Registry(ForTests):
                 if self.watch:
                     # Armed before connecting, which can take connect_timeout: an edit made
                     # meanwhile is seen, and applied right after this round.
-                    self._start_watcher(snapshot.loaded)
+                    self._start_watcher(self._watch_folders(snapshot, ()))
                 entries = list(self._entries.values())
                 await asyncio.gather(*(self._supervisor.bring_up(e) for e in entries))
         except BaseException:
+            pause.end()
             await self.stop()  # cancelled half way: leave nothing connected or watching
             raise
+        pause.end()
         self._supervisor.start_health_checks(self._entries)
         log.info("registry started: %d resources from %s", len(entries), self._source.label)
 
@@ -310,18 +315,21 @@ class Registry(ForTests):
         """
         return await self._reload("reload")
 
-    async def _reload(self, reason: str) -> ReloadResult:
+    async def _reload(self, reason: str, paths: frozenset[str] | None = None) -> ReloadResult:
+        """``paths``: what the watcher reported (only those are read again); ``None``: every file."""
         async with self._reload_lock:
             if not self._started:
                 raise XResourceStateError(f"the registry of {self._source.label} is not started")
             started = time.perf_counter()
             try:
-                snapshot = await self._read_settled()
+                snapshot = await self._read_settled(paths)
                 desired = self._desired(snapshot)
-                running = {name: entry.version for name, entry in self._entries.items()}
+                scope = narrow(self._entries, desired)  # names that cannot change are not diffed
                 outcome = await self._applier.apply(
-                    diff(running, desired), snapshot.loaded.resources, desired.versions
+                    diff(scope.running, scope.desired), snapshot.loaded.resources, desired.versions
                 )
+                if scope.untouched:
+                    outcome.unchanged = sorted([*outcome.unchanged, *scope.untouched])
             except Exception as exc:
                 self._reload_failed(exc)
                 raise
@@ -333,20 +341,21 @@ class Registry(ForTests):
                 self.last_reload_seconds = time.perf_counter() - started
                 self.reload_counts[outcome.outcome] = self.reload_counts.get(outcome.outcome, 0) + 1
             if self.watch and self._watcher is not None:
-                self._rewatch_if_needed(snapshot.loaded)
+                self._rewatch_if_needed(self._watch_folders(snapshot, scope.running.values()))
             if snapshot.settles_in:
                 self._reload_once_settled(snapshot.settles_in)
             return outcome
 
-    async def _read_settled(self) -> Snapshot:
+    async def _read_settled(self, paths: frozenset[str] | None) -> Snapshot:
         """Read the folder; while files are still being written, wait for them (bounded)."""
         window = self.settings.registry.settle_ms / 1000
         deadline = time.monotonic() + max(1.0, _SETTLE_WAIT_FACTOR * window)
         while True:
-            snapshot = await asyncio.to_thread(self._source.read, settle=True)
+            snapshot = await asyncio.to_thread(self._source.read, settle=True, changed=paths)
             if not snapshot.settles_in or time.monotonic() + snapshot.settles_in > deadline:
                 return snapshot
             await asyncio.sleep(snapshot.settles_in + 0.001)
+            paths = frozenset()  # the reader looks again at the files it held back
 
     def _desired(self, snapshot: Snapshot) -> Desired:
         missing = self._source.missing()
@@ -374,7 +383,7 @@ class Registry(ForTests):
         async def later() -> None:
             await asyncio.sleep(delay + 0.001)
             if self._started:
-                await self._reload("settled")
+                await self._reload("settled", frozenset())  # the files held back
 
         self._followup = self._supervisor.spawn(later(), name="xresource-settled-reload")
 
@@ -422,10 +431,13 @@ class Registry(ForTests):
 
     # ---- watching -------------------------------------------------------------------------
 
-    def _start_watcher(self, loaded: LoadResult) -> None:
+    def _watch_folders(self, snapshot: Snapshot, running: Iterable[Version]) -> list[Path]:
+        return watch_folders(self.path, snapshot.secret_files, running, self._source.watch_roots())
+
+    def _start_watcher(self, folders: list[Path]) -> None:
         cfg = self.settings.registry
         self._watcher = FolderWatcher(
-            self._watch_folders(loaded),
+            folders,
             self._on_watch_event,
             debounce_ms=cfg.watch_debounce_ms,
             step_ms=cfg.watch_step_ms,
@@ -434,19 +446,14 @@ class Registry(ForTests):
         )
         self._watcher.start()
 
-    def _rewatch_if_needed(self, loaded: LoadResult) -> None:
+    def _rewatch_if_needed(self, folders: list[Path]) -> None:
         assert self._watcher is not None
-        wanted = sorted({f.resolve() for f in self._watch_folders(loaded)})
-        if wanted != self._watcher.folders:
+        if folders != self._watcher.folders:
             old = self._watcher
-            self._start_watcher(loaded)
+            self._start_watcher(folders)
             self._supervisor.spawn(old.stop(), name="xresource-watcher-stop")
 
-    def _watch_folders(self, loaded: LoadResult) -> set[Path]:
-        resources = [*loaded.resources.values(), *(e.resource for e in self._entries.values())]
-        return watch_folders(self.path, resources) | self._source.watch_roots()
-
-    async def _on_watch_event(self, reason: str, paths: frozenset[str]) -> None:
+    async def _on_watch_event(self, reason: str, paths: frozenset[str] | None) -> None:
         jitter = self.settings.registry.reload_jitter
         if jitter > 0 and self._started:
             # Replicas that watch the same files would all reload at the same instant (and
@@ -455,7 +462,8 @@ class Registry(ForTests):
             await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading, not secrecy
         if self._started:
             try:
-                result = await self._reload(reason)
+                # An event says which files changed; the safety-net rescan reads every file.
+                result = await self._reload(reason, paths)
             except XResourceStateError:
                 return  # stopped while this event waited for the reload lock
             if result.changed or result.problems:

@@ -7,7 +7,7 @@ code change only through :meth:`InlineSource.replace`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 from xresource.errors import Problem
@@ -33,8 +33,9 @@ class FolderSource:
     def label(self) -> str:
         return " + ".join(str(f) for f in self.folders)
 
-    def read(self, *, settle: bool) -> Snapshot:
-        return self._reader.read(settle=settle)
+    def read(self, *, settle: bool, changed: Collection[str] | None = None) -> Snapshot:
+        """``changed``: the paths a watcher reported (only those are read again); ``None``: all."""
+        return self._reader.read(settle=settle, changed=changed)
 
     def missing(self) -> list[Problem]:
         """A problem for each folder that does not exist (an unmounted volume, a typo)."""
@@ -71,7 +72,7 @@ class InlineSource(FolderReader):
     def replace(self, manifests: Iterable[InlineManifest]) -> None:
         self.manifests = list(manifests)
 
-    def read(self, *, settle: bool) -> Snapshot:
+    def read(self, *, settle: bool, changed: Collection[str] | None = None) -> Snapshot:
         loaded = load_inline(
             self.manifests, self.settings, base_dir=self.base_dir, text_format=self.text_format
         )

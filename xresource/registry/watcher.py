@@ -4,8 +4,10 @@ Measured with watchfiles: watching a folder sees a Kubernetes ConfigMap swap
 (the ``..data`` symlink replaced by rename) within ~50-90 ms but reports only
 ``..data`` paths; watching a linked file directly goes silent after the first
 swap; mtime polling misses a swap within the same second. So we watch
-folders, treat any event as "rescan", and let the registry compare content
-hashes. The watch call's timeout doubles as the periodic safety-net rescan.
+folders and hand the paths each batch names to the registry, whose reader
+reads those files again (or every file, when a path cannot be pinned to
+files: a ``..data`` swap) and compares content hashes. The watch call's
+timeout doubles as the periodic safety-net rescan, which reads every file.
 
 The blocking watch runs on a thread of its own, never on the event loop's
 default executor: an application's ``asyncio.to_thread`` must not wait
@@ -19,17 +21,19 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from xresource.registry.diff import Version
 from xresource.registry.tasks import TaskSet
-from xresource.resource import XResource
 
 log = logging.getLogger("xresource.registry")
 
-WatchCallback = Callable[[str, frozenset[str]], Awaitable[None]]
-"""``on_change(reason, paths)``: reason is ``"file change"`` or ``"rescan"``; paths the watcher reported."""
+WatchCallback = Callable[[str, frozenset[str] | None], Awaitable[None]]
+"""``on_change(reason, paths)``: reason is ``"file change"`` or ``"rescan"``; ``paths`` what the watcher
+reported, ``None`` when every file must be read (a periodic rescan)."""
 
 _JOIN_SECONDS = 5.0
 
@@ -57,8 +61,10 @@ class FolderWatcher:
         self._notify: Any = None
         self._thread: threading.Thread | None = None
         self._exited: asyncio.Future[None] | None = None
-        self._queue: asyncio.Queue[tuple[str, frozenset[str]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, frozenset[str], float]] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
+        self.last_event_at: float | None = None
+        """``time.perf_counter()`` when the OS watch returned the batch being handled now (or last)."""
 
     def start(self) -> None:
         """Arm the OS watch now (so an edit right after ``start`` is seen), then watch on a thread."""
@@ -80,10 +86,11 @@ class FolderWatcher:
                 result = notify.watch(self._debounce_ms, self._step_ms, self._timeout_ms, self._stop)
                 if result == "stop" or self._stop.is_set():
                     return
+                at = time.perf_counter()
                 if result == "timeout":
-                    item = ("rescan", frozenset[str]())
+                    item = ("rescan", frozenset[str](), at)
                 else:
-                    item = ("file change", frozenset(str(path) for _, path in result))
+                    item = ("file change", frozenset(str(path) for _, path in result), at)
                 loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:
             return  # the loop closed under us: nobody is left to tell
@@ -95,15 +102,20 @@ class FolderWatcher:
 
     async def _consume(self) -> None:
         while True:
-            reason, paths = await self._queue.get()
+            reason, paths, at = await self._queue.get()
+            full = reason == "rescan"
             # Events that queued up during the last reload are one more reload, not many.
             while not self._queue.empty():
-                more_reason, more_paths = self._queue.get_nowait()
+                more_reason, more_paths, at = self._queue.get_nowait()
                 paths |= more_paths
-                if more_reason != "rescan":
+                if more_reason == "rescan":
+                    full = True
+                else:
                     reason = more_reason
+            self.last_event_at = at
             try:
-                await self._on_change(reason, paths)
+                # A rescan reads every file (it is there for events the watcher missed).
+                await self._on_change(reason, None if full else paths)
             except Exception:
                 log.exception("reload after %s failed", reason)
 
@@ -128,13 +140,17 @@ class FolderWatcher:
             self._notify = None
 
 
-def watch_folders(root: Path, resources: Iterable[XResource]) -> set[Path]:
-    """The folders to watch: the manifests' folder and the folders of referenced secret files."""
-    folders = {root if root.is_dir() else root.parent}
-    for resource in resources:
-        for secret_file in resource.referenced_files():
-            folders.add(secret_file.parent)
-    return {f for f in folders if f.exists()}
+def watch_folders(
+    root: Path, secret_files: Iterable[str], running: Iterable[Version] = (), roots: Iterable[Path] = ()
+) -> list[Path]:
+    """The folders to watch, resolved and sorted: the manifests' folder (and ``roots``, overlay
+    folders), and the folders of the secret files read now and of those still running."""
+    targets = set(secret_files)
+    for version in running:
+        targets.update(ref[len("${file:") : -1] for ref in version.secrets or ())
+    folders = {root if root.is_dir() else root.parent, *roots}
+    folders.update(Path(target).parent for target in targets)
+    return sorted({f.resolve() for f in folders if f.exists()})
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

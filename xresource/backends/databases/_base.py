@@ -14,8 +14,6 @@ slot read and one ``is None`` test, no call.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
@@ -33,7 +31,18 @@ from xresource.errors import (
 )
 from xresource.resource import State, XResource
 
-logger = logging.getLogger("xresource.databases")
+if TYPE_CHECKING:
+    import logging
+
+# asyncio and logging are imported inside the functions that use them: `xresource validate`
+# loads this module for the model only and never pays for them (docs/performance.md).
+
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("xresource.databases")
+
 
 Release = Callable[[], Awaitable[None]]
 """Gives a leased connection back to the pool it came from."""
@@ -184,6 +193,8 @@ class DatabaseResource(XResource):
         rt.inflight += 1
         try:
             try:
+                import asyncio
+
                 async with asyncio.timeout(limit):
                     conn, release = await self._checkout(rt)
             except TimeoutError as exc:
@@ -309,6 +320,8 @@ class DatabaseResource(XResource):
     async def _connect_deadline(self) -> AsyncIterator[None]:
         """Bound the whole connect (pool creation and round trip) by ``connect_timeout``."""
         try:
+            import asyncio
+
             async with asyncio.timeout(self.connect_timeout):
                 yield
         except TimeoutError as exc:
@@ -320,6 +333,8 @@ class DatabaseResource(XResource):
     async def _round_trip(self, probe: Callable[[], Awaitable[object]]) -> bool:
         """Run ``probe`` bounded by ``connect_timeout``; ``True`` when it answered."""
         try:
+            import asyncio
+
             async with asyncio.timeout(self.connect_timeout):
                 await probe()
         except TimeoutError as exc:
@@ -334,10 +349,12 @@ class DatabaseResource(XResource):
     ) -> None:
         """Close gracefully (after in-flight work) within ``close_timeout``, then forcibly."""
         try:
+            import asyncio
+
             async with asyncio.timeout(self.close_timeout):
                 await graceful()
         except TimeoutError:
-            logger.warning(
+            _logger().warning(
                 "%s: in-flight work did not finish within close_timeout (%gs); closing connections",
                 self.label,
                 self.close_timeout,
@@ -347,7 +364,7 @@ class DatabaseResource(XResource):
                 await result
 
     def _log_connected(self) -> None:
-        logger.info(
+        _logger().info(
             "%s connected to %s (pool %d..%d)",
             self.label,
             self.target(),

@@ -26,9 +26,11 @@ for a connection to be opened.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
+
+# asyncio is imported inside the methods that use it: `xresource validate` loads this module
+# for the model only and never pays for it (docs/performance.md).
 
 
 class ConnectionBudget:
@@ -45,6 +47,8 @@ class ConnectionBudget:
         self.previous: object | None = previous
         """The version being replaced: only it may drain into this budget."""
         self.lifted = False
+        import asyncio
+
         self._changed = asyncio.Event()
         self._on_lift: list[Callable[[ConnectionBudget], None]] = []
         self._on_give: list[Callable[[], None]] = []
@@ -106,6 +110,8 @@ class ConnectionBudget:
             callback(self)
 
     def _notify(self) -> None:
+        import asyncio
+
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 

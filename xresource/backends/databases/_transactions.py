@@ -18,19 +18,27 @@ their own driver's words.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from xresource.errors import XResourceError
 
+# asyncio and logging are imported inside the functions that use them: `xresource validate`
+# loads this module for the model only and never pays for them (docs/performance.md).
+
 if TYPE_CHECKING:
+    import logging
+
     from xresource.backends.databases._base import DatabaseResource
 
-logger = logging.getLogger("xresource.databases")
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("xresource.databases")
+
 
 IsolationLevel = Literal["read_uncommitted", "read_committed", "repeatable_read", "serializable"]
 ISOLATION_LEVELS: tuple[IsolationLevel, ...] = get_args(IsolationLevel)
@@ -124,6 +132,8 @@ async def _roll_back(
     resource: DatabaseResource, conn: Any, handle: Any, rollback: Step, discard: Callable[[Any], None]
 ) -> None:
     """Roll back within ``close_timeout``; when that fails, discard the connection instead."""
+    import asyncio
+
     try:
         async with asyncio.timeout(resource.close_timeout):
             await rollback(handle)
@@ -132,7 +142,7 @@ async def _roll_back(
         raise
     except Exception as exc:  # noqa: BLE001 - reported, and the connection is closed instead
         discard(conn)
-        logger.warning(
+        _logger().warning(
             "%s: rollback failed (%s); the connection was closed instead, so the server rolls back",
             resource.label,
             resource.scrub(str(exc).strip() or type(exc).__name__),

@@ -21,7 +21,6 @@ with :meth:`FileResource.data_error`, for malformed content.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import codecs
 import contextlib
@@ -39,6 +38,11 @@ from pydantic import ValidationInfo, field_validator
 
 from xresource.errors import XResourceConnectionError, XResourceDataError, XResourceError
 from xresource.resource import XResource
+
+# asyncio is imported inside the functions that use it: `xresource validate` loads this module
+# for the model only and never pays for asyncio (docs/performance.md).
+if TYPE_CHECKING:
+    import asyncio
 
 Row = dict[str, Any]
 Chunks = Generator[list[Any], None, None]
@@ -134,6 +138,8 @@ class FileResource(XResource):
         """Read the whole file (rows for tabular formats, the document otherwise)."""
         self.require_ready()
         async with self.translate_errors("read"):
+            import asyncio
+
             return await asyncio.to_thread(self._read_sync)
 
     def read_stream(self, chunk_size: int = 1000) -> AsyncIterator[list[Any]]:
@@ -165,6 +171,8 @@ class FileResource(XResource):
             raise NotImplementedError(f"{self.label}: write is not supported")
         self.require_ready()
         async with self.translate_errors("write"):
+            import asyncio
+
             await asyncio.to_thread(self._write_sync, data)
 
     # ---- for backends (run in a worker thread) --------------------------------------------
@@ -291,6 +299,8 @@ async def iterate_in_thread(source: Chunks) -> AsyncGenerator[list[Any], None]:
     def close() -> None:
         with lock:
             source.close()
+
+    import asyncio
 
     pending: asyncio.Future[list[list[Any]]] | None = None
     try:

@@ -16,7 +16,6 @@ it replaces the file, so a write never leaves data that its schema rejects.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -30,6 +29,9 @@ from xresource._optional import require
 from xresource.backends.files import _jsonlines as jsonlines
 from xresource.backends.files._base import Chunks, FileRuntime, TextFileResource, resolve_against_base
 from xresource.errors import XResourceConnectionError, XResourceDataError
+
+# asyncio is imported inside the functions that use it: `xresource validate` loads this module
+# for the model only and never pays for asyncio (docs/performance.md).
 
 if TYPE_CHECKING:
     from xresource.backends.files.arrow import FrameLibrary
@@ -87,6 +89,8 @@ class JsonResource(TextFileResource):
         if self.json_schema is None:
             return JsonRuntime(None, None)
         # Importing jsonschema and reading a schema file are slow enough to keep off the loop.
+        import asyncio
+
         return await asyncio.to_thread(self._build_validator)
 
     def _validator(self) -> Any:
