@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from benchmarks._report import Row, print_rows
 from tests.support.services import free_port, wait_port
 
+TARGET = 0.97  # issue 15: at the raw session's speed
 DOCUMENT = {"id": 42, "name": "widget", "tags": ["a", "b"], "price": 9.5}
 
 
@@ -103,8 +104,8 @@ def run(quick: bool = False) -> list[Row]:
                     baseline=baseline,
                     ratio=ratio,
                     unit="req/s",
-                    target=">= 0.9x",
-                    ok=ratio >= 0.9,
+                    target=f">= {TARGET}x",
+                    ok=ratio >= TARGET,
                     note=(
                         f"medians of {rounds} alternating rounds of {requests} requests; "
                         "ratio: median of the per-round ratios; baseline: raw aiohttp session"

@@ -16,7 +16,7 @@ work (publish, receive loop, ``json.loads``, call the handler):
 
 Both sides stay connected for the whole run and alternate in runs of 500
 messages (20 pairs, the order swapped in every pair); the ratio is resource
-rate / raw rate, the median over the pairs (target >= 0.9x). The machine is
+rate / raw rate, the median over the pairs (target >= 0.9x; Kafka >= 0.97x). The machine is
 shared (the brokers run on it too), so its speed drifts; back-to-back pairs and
 the median keep that drift out of the ratio. The note gives the spread, the
 ratio of the totals and the ratio of client CPU time.
@@ -42,6 +42,7 @@ from benchmarks._report import Row, print_rows
 from tests.support.services import port_open
 
 TARGET = 0.9
+KAFKA_TARGET = 0.97  # issue 15: Kafka at the raw driver's speed
 HOST = "127.0.0.1"
 RABBIT_PASSWORD_ENV = "XR_BENCH_RABBIT_PASSWORD"
 KAFKA_CONSUMER = {"fetch_max_wait_ms": 10}
@@ -297,7 +298,7 @@ class KafkaResource(Side):
 # ---- driver -------------------------------------------------------------------------------------
 
 
-async def _compare(name: str, raw: Side, ours: Side, total: int, chunk: int) -> Row:
+async def _compare(name: str, raw: Side, ours: Side, total: int, chunk: int, target: float = TARGET) -> Row:
     """``total`` messages per side in alternating runs of ``chunk``; the ratio is the median over pairs."""
     await raw.open()
     await ours.open()
@@ -326,8 +327,8 @@ async def _compare(name: str, raw: Side, ours: Side, total: int, chunk: int) -> 
         baseline=total / raw_time,
         ratio=ratio,
         unit="msg/s",
-        target=f">= {TARGET}x",
-        ok=ratio >= TARGET,
+        target=f">= {target}x",
+        ok=ratio >= target,
         note=(
             f"median of {len(pairs)} pairs of {chunk:,} "
             f"(spread {min(ratios):.2f}-{max(ratios):.2f}, totals {raw_time / ours_time:.3f}); "
@@ -367,7 +368,9 @@ async def _run(quick: bool) -> list[Row]:
     try:
         servers = f"{HOST}:{server.port}"
         rows.append(
-            await _compare("kafka produce+consume", KafkaRaw(servers), KafkaResource(servers), total, chunk)
+            await _compare(
+                "kafka produce+consume", KafkaRaw(servers), KafkaResource(servers), total, chunk, KAFKA_TARGET
+            )
         )
         rows.extend(await _handover.rows(servers))
     finally:
