@@ -28,11 +28,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr
 
-from xresource import safe_files, secrets
+from xresource import secrets
 from xresource.errors import (
     XResourceConnectionError,
     XResourceError,
@@ -42,8 +42,9 @@ from xresource.errors import (
 from xresource.lifecycle import Live as Live  # re-exported: backends and the registry import these here
 from xresource.lifecycle import ManifestOrigin as ManifestOrigin
 from xresource.lifecycle import State as State
+from xresource.manifest_files import ManifestFiles
 from xresource.prototype import ResourceMetadata, XObjPrototype
-from xresource.safe_files import FilePolicy, RefusedFileError
+from xresource.safe_files import FilePolicy
 
 # asyncio and logging are imported inside the functions that use them: `xresource validate`
 # loads this module for the model only and never pays for them (docs/performance.md).
@@ -61,7 +62,7 @@ def _log() -> logging.Logger:
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 
 
-class XResource(XObjPrototype):
+class XResource(XObjPrototype, ManifestFiles):
     """Base of every resource type.
 
     Subclasses declare ``type: Literal["<name>"]`` and their own fields, and
@@ -395,43 +396,6 @@ class XResource(XObjPrototype):
     def bind_file_policy(self, policy: FilePolicy) -> None:
         """Set the allowed roots and secret size cap (the loader binds ``[registry]`` settings)."""
         self._file_policy = policy
-
-    def open_checked(self, path: Path | str, what: str) -> BinaryIO:
-        """Open a file this manifest names (field ``what``) for reading, checked at this open.
-
-        Only a regular file within the allowed roots is opened (see ``xresource.safe_files``);
-        otherwise ``RefusedFileError`` (an ``OSError``, translated like any unreadable file)
-        names the field, the path and the reason.
-        """
-        try:
-            return safe_files.open_checked(path, self._file_policy)
-        except RefusedFileError as exc:
-            raise RefusedFileError(exc.path, exc.reason, what) from None
-
-    def read_checked(self, path: Path | str, what: str) -> bytes:
-        """The whole of a small file this manifest names (a schema, a CA bundle), checked as above."""
-        try:
-            return safe_files.read_checked(path, self._file_policy, safe_files.DEFAULT_MAX_SMALL_FILE_BYTES)
-        except RefusedFileError as exc:
-            raise RefusedFileError(exc.path, exc.reason, what) from None
-
-    def read_ca_file(self, ca_file: str | None) -> str | bytes | None:
-        """``ca_file`` read through the checked open, as ``SSLContext(cadata=...)`` takes it.
-
-        References are resolved; a relative path is relative to the manifest's folder.
-        """
-        if not ca_file:
-            return None
-        path = Path(self.resolve(ca_file)).expanduser()
-        if not path.is_absolute() and self.manifest_path is not None:
-            path = self.manifest_path.parent / path
-        return safe_files.ca_data(self.read_checked(path, "ca_file"))
-
-    def check_within_roots(self, path: Path | str, what: str) -> None:
-        """Refuse a path outside the allowed roots (for writes, and drivers that open paths themselves)."""
-        why = self._file_policy.outside_roots(path)
-        if why is not None:
-            raise RefusedFileError(path, why, what)
 
     def remember_secrets(self, *values: str) -> None:
         """Also scrub these values (encodings of a resolved secret, say) from messages."""

@@ -28,7 +28,7 @@ def longest_delay(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
         asked.append((low, high))
         return high
 
-    monkeypatch.setattr("xresource.registry.registry.random.uniform", top)
+    monkeypatch.setattr("xresource.registry.triggers.random.uniform", top)
     return asked
 
 

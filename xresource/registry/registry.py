@@ -23,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +40,7 @@ from xresource.errors import (
 from xresource.registry.apply import Applier
 from xresource.registry.audit import Audit
 from xresource.registry.collector import CollectorPause
-from xresource.registry.diff import Desired, Version, diff
+from xresource.registry.diff import Desired, diff
 from xresource.registry.entry import Entry, ReadyMap
 from xresource.registry.events import EventHub, EventStream, ReloadEvent, ReloadResult
 from xresource.registry.overrides import ForTests, Overrides
@@ -52,7 +50,8 @@ from xresource.registry.selection import select
 from xresource.registry.sources import FolderSource, ManifestSource
 from xresource.registry.status import ResourceStatus, overridden_status, status_of
 from xresource.registry.supervisor import Supervisor
-from xresource.registry.watcher import FolderWatcher, watch_folders
+from xresource.registry.triggers import ReloadTriggers
+from xresource.registry.watcher import FolderWatcher
 from xresource.resource import State, XResource
 from xresource.settings import Settings, load_settings
 
@@ -63,7 +62,7 @@ _SETTLE_WAIT_FACTOR = 10
 """A reload waits for files being written up to this many settle windows (at least a second)."""
 
 
-class Registry(ForTests):
+class Registry(ReloadTriggers, ForTests):
     """A live registry of the resources defined under ``path``.
 
     ``path`` is a folder, or an ordered list of folders: the first is the base, each later
@@ -428,62 +427,3 @@ class Registry(ForTests):
             if entry.state is not _READY:
                 raise entry.not_ready_error()
             return entry
-
-    # ---- watching -------------------------------------------------------------------------
-
-    def _watch_folders(self, snapshot: Snapshot, running: Iterable[Version]) -> list[Path]:
-        return watch_folders(self.path, snapshot.secret_files, running, self._source.watch_roots())
-
-    def _start_watcher(self, folders: list[Path]) -> None:
-        cfg = self.settings.registry
-        self._watcher = FolderWatcher(
-            folders,
-            self._on_watch_event,
-            debounce_ms=cfg.watch_debounce_ms,
-            step_ms=cfg.watch_step_ms,
-            rescan_interval=cfg.rescan_interval,
-            tasks=self._supervisor.tasks,
-        )
-        self._watcher.start()
-
-    def _rewatch_if_needed(self, folders: list[Path]) -> None:
-        assert self._watcher is not None
-        if folders != self._watcher.folders:
-            old = self._watcher
-            self._start_watcher(folders)
-            self._supervisor.spawn(old.stop(), name="xresource-watcher-stop")
-
-    async def _on_watch_event(self, reason: str, paths: frozenset[str] | None) -> None:
-        jitter = self.settings.registry.reload_jitter
-        if jitter > 0 and self._started:
-            # Replicas that watch the same files would all reload at the same instant (and
-            # reconnect to the same servers): each waits its own random share of the jitter.
-            # This runs on the watcher's task, which stop() cancels; reload() never waits here.
-            await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading, not secrecy
-        if self._started:
-            try:
-                # An event says which files changed; the safety-net rescan reads every file.
-                result = await self._reload(reason, paths)
-            except XResourceStateError:
-                return  # stopped while this event waited for the reload lock
-            if result.changed or result.problems:
-                log.info("reload after %s: %s", reason, result.outcome)
-
-    def install_signal_handlers(self) -> None:
-        """Reload on SIGHUP (for ``xresource serve`` and services that want it)."""
-        loop = asyncio.get_running_loop()
-
-        def on_sighup() -> None:
-            if self._started:
-                self._supervisor.spawn(self._reload_on_signal(), name="xresource-sighup")
-
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
-
-    async def _reload_on_signal(self) -> None:
-        try:
-            result = await self._reload("SIGHUP")
-        except XResourceStateError:
-            return  # stopped meanwhile
-        except Exception:  # noqa: BLE001 - recorded and logged by _reload
-            return
-        log.info("reload after SIGHUP: %s", result.outcome)
