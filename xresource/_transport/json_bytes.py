@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 _SPACE = " \t\n\r"  # JSON's whitespace (str.isspace would accept more)
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+# The decoder's C scanner is an instance attribute that the type stubs do not declare.
+_SCAN = cast("Callable[[str, int], tuple[Any, int]]", vars(json.JSONDecoder())["scan_once"])
 
 
 def loads(raw: bytes) -> Any:

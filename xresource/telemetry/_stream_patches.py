@@ -22,6 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from xresource.resource import XResource
 from xresource.telemetry._state import STATE, failed
 from xresource.telemetry.streams import consuming, publishing
 
@@ -125,9 +126,9 @@ def _offer(original: Callable[[Pipeline, Message], bool]) -> Callable[[Pipeline,
         if not (self.open and self.regs.fast and not self.dispatching and self.queue.empty()):
             return False
         owner = self.owner()
-        if owner is None or STATE.tracer is None:
+        if not isinstance(owner, XResource) or STATE.tracer is None:
             return original(self, message)
-        with consuming(owner, message.channel, message.meta.get("headers")):  # type: ignore[arg-type]
+        with consuming(owner, message.channel, message.meta.get("headers")):
             return original(self, message)
 
     return offer
@@ -139,10 +140,10 @@ def _dispatch(
     @functools.wraps(original)
     async def dispatch(self: Pipeline, message: Message) -> None:
         owner = self.owner()
-        if owner is None or STATE.tracer is None:
+        if not isinstance(owner, XResource) or STATE.tracer is None:
             await original(self, message)
             return
-        with consuming(owner, message.channel, message.meta.get("headers")):  # type: ignore[arg-type]
+        with consuming(owner, message.channel, message.meta.get("headers")):
             await original(self, message)
 
     return dispatch
