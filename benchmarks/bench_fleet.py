@@ -24,8 +24,9 @@ Rows per database and setting (``reload_jitter`` 0, then the fleet setting):
   over the p99 of the steady spell (target <= 2x); the note gives the failed queries
   (target 0).
 
-Run: ``.venv/bin/python -m benchmarks.bench_fleet [--quick] [postgresql] [mysql] [mongodb]``
-(``--quick``: the fleet setting only).
+Run: ``.venv/bin/python -m benchmarks.bench_fleet [--quick] [--workers=N] [postgresql] [mysql] [mongodb]``
+(``--quick``: the fleet setting only; ``--workers=N``: N query workers per replica instead of
+4, to tell the reload's own cost from the load's: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ async def _sample(count: Counter, into: list[tuple[float, int]], stop: asyncio.E
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
 
 
-async def _scenario(target: Target, jitter: float) -> tuple[Row, Row]:
+async def _scenario(target: Target, jitter: float, workers: int = WORKERS) -> tuple[Row, Row]:
     with tempfile.TemporaryDirectory(prefix="xr-fleet-") as tmp:
         folder = Path(tmp) / "resources.d"
         folder.mkdir()
@@ -149,7 +150,7 @@ async def _scenario(target: Target, jitter: float) -> tuple[Row, Row]:
                 str(folder),
                 str(settings),
                 target.kind,
-                str(WORKERS),
+                str(workers),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 cwd=ROOT,
@@ -207,6 +208,8 @@ async def _scenario(target: Target, jitter: float) -> tuple[Row, Row]:
     failed = sum(r["failed"] for r in results)
     problems = sorted({p for r in replicas for p in r.problems} | {f for r in results for f in r["failures"]})
     label = f"{target.kind}: fleet of {REPLICAS}, pool {POOL_BEFORE}->{POOL_AFTER}, jitter {jitter:g}s"
+    if workers != WORKERS:
+        label += f", {workers} worker(s) each"
     setting = "" if "reload_surge" in RegistrySettings.model_fields else " (no reload_surge in this version)"
     connections = Row(
         figure=f"{label}, peak connections",
@@ -337,7 +340,7 @@ def _skipped(kind: str, why: str) -> Row:
     return Row(f"{kind}: fleet reload skipped", 0.0, None, None, "", f"<= {PEAK_TARGET}x", None, note=why)
 
 
-async def _all(quick: bool, only: set[str] | None = None) -> list[Row]:
+async def _all(quick: bool, only: set[str] | None = None, workers: int = WORKERS) -> list[Row]:
     jitters = [FLEET_JITTER] if quick else [0.0, FLEET_JITTER]
     rows: list[Row] = []
     for kind, target in (("postgresql", _postgresql), ("mysql", _mysql), ("mongodb", _mongodb)):
@@ -349,16 +352,19 @@ async def _all(quick: bool, only: set[str] | None = None) -> list[Row]:
                 continue
             for jitter in jitters:
                 print(f"   {kind}, jitter {jitter:g}s", file=sys.stderr, flush=True)
-                rows.extend(await _scenario(found, jitter))
+                rows.extend(await _scenario(found, jitter, workers))
     return rows
 
 
-def run(quick: bool = False, only: set[str] | None = None) -> list[Row]:
-    return asyncio.run(_all(quick, only))
+def run(quick: bool = False, only: set[str] | None = None, workers: int = WORKERS) -> list[Row]:
+    return asyncio.run(_all(quick, only, workers))
 
 
 if __name__ == "__main__":
     started = time.perf_counter()
     kinds = {a for a in sys.argv[1:] if not a.startswith("-")}
-    print_rows(run(quick="--quick" in sys.argv, only=kinds or None))
+    counts = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--workers=")]
+    print_rows(
+        run(quick="--quick" in sys.argv, only=kinds or None, workers=counts[-1] if counts else WORKERS)
+    )
     print(f"\n{time.perf_counter() - started:.1f} s", file=sys.stderr)
