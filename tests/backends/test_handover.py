@@ -33,7 +33,13 @@ class Server:
 
     kind: str
     manifest: Callable[[int, int], str]
-    count: Callable[[], Awaitable[int]]
+    ids: Callable[[], Awaitable[set[int]]]
+    """The server's ids of the resource's connections (backend PIDs, MariaDB thread ids)."""
+    new_arguments: str
+    """A manifest line that changes the arguments the driver connects with."""
+
+    async def count(self) -> int:
+        return len(await self.ids())
 
 
 @pytest.fixture(params=["postgresql", "mysql"])
@@ -45,9 +51,9 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
         app = f"xrho-{uuid.uuid4().hex[:10]}"
         monitor = await asyncpg.connect(PG_URL)
 
-        async def pg_count() -> int:
-            sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
-            return int(await monitor.fetchval(sql, app))
+        async def pg_ids() -> set[int]:
+            rows = await monitor.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
+            return {int(r["pid"]) for r in rows}
 
         def pg_manifest(low: int, high: int) -> str:
             return (
@@ -56,7 +62,7 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
             )
 
         try:
-            yield Server("postgresql", pg_manifest, pg_count)
+            yield Server("postgresql", pg_manifest, pg_ids, "command_timeout: 17\n")
         finally:
             await monitor.close()
         return
@@ -69,11 +75,11 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
     async with conn.cursor() as cur:
         await cur.execute(f"CREATE DATABASE {db}")
 
-    async def my_count() -> int:
+    async def my_ids() -> set[int]:
         async with conn.cursor() as cur:
-            await cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE db = %s", (db,))
-            row = await cur.fetchone()
-        return int(row[0])
+            await cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s", (db,))
+            rows = await cur.fetchall()
+        return {int(row[0]) for row in rows}
 
     def my_manifest(low: int, high: int) -> str:
         return (
@@ -82,7 +88,7 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
         )
 
     try:
-        yield Server("mysql", my_manifest, my_count)
+        yield Server("mysql", my_manifest, my_ids, "autocommit: false\n")
     finally:
         async with conn.cursor() as cur:
             await cur.execute(f"DROP DATABASE {db}")
@@ -198,6 +204,84 @@ async def test_a_pool_moving_to_another_server_address_opens_in_full(server: Ser
         assert registry.get("db").get_pool_stats()["size"] == 3
 
 
+# ---- a change that keeps the connection arguments moves the connections over ------------------
+
+
+async def test_a_pool_resize_under_load_moves_the_old_connections_to_the_new_pool(
+    server: Server, tmp_path: Path
+) -> None:
+    (tmp_path / "db.yaml").write_text(server.manifest(3, 3))
+    async with Registry(tmp_path, settings=_settings(close_grace=0.3)) as registry:
+        await eventually(lambda: _is(server.count, 3), what="3 connections at start")
+        before = await server.ids()
+        load = Load(registry, workers=6)
+        await eventually(lambda: load.done > 50, what="load running")
+        peak = Peak(server.count)
+        (tmp_path / "db.yaml").write_text(server.manifest(4, 4))
+        assert (await registry.reload()).replaced == ["db"]
+        await registry.wait_closed()
+        await eventually(lambda: load.done > 200, what="load goes on after the reload")
+        await load.stop()
+        most = await peak.stop()
+        assert load.failures == []
+        assert most <= 4, f"{most} connections during the reload"
+        await eventually(lambda: _is(server.count, 4), what="4 server connections after the reload")
+        after = await server.ids()
+        # The new version proved itself on one connection of its own and took the old
+        # version's three over: one connection opened on the server, none closed.
+        assert before <= after, f"closed {sorted(before - after)}"
+        assert len(after - before) == 1
+
+
+async def test_a_pool_that_shrinks_keeps_what_it_needs_and_closes_the_rest(
+    server: Server, tmp_path: Path
+) -> None:
+    (tmp_path / "db.yaml").write_text(server.manifest(4, 4))
+    async with Registry(tmp_path, settings=_settings(close_grace=0.1)) as registry:
+        await eventually(lambda: _is(server.count, 4), what="4 connections at start")
+        before = await server.ids()
+        (tmp_path / "db.yaml").write_text(server.manifest(2, 2))
+        await registry.reload()
+        await registry.wait_closed()
+        new = registry.get("db")
+        assert await _query(new) == 1
+        await eventually(lambda: _is(server.count, 2), what="2 server connections after the reload")
+        assert len(await server.ids() & before) == 1  # one moved over beside the new version's own
+        assert new.get_pool_stats()["size"] == 2
+
+
+async def test_code_that_kept_the_old_version_is_served_after_its_connections_moved_over(
+    server: Server, tmp_path: Path
+) -> None:
+    """A pool that grows leaves no token spare: the old version borrows one of the new one's back."""
+    (tmp_path / "db.yaml").write_text(server.manifest(2, 2))
+    async with Registry(tmp_path, settings=_settings(close_grace=4)) as registry:
+        old = registry.get("db")
+        await eventually(lambda: _is(server.count, 2), what="2 connections at start")
+        (tmp_path / "db.yaml").write_text(server.manifest(3, 3))
+        await registry.reload()
+        new = registry.get("db")
+        await eventually(lambda: _open(old) == 0, what="the old version's connections moved over")
+        await eventually(lambda: new.get_pool_stats()["size"] == 3, what="the new pool at its size")
+        assert await asyncio.wait_for(_query(old), 5) == 1
+        assert await _query(new) == 1
+        assert await server.count() <= 3
+
+
+async def test_a_change_of_connection_arguments_opens_new_connections(server: Server, tmp_path: Path) -> None:
+    """A connection moves over only where the driver would open it with the same arguments."""
+    (tmp_path / "db.yaml").write_text(server.manifest(2, 2))
+    async with Registry(tmp_path, settings=_settings(close_grace=0.1)) as registry:
+        await eventually(lambda: _is(server.count, 2), what="2 connections at start")
+        before = await server.ids()
+        (tmp_path / "db.yaml").write_text(server.manifest(2, 2) + server.new_arguments)
+        assert (await registry.reload()).replaced == ["db"]
+        await registry.wait_closed()
+        assert await _query(registry.get("db")) == 1
+        await eventually(lambda: _is(server.count, 2), what="2 server connections after the reload")
+        assert not await server.ids() & before
+
+
 def _open(resource: Any) -> int:
     """Connections of a version that must still be running (not closed by its retirement yet)."""
     assert resource.state.value == "ready", "the old version closed before the check: raise close_grace"
@@ -283,6 +367,10 @@ def test_the_driver_internals_the_rule_relies_on_are_still_there() -> None:
     assert {"_holders", "_minsize", "_schedule_min_size_maintenance"} <= set(asyncpg.Pool.__slots__) | set(
         dir(asyncpg.Pool)
     )
+    # Adoption moves an idle connection out of its holder (_pg_pool._detach_idle).
+    holder = asyncpg.pool.PoolConnectionHolder
+    assert {"_con", "_maybe_cancel_inactive_callback", "is_idle"} <= set(holder.__slots__) | set(dir(holder))
+    assert "_pool_holder" in asyncpg.connection.Connection.__slots__
     assert "connect" in asyncpg.create_pool.__code__.co_varnames
     assert hasattr(aiomysql.Pool, "clear")
     assert "_minsize" in aiomysql.Pool.__init__.__code__.co_names

@@ -14,6 +14,9 @@ surge rule"):
 - every connection either version closes is a token the new version may spend to
   open one; so the two together never hold more than the old one held plus the
   surge;
+- where the driver allows it and the two versions open connections with the same
+  arguments, the new version adopts the old one's idle connections instead
+  (``_pg_pool``): a move, which costs no token;
 - when the old version has closed, the budget is lifted: the new pool grows to
   its own size and keeps its ``min_pool_size`` floor.
 
@@ -40,13 +43,15 @@ class ConnectionBudget:
     is none), closing one gives one back. :meth:`lift` ends the limit for good.
     """
 
-    __slots__ = ("_changed", "_on_give", "_on_lift", "_tokens", "lifted", "previous")
+    __slots__ = ("_changed", "_on_give", "_on_lift", "_tokens", "lifted", "previous", "taker")
 
     def __init__(self, surge: int, previous: object) -> None:
         self._tokens = surge
         self.previous: object | None = previous
         """The version being replaced: only it may drain into this budget."""
         self.lifted = False
+        self.taker: object | None = None
+        """The new version's runtime, once it has connected (it may adopt the old one's connections)."""
         import asyncio
 
         self._changed = asyncio.Event()
@@ -79,6 +84,13 @@ class ConnectionBudget:
             for callback in self._on_give:
                 callback()
 
+    def offer(self) -> None:
+        """The old version has idle connections to hand over: the new one looks (``on_give``)."""
+        if not self.lifted:
+            self._notify()
+            for callback in self._on_give:
+                callback()
+
     async def changed(self) -> None:
         """Wait for the next :meth:`give`, :meth:`notify` or :meth:`lift`."""
         await self._changed.wait()
@@ -102,7 +114,7 @@ class ConnectionBudget:
         if self.lifted:
             return
         self.lifted = True
-        self.previous = None
+        self.previous = self.taker = None
         self._notify()
         callbacks, self._on_lift = self._on_lift, []
         self._on_give = []

@@ -21,6 +21,7 @@ from xresource.backends.databases._mysql_connection import MySqlConnection, mysq
 from xresource.backends.databases._mysql_errors import error_class, error_table, server_code
 from xresource.backends.databases._mysql_pool import (
     MySqlRuntime,
+    offer_idle,
     raw,
     set_floor,
     shed_idle,
@@ -243,7 +244,8 @@ class MySQLResource(DatabaseResource):
 
     async def _shed_idle(self, rt: PoolRuntime) -> None:
         pool = raw(rt.pool)
-        closed = await shed_idle(pool, self._waiters(pool.size - pool.freesize))
+        handed = offer_idle(rt) if isinstance(rt, MySqlRuntime) else 0  # the successor moves them over
+        closed = await shed_idle(pool, self._waiters(pool.size - pool.freesize), keep=handed)
         if closed and rt.budget is not None:
             rt.budget.give(closed)
 

@@ -23,8 +23,10 @@ from xresource.backends.databases._handover import Gate
 from xresource.backends.databases._pg_errors import error_table
 from xresource.backends.databases._pg_pool import (
     GatedPool,
+    PgRuntime,
     grower,
     keeps_floor,
+    offer_idle,
     open_connection,
     set_floor,
     shed_idle,
@@ -180,7 +182,7 @@ class PostgresResource(DatabaseResource):
 
         # Every connection opens through our hook, which counts it while this version
         # replaces or is replaced by another (the surge rule, see _handover).
-        rt = PoolRuntime(None)
+        rt = PgRuntime()
         counts = keeps_floor(asyncpg.Pool)
         kwargs["connect"] = functools.partial(open_connection, rt, counts, asyncpg.connect)
         budget = rt.budget = self._claim_budget()
@@ -189,6 +191,8 @@ class PostgresResource(DatabaseResource):
             opened = max(1, min(self.min_pool_size, budget.tokens))
             for _ in range(opened):
                 budget.try_take()
+            rt.paid = opened
+            budget.taker = rt
             kwargs["min_size"] = opened
             rt.gate = Gate(budget, 0 if counts else opened)
         async with self._connect_deadline():
@@ -201,7 +205,7 @@ class PostgresResource(DatabaseResource):
         rt.pool = pool
         if budget is not None and rt.gate is not None:
             rt.pool = GatedPool(pool, rt.gate)
-            grow = grower(pool, rt.gate, budget, self.max_pool_size, counts)
+            grow = grower(rt, pool, rt.gate, budget, self.max_pool_size, counts)
             budget.on_give(lambda: None if rt.shed is not None else grow())  # not once it drains itself
             grow()
 
@@ -227,7 +231,8 @@ class PostgresResource(DatabaseResource):
             pool = pool.pool
         idle = pool.get_idle_size()
         if idle:
-            shed_idle(pool, keep=self._waiters(pool.get_size() - idle))
+            handed = offer_idle(rt) if isinstance(rt, PgRuntime) else 0
+            shed_idle(pool, keep=self._waiters(pool.get_size() - idle) + handed)
 
     def _stop_refilling(self, rt: PoolRuntime) -> None:
         set_floor(rt.pool.pool if isinstance(rt.pool, GatedPool) else rt.pool, 0)
