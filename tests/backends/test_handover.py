@@ -265,7 +265,8 @@ async def test_code_that_kept_the_old_version_is_served_after_its_connections_mo
         await eventually(lambda: new.get_pool_stats()["size"] == 3, what="the new pool at its size")
         assert await asyncio.wait_for(_query(old), 5) == 1
         assert await _query(new) == 1
-        assert await server.count() <= 3
+        await eventually(lambda: new.get_pool_stats()["size"] == 3, what="the borrowed connection back")
+        await eventually(lambda: _is(server.count, 3), what="3 server connections")
 
 
 async def test_a_change_of_connection_arguments_opens_new_connections(server: Server, tmp_path: Path) -> None:

@@ -149,6 +149,9 @@ async def _borrow_or_pay(rt: PgRuntime, budget: ConnectionBudget) -> Any:
                 _move(conn, taker, rt)
                 if taker.gate is not None and taker.shed is None:
                     taker.gate.slots -= 1
+                    # One below its floor, so the connection comes back through the grower.
+                    pool = raw(taker.pool)
+                    pool._minsize = max(0, pool.get_min_size() - 1)
                 return conn
         await budget.changed()
     return None
@@ -178,14 +181,9 @@ def _detach_idle(donor: PgRuntime) -> Any:
     holder would make that operation open a connection, which a draining version
     may only do with a token.
     """
-    pool = donor.pool.pool if isinstance(donor.pool, GatedPool) else donor.pool
-    if pool is None or pool.is_closing():
+    if not _spare_idle(donor):
         return None
-    idle = pool.get_idle_size()
-    waiting = donor.inflight - (pool.get_size() - idle)
-    if idle <= waiting:
-        return None
-    for holder in reversed(getattr(pool, "_holders", ())):
+    for holder in reversed(getattr(raw(donor.pool), "_holders", ())):
         conn = holder._con
         if conn is not None and not conn.is_closed() and holder.is_idle():
             holder._maybe_cancel_inactive_callback()
@@ -200,9 +198,17 @@ def adoptable(rt: PgRuntime, budget: ConnectionBudget) -> int:
     donor = _donor(rt, budget)
     if donor is None or donor.shed is None:
         return 0
-    pool = donor.pool.pool if isinstance(donor.pool, GatedPool) else donor.pool
-    idle: int = pool.get_idle_size()
-    return max(0, idle - max(0, donor.inflight - (int(pool.get_size()) - idle)))
+    return _spare_idle(donor)
+
+
+def _spare_idle(rt: PgRuntime) -> int:
+    """Idle connections of ``rt``'s pool that none of its waiting operations will take."""
+    pool = raw(rt.pool)
+    if pool is None or pool.is_closing():
+        return 0
+    idle = int(pool.get_idle_size())
+    waiting = rt.inflight - (int(pool.get_size()) - idle)
+    return max(0, idle - max(0, waiting))
 
 
 class GatedPool:
@@ -253,6 +259,11 @@ class GatedPool:
             await self.pool.release(conn, timeout=timeout)
         finally:
             self.gate.leave()
+
+
+def raw(pool: Any) -> Any:
+    """The asyncpg pool behind a :class:`GatedPool` (or the pool itself)."""
+    return pool.pool if isinstance(pool, GatedPool) else pool
 
 
 def grower(

@@ -28,6 +28,7 @@ from xresource.backends.databases._pg_pool import (
     keeps_floor,
     offer_idle,
     open_connection,
+    raw,
     set_floor,
     shed_idle,
 )
@@ -226,16 +227,14 @@ class PostgresResource(DatabaseResource):
                 self._lift(rt)
 
     async def _shed_idle(self, rt: PoolRuntime) -> None:
-        pool = rt.pool
-        if isinstance(pool, GatedPool):
-            pool = pool.pool
+        pool = raw(rt.pool)
         idle = pool.get_idle_size()
         if idle:
             handed = offer_idle(rt) if isinstance(rt, PgRuntime) else 0
             shed_idle(pool, keep=self._waiters(pool.get_size() - idle) + handed)
 
     def _stop_refilling(self, rt: PoolRuntime) -> None:
-        set_floor(rt.pool.pool if isinstance(rt.pool, GatedPool) else rt.pool, 0)
+        set_floor(raw(rt.pool), 0)
 
     async def _validate_connection(self) -> bool:
         rt = self._rt
