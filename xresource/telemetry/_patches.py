@@ -21,11 +21,11 @@ from xresource.telemetry._state import STATE, failed, quiet, resource_attributes
 from xresource.telemetry._stream_patches import patch_streams
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
+    from contextlib import AbstractAsyncContextManager, AbstractContextManager
     from contextvars import Token
 
     from opentelemetry.context import Context
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import Span, SpanKind, Tracer
 
     from xresource.resource import XResource
 
@@ -80,6 +80,15 @@ def _wrap(cls: type, name: str, make: Callable[[Any], Any]) -> None:
 # Spans record no exception events (a driver's message may quote anything): ``failed`` records what is safe.
 
 
+def _client_span(
+    found: Tracer, kind: SpanKind, name: str, attributes: dict[str, Any]
+) -> AbstractContextManager[Span]:
+    """A client span, current while open; errors are recorded by ``failed`` (with our class)."""
+    return found.start_as_current_span(
+        name, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
+    )
+
+
 def _quiet(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(original)
     async def untraced(self: XResource) -> Any:
@@ -101,13 +110,7 @@ def _query(original: Callable[..., Awaitable[Any]], operation: str) -> Callable[
         text = statement(self, query)
         if text is not None:
             attributes["db.query.text"] = text
-        with found.start_as_current_span(
-            f"{operation} {self.name}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with _client_span(found, SpanKind.CLIENT, f"{operation} {self.name}", attributes) as span:
             try:
                 return await original(self, query, *args, **kwargs)
             except BaseException as exc:
@@ -126,13 +129,7 @@ def _operation(original: Callable[..., Awaitable[Any]], operation: str) -> Calla
         if found is None:
             return await original(self, *args, **kwargs)
         attributes = {**resource_attributes(self), "xresource.operation": operation}
-        with found.start_as_current_span(
-            f"{operation} {self.name}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with _client_span(found, SpanKind.CLIENT, f"{operation} {self.name}", attributes) as span:
             try:
                 return await original(self, *args, **kwargs)
             except BaseException as exc:
@@ -226,13 +223,7 @@ def _http(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
         if found is None:
             return await original(self, rt, method, path, params, json, data, headers, timeout, retries)
         attributes = {**resource_attributes(self), "http.request.method": method}
-        with found.start_as_current_span(
-            f"{method} {self.name}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with _client_span(found, SpanKind.CLIENT, f"{method} {self.name}", attributes) as span:
             headers = dict(headers or {})
             propagate.inject(headers)  # the W3C traceparent of this span (the global propagator)
             try:

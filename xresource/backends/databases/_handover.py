@@ -163,6 +163,27 @@ class Gate:
         self.budget.notify()
 
 
+class GatedPoolBase:
+    """A driver pool whose checkouts pass a :class:`Gate`; everything else is the pool's own.
+
+    Each backend's subclass gates its driver's checkout methods (``_pg_pool``, ``_mysql_pool``).
+    """
+
+    __slots__ = ("gate", "pool")
+
+    def __init__(self, pool: Any, gate: Gate) -> None:
+        self.pool = pool
+        self.gate = gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+
+def raw(pool: Any) -> Any:
+    """The driver's pool behind a gated one (or the pool itself)."""
+    return pool.pool if isinstance(pool, GatedPoolBase) else pool
+
+
 def budget_for(successor: Any, previous: object) -> ConnectionBudget | None:
     """The budget ``successor`` opened its pool under, if it replaces ``previous``."""
     rt = getattr(successor, "_rt", None)

@@ -21,24 +21,17 @@ from collections.abc import Callable
 from typing import Any
 
 from xresource.backends.databases._base import PoolRuntime
-from xresource.backends.databases._handover import ConnectionBudget, Gate
+from xresource.backends.databases._handover import ConnectionBudget, Gate, GatedPoolBase, raw
 
 log = logging.getLogger("xresource.databases")
 
 _RETRY_SECONDS = 1.0
 
 
-class GatedPool:
+class GatedPool(GatedPoolBase):
     """An aiomysql pool whose checkouts pass a :class:`Gate` (the rest is the pool's own)."""
 
-    __slots__ = ("gate", "pool")
-
-    def __init__(self, pool: Any, gate: Gate) -> None:
-        self.pool = pool
-        self.gate = gate
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.pool, name)
+    __slots__ = ()
 
     async def acquire(self) -> Any:
         await self.gate.enter()
@@ -53,10 +46,6 @@ class GatedPool:
             return self.pool.release(conn)
         finally:
             self.gate.leave()
-
-
-def raw(pool: Any) -> Any:
-    return pool.pool if isinstance(pool, GatedPool) else pool
 
 
 async def grow(

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from xresource.backends.databases._base import PoolRuntime
-from xresource.backends.databases._handover import ConnectionBudget, Gate
+from xresource.backends.databases._handover import ConnectionBudget, Gate, GatedPoolBase, raw
 
 
 def keeps_floor(pool_class: type) -> bool:
@@ -211,17 +211,10 @@ def _spare_idle(rt: PgRuntime) -> int:
     return max(0, idle - max(0, waiting))
 
 
-class GatedPool:
+class GatedPool(GatedPoolBase):
     """An asyncpg pool whose operations pass a :class:`Gate` (the rest is the pool's own)."""
 
-    __slots__ = ("gate", "pool")
-
-    def __init__(self, pool: Any, gate: Gate) -> None:
-        self.pool = pool
-        self.gate = gate
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.pool, name)
+    __slots__ = ()
 
     async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
         gate = self.gate
@@ -259,11 +252,6 @@ class GatedPool:
             await self.pool.release(conn, timeout=timeout)
         finally:
             self.gate.leave()
-
-
-def raw(pool: Any) -> Any:
-    """The asyncpg pool behind a :class:`GatedPool` (or the pool itself)."""
-    return pool.pool if isinstance(pool, GatedPool) else pool
 
 
 def grower(

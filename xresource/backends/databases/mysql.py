@@ -17,12 +17,12 @@ from xresource.backends.databases._base import (
     PoolStats,
     Release,
 )
+from xresource.backends.databases._handover import raw
 from xresource.backends.databases._mysql_connection import MySqlConnection, mysql_transaction
 from xresource.backends.databases._mysql_errors import error_class, error_table, server_code
 from xresource.backends.databases._mysql_pool import (
     MySqlRuntime,
     offer_idle,
-    raw,
     set_floor,
     shed_idle,
     start_growing,

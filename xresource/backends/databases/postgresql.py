@@ -19,7 +19,7 @@ from xresource.backends.databases._base import (
     SslMode,
     classify,
 )
-from xresource.backends.databases._handover import Gate
+from xresource.backends.databases._handover import Gate, raw
 from xresource.backends.databases._pg_errors import error_table
 from xresource.backends.databases._pg_pool import (
     GatedPool,
@@ -28,7 +28,6 @@ from xresource.backends.databases._pg_pool import (
     keeps_floor,
     offer_idle,
     open_connection,
-    raw,
     set_floor,
     shed_idle,
 )
